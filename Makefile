@@ -1,0 +1,28 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+.PHONY: setup run test lint bench train kb clean
+
+setup:
+	@bash scripts/setup.sh
+
+train: setup
+	@.venv/bin/promptly train
+
+kb: setup
+	@.venv/bin/promptly kb index
+
+run: setup train kb
+	.venv/bin/promptly run
+
+test: setup
+	@bash scripts/test.sh
+
+lint: setup
+	.venv/bin/ruff check bot knowledge_base actions tests bench
+	.venv/bin/ruff format --check bot knowledge_base actions tests bench
+	.venv/bin/mypy
+
+bench: setup train
+	.venv/bin/python bench/ack_latency.py
+
+clean:
+	rm -rf var .promptly .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,24 @@
+"""Build action services from ``promptly.toml`` for a standalone rasa-sdk action server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from actions.orderbook import OrderBook
+from actions.services import Services
+from bot.handoff.tickets import TicketService
+from bot.hub import Hub
+from bot.knowledge import load_knowledge_base
+from bot.outbox import Outbox
+from bot.settings import load_settings
+from bot.store.sqlite import SQLiteStore
+
+
+async def build_services() -> Services:
+    settings = load_settings()
+    store = await SQLiteStore.open(settings.path(settings.storage.database))
+    # The gateway publishes the plan ack when Rasa returns, so no one listens to this hub.
+    tickets = TicketService(store, Outbox(store, Hub()), settings, lambda: datetime.now(UTC))
+    kb = await load_knowledge_base(settings) if settings.kb.enabled else None
+    orders = OrderBook.from_csv(settings.path(settings.kb.articles).parent / "demo_orders.csv")
+    return Services(kb=kb, tickets=tickets, orders=orders, kb_floor=settings.kb.floor)

@@ -1,0 +1,1 @@
+"""Promptly gateway: channels, durable inbox, ack policy, Rasa client, handoff."""

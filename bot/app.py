@@ -1,0 +1,138 @@
+"""The aiohttp application factory: resources in cleanup contexts, one route table."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from rasa_sdk.executor import ActionExecutor
+
+import actions
+from actions import services
+from actions.orderbook import OrderBook
+from bot import keys
+from bot.action_endpoint import ActionEndpoint
+from bot.agent_api import AgentAPI
+from bot.channels.web import WebChannel
+from bot.handoff.tickets import TicketService
+from bot.http import cors_middleware, errors_middleware
+from bot.hub import Hub
+from bot.knowledge import load_knowledge_base
+from bot.nlu import RasaClient
+from bot.outbox import Outbox
+from bot.pages import Pages
+from bot.pipeline import Pipeline
+from bot.settings import Settings
+from bot.store.sqlite import SQLiteStore
+
+logger = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[errors_middleware, cors_middleware(settings.channels.web.allowed_origins)],
+        client_max_size=settings.channels.web.max_body_bytes,
+    )
+    app[keys.SETTINGS] = settings
+    aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("bot", "templates"), autoescape=True)
+    app.cleanup_ctx.extend([_store, _http_client, _knowledge_base, _core])
+    for key, routes in (
+        (keys.WEB, WebChannel.ROUTES),
+        (keys.AGENT_API, AgentAPI.ROUTES),
+        (keys.ACTIONS, ActionEndpoint.ROUTES),
+        (keys.PAGES, Pages.ROUTES),
+    ):
+        for method, path, name in routes:
+            app.router.add_route(method, path, _delegate(key, name))
+    return app
+
+
+def _delegate(key: web.AppKey[Any], name: str) -> Handler:
+    """Route to a method of a handler object that a cleanup context creates at start."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response: web.StreamResponse = await getattr(request.app[key], name)(request)
+        return response
+
+    return handler
+
+
+async def _store(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    store = await SQLiteStore.open(settings.path(settings.storage.database))
+    app[keys.STORE] = store
+    yield
+    await store.close()
+
+
+async def _http_client(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession() as session:
+        app[keys.HTTP] = session
+        yield
+
+
+async def _knowledge_base(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    if settings.kb.enabled:
+        app[keys.KB] = await load_knowledge_base(settings)
+    yield
+
+
+async def _core(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    store = app[keys.STORE]
+    kb = app.get(keys.KB)
+    hub = Hub()
+    outbox = Outbox(store, hub)
+    tickets = TicketService(store, outbox, settings, utc_now)
+    rasa = RasaClient(
+        app[keys.HTTP],
+        settings.rasa.url,
+        timeout=settings.rasa.timeout.total_seconds(),
+        concurrency=settings.rasa.concurrency,
+        breaker_failures=settings.rasa.breaker_failures,
+        probe_interval=settings.rasa.probe_interval.total_seconds(),
+    )
+    pipeline = Pipeline(store, outbox, rasa, kb, tickets, settings, utc_now)
+    rasa.on_recovery(pipeline.resume)
+    orders = OrderBook.from_csv(settings.path(settings.kb.articles).parent / "demo_orders.csv")
+    services.configure(
+        services.Services(kb=kb, tickets=tickets, orders=orders, kb_floor=settings.kb.floor)
+    )
+    executor = ActionExecutor()
+    executor.register_package(actions)
+    agent_token = settings.agent_token.get_secret_value() if settings.agent_token else None
+    if agent_token is None:
+        agent_token = secrets.token_urlsafe(24)
+        logger.warning(
+            "PROMPTLY_AGENT_TOKEN is not set; this run's agent API token: %s", agent_token
+        )
+    action_token = settings.action_token.get_secret_value() if settings.action_token else None
+    app[keys.RASA] = rasa
+    app[keys.PIPELINE] = pipeline
+    app[keys.WEB] = WebChannel(pipeline, store, hub, settings.channels.web)
+    app[keys.AGENT_API] = AgentAPI(store, tickets, agent_token)
+    app[keys.ACTIONS] = ActionEndpoint(executor, action_token)
+    app[keys.PAGES] = Pages(store, rasa, kb)
+    watcher = asyncio.create_task(rasa.watch())
+    yield
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(pipeline.drain(), timeout=5)
+    services.configure(None)

@@ -1,0 +1,215 @@
+"""Web channel: REST + WebSocket for the embeddable widget (wire format in docs/api.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from aiohttp import WSMsgType, web
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bot.channels.base import Customer, InboundMessage
+from bot.errors import Forbidden, NotFound, RequestError, Unprocessable
+from bot.frames import frame
+from bot.http import error_body, parse_json, read_json, validate
+from bot.hub import Hub, Subscription
+from bot.pipeline import Pipeline
+from bot.settings import WebChannelSettings
+from bot.store.base import Store
+
+logger = logging.getLogger(__name__)
+NAME = "web"
+
+
+class CustomerIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str = Field(min_length=1, max_length=128)
+    name: str | None = Field(None, max_length=200)
+    email: str | None = Field(None, max_length=320)
+
+
+class MessageIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    client_message_id: str = Field(min_length=1, max_length=128)
+    text: str
+    customer: CustomerIn
+    conversation_id: str | None = Field(None, min_length=1, max_length=64)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text must not be empty")
+        return value.strip()
+
+
+class WebChannel:
+    name = NAME
+
+    def __init__(
+        self, pipeline: Pipeline, store: Store, hub: Hub, settings: WebChannelSettings
+    ) -> None:
+        self._pipeline = pipeline
+        self._store = store
+        self._hub = hub
+        self._settings = settings
+
+    ROUTES: ClassVar[list[tuple[str, str, str]]] = [
+        ("POST", "/api/web/messages", "post_message"),
+        ("GET", "/api/web/conversations/{conversation_id}/messages", "history"),
+        ("GET", "/ws", "websocket"),
+    ]
+
+    def parse(self, data: Any) -> InboundMessage:
+        """Validate a message object (the POST body or a WebSocket frame)."""
+        body = validate(MessageIn, data)
+        if len(body.text) > self._settings.max_text_chars:
+            raise Unprocessable(
+                "validation_error",
+                f"text: is longer than {self._settings.max_text_chars} characters",
+                field="text",
+            )
+        return InboundMessage(
+            channel=NAME,
+            customer=Customer(body.customer.id, body.customer.name, body.customer.email),
+            platform_message_id=body.client_message_id,
+            text=body.text,
+            received_at=datetime.now(UTC),
+            conversation_id=body.conversation_id,
+        )
+
+    async def post_message(self, request: web.Request) -> web.Response:
+        inbound = self.parse(await read_json(request, self._settings.max_body_bytes))
+        received = await self._pipeline.accept(inbound)
+        return web.json_response(
+            {
+                "conversation_id": received.conversation.id,
+                "message_id": received.message.id,
+                "duplicate": received.duplicate,
+            },
+            status=202,
+        )
+
+    async def history(self, request: web.Request) -> web.Response:
+        conversation_id = request.match_info["conversation_id"]
+        await self._authorize(conversation_id, request.query.get("customer_id"))
+        messages = await self._store.messages(conversation_id, _after(request))
+        return web.json_response(
+            {"conversation_id": conversation_id, "messages": [frame(m) for m in messages]}
+        )
+
+    async def _authorize(self, conversation_id: str, customer_external_id: str | None) -> None:
+        """The conversation id and the customer id together are the web client's credential."""
+        if not customer_external_id:
+            raise Unprocessable(
+                "validation_error", "customer_id: query parameter is required", field="customer_id"
+            )
+        conversation = await self._store.conversation(conversation_id)
+        if conversation is None or conversation.channel != NAME:
+            raise NotFound(
+                "unknown_conversation", "no conversation with that id", field="conversation_id"
+            )
+        owner = await self._store.customer_id_for(NAME, customer_external_id)
+        if owner != conversation.customer_id:
+            raise Forbidden(
+                "conversation_mismatch",
+                "that conversation belongs to another customer",
+                field="conversation_id",
+            )
+
+    async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+        conversation_id = request.query.get("conversation_id")
+        customer_id = request.query.get("customer_id")
+        after = _after(request)
+        ws = web.WebSocketResponse(heartbeat=25, max_msg_size=self._settings.max_body_bytes)
+        await ws.prepare(request)
+        subscription = self._hub.subscribe()
+        try:
+            if conversation_id:
+                try:
+                    await self._authorize(conversation_id, customer_id)
+                except RequestError as e:
+                    await ws.send_json({"type": "error", **error_body(e.code, e.message, e.field)})
+                    await ws.close()
+                    return ws
+                subscription.follow(conversation_id)
+            seen = await self._replay(ws, conversation_id, after)
+            writer = asyncio.create_task(self._write(ws, subscription, seen))
+            try:
+                await self._read(ws, subscription)
+            finally:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
+        finally:
+            subscription.close()
+        return ws
+
+    async def _replay(
+        self, ws: web.WebSocketResponse, conversation_id: str | None, after: int
+    ) -> dict[str, int]:
+        seen: dict[str, int] = {}
+        if conversation_id:
+            for message in await self._store.messages(conversation_id, after):
+                await ws.send_json(frame(message))
+                seen[conversation_id] = message.seq
+        return seen
+
+    async def _write(
+        self, ws: web.WebSocketResponse, subscription: Subscription, seen: dict[str, int]
+    ) -> None:
+        while True:
+            item = await subscription.queue.get()
+            if item is None:  # dropped for falling behind; the client will replay
+                await ws.close()
+                return
+            if item["seq"] <= seen.get(item["conversation_id"], 0):
+                continue
+            await ws.send_json(item)
+
+    async def _read(self, ws: web.WebSocketResponse, subscription: Subscription) -> None:
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+                await self._on_frame(ws, subscription, msg.data)
+            elif msg.type is WSMsgType.ERROR:
+                logger.debug("websocket closed with %s", ws.exception())
+
+    async def _on_frame(
+        self, ws: web.WebSocketResponse, subscription: Subscription, data: str | bytes
+    ) -> None:
+        client_message_id = None
+        try:
+            payload = parse_json(data)
+            if isinstance(payload, dict):
+                client_message_id = payload.get("client_message_id")
+            inbound = self.parse(payload)
+            received = await self._pipeline.accept(inbound)
+        except RequestError as e:
+            reply: dict[str, Any] = {"type": "error", **error_body(e.code, e.message, e.field)}
+            if isinstance(client_message_id, str):
+                reply["client_message_id"] = client_message_id
+            await ws.send_json(reply)
+            return
+        # Follow before yielding to the loop: the turn's replies cannot be published earlier.
+        subscription.follow(received.conversation.id)
+        await ws.send_json(
+            {
+                "type": "accepted",
+                "client_message_id": inbound.platform_message_id,
+                "conversation_id": received.conversation.id,
+                "message_id": received.message.id,
+                "duplicate": received.duplicate,
+            }
+        )
+
+
+def _after(request: web.Request) -> int:
+    raw = request.query.get("after", "0") or "0"
+    try:
+        value = int(raw)
+    except ValueError as e:
+        raise Unprocessable("validation_error", "after: must be an integer", field="after") from e
+    return max(value, 0)

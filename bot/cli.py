@@ -1,0 +1,65 @@
+"""The ``promptly`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from bot.errors import PromptlyError
+from bot.settings import load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="promptly", description=__doc__)
+    parser.add_argument("--config", type=Path, help="path to promptly.toml")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="train if needed, start Rasa and the gateway")
+    commands.add_parser("gateway", help="start only the gateway (Rasa runs elsewhere)")
+    train = commands.add_parser("train", help="train the Rasa model if its inputs changed")
+    train.add_argument("--force", action="store_true")
+    commands.add_parser("check", help="validate the configuration and exit")
+    kb = commands.add_parser("kb", help="knowledge base tasks")
+    kb_commands = kb.add_subparsers(dest="kb_command", required=True)
+    kb_commands.add_parser("index", help="load the articles and build the vector index")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return _dispatch(args)
+    except PromptlyError as e:
+        print(f"promptly: {e}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    if args.command == "check":
+        print("configuration OK")
+    elif args.command == "train":
+        from bot.training import train
+
+        print(train(settings, force=args.force))
+    elif args.command == "kb":
+        from bot.knowledge import load_knowledge_base_sync
+
+        kb = load_knowledge_base_sync(settings)
+        print(f"knowledge base ready: {len(kb.articles)} articles")
+    else:
+        from bot.runner import serve
+        from bot.training import train
+
+        manage = args.command == "run" and settings.rasa.manage
+        if manage:
+            train(settings)
+        asyncio.run(serve(settings, manage_rasa=manage))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

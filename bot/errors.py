@@ -1,0 +1,57 @@
+"""One exception hierarchy; ``bot.http`` maps it to HTTP responses."""
+
+
+class PromptlyError(Exception):
+    """Base of every error Promptly raises on purpose."""
+
+
+class ConfigError(PromptlyError):
+    """The configuration cannot be used; the message names the key."""
+
+
+class RequestError(PromptlyError):
+    """A client sent something we refuse; carries the HTTP status and a stable code."""
+
+    status = 400
+
+    def __init__(self, code: str, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+class BadRequest(RequestError):
+    status = 400
+
+
+class Unauthorized(RequestError):
+    status = 401
+
+
+class Forbidden(RequestError):
+    status = 403
+
+
+class NotFound(RequestError):
+    status = 404
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+
+
+class UnsupportedMediaType(RequestError):
+    status = 415
+
+
+class Unprocessable(RequestError):
+    status = 422
+
+
+class Conflict(RequestError):
+    status = 409
+
+
+class NLUUnavailable(PromptlyError):
+    """Rasa did not answer (down, refused, timed out or circuit open)."""

@@ -1,0 +1,28 @@
+"""The wire shape of stored conversation messages (documented in docs/api.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.store.base import StoredMessage
+
+
+def frame(message: StoredMessage) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "seq": message.seq,
+        "id": message.id,
+        "conversation_id": message.conversation_id,
+        "type": message.type,
+        "text": message.text,
+        "created_at": message.created_at.isoformat(),
+        "in_reply_to": message.in_reply_to,
+        "citations": message.payload.get("citations", []),
+    }
+    if message.kind is not None:
+        body["kind"] = message.kind
+    if message.direction == "in":
+        body["client_message_id"] = message.client_message_id
+    for key in ("queue", "queue_name", "reference", "expected_reply_by", "agent"):
+        if key in message.payload:
+            body[key] = message.payload[key]
+    return body

@@ -1,0 +1,1 @@
+"""Handoff to humans: routing and SLA policy (pure) and the ticket service (I/O)."""

@@ -1,0 +1,113 @@
+"""HTTP plumbing shared by all routes: JSON errors, body limits, CORS for the web widget."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from bot.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    RequestError,
+    Unprocessable,
+    UnsupportedMediaType,
+)
+
+logger = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        error["field"] = field
+    return {"error": error}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RequestError as e:
+        return web.json_response(error_body(e.code, e.message, e.field), status=e.status)
+    except web.HTTPException as e:
+        if e.status < 400 or not request.path.startswith("/api/"):
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status, "http_error")
+        return web.json_response(error_body(code, e.reason), status=e.status)
+    except Exception:
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        return web.json_response(
+            error_body("internal_error", "something went wrong on our side"), status=500
+        )
+
+
+def cors_middleware(allowed: tuple[str, ...]) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Let pages on other sites embed the widget (its REST calls are cross-origin)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        is_widget_api = request.path.startswith("/api/web/")
+        if not (origin and is_widget_api and ("*" in allowed or origin in allowed)):
+            return await handler(request)
+        if request.method == "OPTIONS":
+            response: web.StreamResponse = web.Response(status=204)
+        else:
+            response = await handler(request)
+        response.headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+        response.headers["Vary"] = "Origin"
+        return response
+
+    return middleware
+
+
+async def read_json(request: web.Request, max_bytes: int) -> Any:
+    """Read a JSON body with a size limit and strict UTF-8, or raise a ``RequestError``."""
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(
+            "unsupported_media_type", "Content-Type must be application/json"
+        )
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge("payload_too_large", f"request body is over {max_bytes} bytes")
+    raw = await request.content.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge("payload_too_large", f"request body is over {max_bytes} bytes")
+    return parse_json(raw)
+
+
+def parse_json(raw: bytes | str) -> Any:
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise BadRequest("not_utf8", "request body is not valid UTF-8") from e
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise BadRequest(
+            "invalid_json",
+            f"request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}",
+        ) from e
+
+
+def validate(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        message = first["msg"]
+        if first["type"] == "model_type" or field is None:
+            message = "request body must be a JSON object"
+        raise Unprocessable(
+            "validation_error", f"{field}: {message}" if field else message, field=field
+        ) from e

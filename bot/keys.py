@@ -1,0 +1,27 @@
+"""Typed keys for what the app holds; filled by cleanup contexts in ``bot.app``."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+
+from bot.action_endpoint import ActionEndpoint
+from bot.agent_api import AgentAPI
+from bot.channels.web import WebChannel
+from bot.nlu import RasaClient
+from bot.pages import Pages
+from bot.pipeline import Pipeline
+from bot.settings import Settings
+from bot.store.base import Store
+from knowledge_base import KnowledgeBase
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+KB = web.AppKey("kb", KnowledgeBase)
+RASA = web.AppKey("rasa", RasaClient)
+PIPELINE = web.AppKey("pipeline", Pipeline)
+WEB = web.AppKey("web_channel", WebChannel)
+AGENT_API = web.AppKey("agent_api", AgentAPI)
+ACTIONS = web.AppKey("action_endpoint", ActionEndpoint)
+PAGES = web.AppKey("pages", Pages)

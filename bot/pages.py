@@ -1,0 +1,98 @@
+"""Pages and static files: demo page, widget script, OpenAPI spec, help articles, health."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any, ClassVar
+
+import aiohttp_jinja2
+import nh3
+from aiohttp import web
+from markdown_it import MarkdownIt
+
+from bot.errors import NotFound
+from bot.nlu import RasaClient
+from bot.store.base import Store
+from knowledge_base import KnowledgeBase
+from knowledge_base.chunking import github_slug
+
+_STATIC = resources.files("bot") / "static"
+
+
+_HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
+_ATTRIBUTES = {**nh3.ALLOWED_ATTRIBUTES, **{h: {"id"} for h in _HEADINGS}}
+
+
+def render_markdown(text: str) -> str:
+    """Markdown to HTML that is safe to show anywhere: nh3 drops scripts and handlers.
+
+    Headings get the same anchors as KB citations (GitHub-style slugs, de-duplicated).
+    """
+    md = MarkdownIt("commonmark")
+    tokens = md.parse(text)
+    seen: dict[str, int] = {}
+    for opening, inline in zip(tokens, tokens[1:], strict=False):
+        if opening.type == "heading_open":
+            slug = github_slug(inline.content)
+            count = seen.get(slug, 0)
+            seen[slug] = count + 1
+            opening.attrSet("id", slug if count == 0 else f"{slug}-{count}")
+    html = md.renderer.render(tokens, md.options, {})
+    return nh3.clean(html, attributes=_ATTRIBUTES, link_rel="noopener noreferrer")
+
+
+class Pages:
+    ROUTES: ClassVar[list[tuple[str, str, str]]] = [
+        ("GET", "/", "index"),
+        ("GET", "/widget.js", "widget"),
+        ("GET", "/api/openapi.json", "openapi"),
+        ("GET", "/kb/{article_id}", "article"),
+        ("GET", "/health", "health"),
+    ]
+
+    def __init__(self, store: Store, rasa: RasaClient, kb: KnowledgeBase | None) -> None:
+        self._store = store
+        self._rasa = rasa
+        self._kb = kb
+
+    async def index(self, request: web.Request) -> web.Response:
+        return aiohttp_jinja2.render_template(
+            "index.html", request, {"title": "Acme Outdoor — Promptly demo"}
+        )
+
+    async def widget(self, request: web.Request) -> web.Response:
+        body = (_STATIC / "widget.js").read_text(encoding="utf-8")
+        return web.Response(
+            text=body, content_type="application/javascript", headers={"Cache-Control": "no-cache"}
+        )
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        body = (_STATIC / "openapi.json").read_text(encoding="utf-8")
+        return web.Response(text=body, content_type="application/json")
+
+    async def article(self, request: web.Request) -> web.Response:
+        article_id = request.match_info["article_id"]
+        article = self._kb.article(article_id) if self._kb else None
+        if article is None:
+            raise NotFound("not_found", f"no article {article_id!r}")
+        context: dict[str, Any] = {
+            "title": article.title,
+            "body_html": render_markdown(article.body),
+            "article_id": article.id,
+            "updated": None,
+        }
+        return aiohttp_jinja2.render_template("article.html", request, context)
+
+    async def health(self, request: web.Request) -> web.Response:
+        try:
+            await self._store.ping()
+            database = "up"
+        except Exception:
+            database = "down"
+        components = {
+            "rasa": "up" if self._rasa.up else "down",
+            "kb": "up" if self._kb is not None else "down",
+            "database": database,
+        }
+        status = "ok" if all(v == "up" for v in components.values()) else "degraded"
+        return web.json_response({"status": status, "components": components})

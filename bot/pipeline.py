@@ -1,0 +1,360 @@
+"""Inbox -> ack -> understanding -> reply, for every channel.
+
+``accept`` stores the message (durable before anything else) and starts the turn in a tracked
+task; the HTTP request returns at once. The turn races the bot's answer against the channel's
+promised window (policy in ``bot.ack``) and records every reply with its latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from bot import ack
+from bot.channels.base import AckKind, Citation, InboundMessage, OutboundMessage, ReplyType
+from bot.errors import NLUUnavailable
+from bot.handoff.tickets import TicketService
+from bot.latency import LatencyGauge
+from bot.nlu import RasaClient
+from bot.outbox import Outbox
+from bot.settings import Settings
+from bot.store.base import (
+    Conversation,
+    ConversationState,
+    MessageStatus,
+    Received,
+    Store,
+    StoredMessage,
+    Ticket,
+)
+
+logger = logging.getLogger(__name__)
+
+RECEIPT_TEXT = "Thanks, got it. I'm looking into this now."
+RECEIPT_DOWN_TEXT = (
+    "Thanks, we've received your message. Our assistant is briefly unavailable; "
+    "we'll reply here as soon as it's back."
+)
+NO_ANSWER_TEXT = (
+    "Sorry, I couldn't work that out. Could you rephrase, or say 'agent' to reach a person?"
+)
+
+
+class KnowledgeSource(Protocol):
+    async def aanswer(self, question: str, floor: float) -> Any: ...
+
+
+@dataclass
+class Outcome:
+    replies: list[OutboundMessage] = field(default_factory=list)
+    ticket: Ticket | None = None
+    source: str = "rasa"
+    pending: bool = False
+
+
+class KeyedLocks:
+    """One lock per conversation, kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: Counter[str] = Counter()
+
+    def busy(self, key: str) -> bool:
+        return self._users[key] > 0
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._users[key] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[key] -= 1
+            if self._users[key] <= 0:
+                del self._users[key]
+                del self._locks[key]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: Store,
+        outbox: Outbox,
+        nlu: RasaClient,
+        kb: KnowledgeSource | None,
+        tickets: TicketService,
+        settings: Settings,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._outbox = outbox
+        self._nlu = nlu
+        self._kb = kb
+        self._tickets = tickets
+        self._settings = settings
+        self._clock = clock
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._inflight: set[str] = set()
+        self._locks = KeyedLocks()
+        self._resume_lock = asyncio.Lock()
+        self._kb_latency = LatencyGauge(initial=0.05, parallelism=2)
+
+    # -- entry points ----------------------------------------------------------------------
+
+    async def accept(self, msg: InboundMessage) -> Received:
+        """Store the message durably and start its turn; returns before any reply is sent."""
+        started = time.monotonic()
+        received = await self._store.receive(msg)
+        if not received.duplicate:
+            self._inflight.add(received.message.id)
+            self._spawn(self._turn(received.message, received.conversation, started))
+        return received
+
+    async def resume(self) -> None:
+        """Answer what is still unanswered (after Rasa returns, or after a restart)."""
+        async with self._resume_lock:
+            waiting = [m for m in await self._store.unanswered() if m.id not in self._inflight]
+            by_conversation: defaultdict[str, list[StoredMessage]] = defaultdict(list)
+            for message in waiting:
+                self._inflight.add(message.id)
+                by_conversation[message.conversation_id].append(message)
+            if waiting:
+                logger.info("resuming %d unanswered messages", len(waiting))
+            for messages in by_conversation.values():
+                self._spawn(self._resume_conversation(messages))
+
+    async def drain(self) -> None:
+        """Wait for running turns (used at shutdown and by tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _resume_conversation(self, messages: list[StoredMessage]) -> None:
+        for message in messages:
+            conversation = await self._store.conversation(message.conversation_id)
+            if conversation is None:
+                continue
+            elapsed = (self._clock() - message.created_at).total_seconds()
+            await self._turn(message, conversation, time.monotonic() - max(elapsed, 0.0))
+
+    # -- one turn --------------------------------------------------------------------------
+
+    async def _turn(
+        self, message: StoredMessage, conversation: Conversation, started: float
+    ) -> None:
+        try:
+            if conversation.state is not ConversationState.BOT:
+                ticket = await self._store.open_ticket(conversation.id)
+                if ticket is not None:
+                    await self._plan_for_waiting(message, ticket, started)
+                    return
+            await self._bot_turn(message, conversation, started)
+        except Exception:
+            logger.exception("turn failed for message %s; it stays in the inbox", message.id)
+            await self._store.set_status(message.id, MessageStatus.PENDING)
+        finally:
+            self._inflight.discard(message.id)
+
+    async def _plan_for_waiting(
+        self, message: StoredMessage, ticket: Ticket, started: float
+    ) -> None:
+        ticket = await self._tickets.customer_wrote(ticket, message.created_at)
+        plan = self._tickets.plan(ticket, message.client_message_id, waiting=True)
+        await self._reply(message, plan, started, first=message.acked_at is None, source="handoff")
+        await self._store.set_status(message.id, MessageStatus.DONE)
+
+    async def _bot_turn(
+        self, message: StoredMessage, conversation: Conversation, started: float
+    ) -> None:
+        promise = self._promise(conversation.channel)
+        receipt_sent = message.acked_at is not None
+        expected = self._nlu.expected_latency()
+        if expected is None and self._kb is not None:
+            expected = self._kb_latency.expected()  # the degraded path answers from the KB
+        if expected is not None and self._locks.busy(conversation.id):
+            expected *= 2  # an earlier message of this conversation is still with the bot
+        elapsed = time.monotonic() - started
+        step = ack.first_step(
+            ack.Mode.BOT,
+            promise,
+            None if expected is None else timedelta(seconds=elapsed + expected),
+        )
+        if step.ack_now is AckKind.RECEIPT and not receipt_sent:
+            await self._receipt(message, started)
+            receipt_sent = True
+        work = asyncio.create_task(self._understand(message, conversation))
+        remaining = step.wait.total_seconds() - (time.monotonic() - started)
+        if not receipt_sent:
+            done, _ = await asyncio.wait({work}, timeout=max(remaining, 0.0))
+            if not done:
+                await self._receipt(message, started)
+                receipt_sent = True
+        outcome = await work
+        if outcome.pending and not receipt_sent:
+            await self._receipt(message, started)
+            receipt_sent = True
+        await self._deliver(message, outcome, promise, started, receipt_sent)
+
+    async def _receipt(self, message: StoredMessage, started: float) -> None:
+        text = RECEIPT_TEXT if self._nlu.up else RECEIPT_DOWN_TEXT
+        receipt = OutboundMessage(
+            type=ReplyType.ACK,
+            kind=AckKind.RECEIPT,
+            text=text,
+            in_reply_to=message.client_message_id,
+        )
+        await self._reply(message, receipt, started, first=True, source="gateway")
+
+    async def _deliver(
+        self,
+        message: StoredMessage,
+        outcome: Outcome,
+        promise: ack.Promise,
+        started: float,
+        receipt_sent: bool,
+    ) -> None:
+        if outcome.pending:
+            await self._store.set_status(message.id, MessageStatus.PENDING)
+            await self._store.log_event(
+                "pending",
+                conversation_id=message.conversation_id,
+                message_id=message.id,
+                data={"reason": "rasa_unavailable"},
+            )
+            return
+        replies = list(outcome.replies)
+        if outcome.ticket is not None:
+            replies.append(
+                self._tickets.plan(outcome.ticket, message.client_message_id, waiting=False)
+            )
+        if not replies:
+            replies.append(OutboundMessage(type=ReplyType.ANSWER, text=NO_ANSWER_TEXT))
+        elapsed = timedelta(seconds=time.monotonic() - started)
+        first = ack.answer_is_ack(elapsed, promise, receipt_sent)
+        for reply in replies:
+            if first and reply.kind is None:
+                reply = _as(reply, ReplyType.ACK, AckKind.SOLUTION)
+            await self._reply(
+                message, _replying_to(reply, message), started, first=first, source=outcome.source
+            )
+            first = False
+        await self._store.set_status(message.id, MessageStatus.DONE)
+
+    async def _reply(
+        self,
+        message: StoredMessage,
+        reply: OutboundMessage,
+        started: float,
+        *,
+        first: bool,
+        source: str,
+    ) -> None:
+        latency_ms = round((time.monotonic() - started) * 1000, 3)
+        data: dict[str, Any] = {"latency_ms": latency_ms, "source": source, "type": str(reply.type)}
+        if reply.kind is not None:
+            data["kind"] = str(reply.kind)
+        await self._outbox.send(
+            message.conversation_id,
+            reply,
+            event="acked" if first else "answered",
+            data=data,
+            acks=message.id if first else None,
+        )
+
+    # -- understanding ---------------------------------------------------------------------
+
+    async def _understand(self, message: StoredMessage, conversation: Conversation) -> Outcome:
+        async with self._locks.hold(conversation.id):
+            metadata = {
+                "conversation_id": conversation.id,
+                "message_id": message.id,
+                "channel": conversation.channel,
+                "customer_id": conversation.customer_id,
+            }
+            try:
+                bot_messages = await self._nlu.send(conversation.id, message.text, metadata)
+            except NLUUnavailable as e:
+                logger.info("degraded turn for %s: %s", message.id, e)
+                return await self._without_rasa(message)
+            return await self._from_rasa(bot_messages)
+
+    async def _from_rasa(self, bot_messages: list[dict[str, Any]]) -> Outcome:
+        outcome = Outcome()
+        for bot_message in bot_messages:
+            custom = bot_message.get("custom")
+            if isinstance(custom, dict) and custom.get("promptly") == "handoff":
+                outcome.ticket = await self._store.ticket(str(custom.get("ticket_id")))
+            elif isinstance(custom, dict) and custom.get("promptly") == "answer":
+                outcome.replies.append(
+                    _answer(str(custom.get("text", "")), custom.get("citations", []))
+                )
+            elif bot_message.get("text"):
+                outcome.replies.append(_answer(str(bot_message["text"]), []))
+        return outcome
+
+    async def _without_rasa(self, message: StoredMessage) -> Outcome:
+        """Rasa is unavailable: answer straight from the KB when confident, else wait for Rasa."""
+        if self._kb is not None:
+            try:
+                with self._kb_latency.measure():
+                    result = await self._kb.aanswer(message.text, self._settings.kb.direct_floor)
+            except Exception:
+                logger.exception("KB failed during degraded turn")
+            else:
+                if result.confident and result.hit is not None:
+                    text = f"{result.hit.passage}\n\nSource: {result.hit.title}"
+                    citation = {"title": result.hit.citation.title, "url": result.hit.citation.url}
+                    return Outcome(replies=[_answer(text, [citation])], source="kb_direct")
+        return Outcome(pending=True, source="none")
+
+    def _promise(self, channel: str) -> ack.Promise:
+        settings = getattr(self._settings.channels, channel, self._settings.channels.web)
+        return ack.Promise(window=settings.promise, margin=settings.margin)
+
+
+def _answer(text: str, citations: list[dict[str, Any]]) -> OutboundMessage:
+    return OutboundMessage(
+        type=ReplyType.ANSWER,
+        text=text,
+        citations=tuple(
+            Citation(str(c.get("title", "")), str(c.get("url", "")))
+            for c in citations
+            if isinstance(c, dict)
+        ),
+    )
+
+
+def _as(reply: OutboundMessage, type: ReplyType, kind: AckKind) -> OutboundMessage:
+    return OutboundMessage(
+        type=type,
+        kind=kind,
+        text=reply.text,
+        in_reply_to=reply.in_reply_to,
+        citations=reply.citations,
+        extra=reply.extra,
+    )
+
+
+def _replying_to(reply: OutboundMessage, message: StoredMessage) -> OutboundMessage:
+    if reply.in_reply_to is not None:
+        return reply
+    return OutboundMessage(
+        type=reply.type,
+        kind=reply.kind,
+        text=reply.text,
+        in_reply_to=message.client_message_id,
+        citations=reply.citations,
+        extra=reply.extra,
+    )

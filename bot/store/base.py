@@ -1,0 +1,199 @@
+"""Storage contract: records and the async ``Store`` protocol every backend implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from bot.channels.base import InboundMessage, OutboundMessage
+
+
+class ConversationState(StrEnum):
+    BOT = "bot"
+    WAITING_AGENT = "waiting_agent"
+    WITH_AGENT = "with_agent"
+
+
+class MessageStatus(StrEnum):
+    RECEIVED = "received"  # stored, not yet answered
+    PENDING = "pending"  # the bot could not answer yet (Rasa down); retried when it is back
+    DONE = "done"
+
+
+class TicketStatus(StrEnum):
+    NEW = "new"
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True)
+class CustomerRecord:
+    id: str
+    name: str | None
+    email: str | None
+    tier: str
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: str
+    customer_id: str
+    channel: str
+    state: ConversationState
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """A message in a conversation: inbound (``direction == "in"``) or a reply we sent."""
+
+    seq: int
+    id: str
+    conversation_id: str
+    direction: str
+    type: str
+    kind: str | None
+    text: str
+    payload: dict[str, Any]
+    in_reply_to: str | None
+    client_message_id: str | None
+    status: str | None
+    created_at: datetime
+    acked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Received:
+    message: StoredMessage
+    conversation: Conversation
+    customer: CustomerRecord
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class NewTicket:
+    conversation_id: str
+    queue: str
+    priority: str
+    tier: str
+    reason: str
+    created_at: datetime
+    first_response_due: datetime
+
+
+@dataclass(frozen=True)
+class Ticket:
+    id: str
+    reference: str
+    conversation_id: str
+    customer_id: str
+    queue: str
+    priority: str
+    tier: str
+    status: TicketStatus
+    reason: str
+    created_at: datetime
+    first_response_due: datetime
+    first_responded_at: datetime | None
+    next_response_due: datetime | None
+    resolved_at: datetime | None
+    assignee: str | None
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    at: datetime
+    type: str
+    conversation_id: str | None
+    message_id: str | None
+    ticket_id: str | None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    """Durable state. Every write that changes a conversation appends to the event log in the
+    same transaction, so analytics can be recomputed from events alone."""
+
+    async def receive(self, msg: InboundMessage) -> Received:
+        """Store an inbound message before anything else happens to it.
+
+        Idempotent on (channel, customer external id, platform message id): a repeat returns
+        the stored message with ``duplicate=True``. Links the sender to a customer and the
+        message to the given conversation (which must belong to that customer) or to the
+        customer's open conversation on that channel, creating either when missing.
+        Raises ``NotFound``/``Forbidden`` for an unknown or foreign conversation id.
+        """
+        ...
+
+    async def add_reply(
+        self,
+        conversation_id: str,
+        reply: OutboundMessage,
+        *,
+        event: str,
+        data: dict[str, Any] | None = None,
+        acks: str | None = None,
+        at: datetime | None = None,
+    ) -> StoredMessage:
+        """Append a reply and its event; ``acks`` marks that inbound message id as acked."""
+        ...
+
+    async def messages(self, conversation_id: str, after: int = 0) -> list[StoredMessage]: ...
+
+    async def message(self, message_id: str) -> StoredMessage | None: ...
+
+    async def set_status(self, message_id: str, status: MessageStatus) -> None: ...
+
+    async def unanswered(self) -> list[StoredMessage]:
+        """Inbound messages not yet answered (received or pending), oldest first."""
+        ...
+
+    async def conversation(self, conversation_id: str) -> Conversation | None: ...
+
+    async def customer(self, customer_id: str) -> CustomerRecord | None: ...
+
+    async def customer_id_for(self, channel: str, external_id: str) -> str | None:
+        """The customer linked to a channel account, if any."""
+        ...
+
+    async def set_customer_tier(self, customer_id: str, tier: str) -> None: ...
+
+    async def create_ticket(self, ticket: NewTicket) -> Ticket:
+        """Open a ticket, move its conversation to waiting_agent, log ``handed_off``."""
+        ...
+
+    async def ticket(self, ticket_id: str) -> Ticket | None: ...
+
+    async def open_ticket(self, conversation_id: str) -> Ticket | None: ...
+
+    async def tickets(self, status: str | None = None) -> list[Ticket]: ...
+
+    async def record_agent_reply(
+        self, ticket: Ticket, reply: OutboundMessage, agent_id: str, at: datetime
+    ) -> StoredMessage:
+        """Store an agent reply, stamp the first response, conversation -> with_agent."""
+        ...
+
+    async def set_next_response_due(self, ticket_id: str, due: datetime | None) -> None: ...
+
+    async def resolve_ticket(self, ticket_id: str, agent_id: str | None, at: datetime) -> Ticket:
+        """Resolve; the conversation returns to the bot."""
+        ...
+
+    async def log_event(
+        self,
+        type: str,
+        *,
+        conversation_id: str | None = None,
+        message_id: str | None = None,
+        ticket_id: str | None = None,
+        data: dict[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> None: ...
+
+    async def events(self, conversation_id: str | None = None) -> list[Event]: ...
+
+    async def ping(self) -> None: ...

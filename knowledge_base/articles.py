@@ -1,0 +1,140 @@
+"""Help-centre articles and their Markdown-with-front-matter file format."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from knowledge_base.errors import ArticleError
+
+logger = logging.getLogger(__name__)
+
+_KNOWN_KEYS = frozenset({"id", "title", "url", "tags", "questions"})
+# Ids end up in URLs (/kb/{id}) and in cache metadata, so keep them to a path-safe alphabet.
+_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_DELIMITER = "---"
+
+
+@dataclass(frozen=True)
+class Article:
+    """One help-centre article. ``body`` is Markdown without the front matter."""
+
+    id: str
+    title: str
+    body: str
+    url: str | None
+    tags: tuple[str, ...]
+    questions: tuple[str, ...]
+
+
+def load_markdown_dir(path: Path) -> list[Article]:
+    """Load every ``*.md`` file directly inside ``path``, sorted by article id.
+
+    Raises ``ArticleError`` naming the file for the first bad file, a duplicate id, or when
+    ``path`` is not a directory.
+    """
+    if not path.is_dir():
+        raise ArticleError(path, "not a directory")
+    by_id: dict[str, tuple[Article, Path]] = {}
+    for file in sorted(path.glob("*.md")):
+        article = load_markdown_file(file)
+        if article.id in by_id:
+            first = by_id[article.id][1]
+            raise ArticleError(file, f"duplicate id {article.id!r} (also used by {first})")
+        by_id[article.id] = (article, file)
+    if not by_id:
+        logger.warning("no *.md articles found in %s", path)
+    return [by_id[key][0] for key in sorted(by_id)]
+
+
+def load_markdown_file(path: Path) -> Article:
+    """Parse one article file: YAML front matter between ``---`` lines, then Markdown."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ArticleError(path, f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    except OSError as exc:
+        raise ArticleError(path, f"cannot read file ({exc.strerror or exc})") from exc
+    front, body = _split_front_matter(path, text)
+    meta = _parse_yaml(path, front)
+    unknown = sorted(set(meta) - _KNOWN_KEYS)
+    if unknown:
+        # Warn rather than fail: authors may add bookkeeping keys, but a typo such as
+        # "question:" silently drops data, so it must at least be visible.
+        logger.warning("%s: ignoring unknown front matter keys %s", path, ", ".join(unknown))
+
+    article_id = _optional_str(path, meta, "id") or path.stem
+    if not _ID_PATTERN.fullmatch(article_id):
+        raise ArticleError(
+            path, f"id {article_id!r} must use only letters, digits, '.', '_' and '-'"
+        )
+    title = _optional_str(path, meta, "title")
+    if not title:
+        raise ArticleError(path, "front matter is missing a non-empty 'title'")
+    if not body.strip():
+        raise ArticleError(path, "article body is empty")
+    return Article(
+        id=article_id,
+        title=title,
+        body=body.strip("\n"),
+        url=_optional_str(path, meta, "url"),
+        tags=_str_list(path, meta, "tags"),
+        questions=_str_list(path, meta, "questions"),
+    )
+
+
+def _split_front_matter(path: Path, text: str) -> tuple[str, str]:
+    lines = text.split("\n")
+    if not lines or lines[0].rstrip() != _DELIMITER:
+        raise ArticleError(path, "file must start with a '---' front matter line")
+    for number, line in enumerate(lines[1:], start=1):
+        if line.rstrip() == _DELIMITER:
+            return "\n".join(lines[1:number]), "\n".join(lines[number + 1 :])
+    raise ArticleError(path, "front matter is not closed by a '---' line")
+
+
+def _parse_yaml(path: Path, front: str) -> dict[str, object]:
+    try:
+        loaded: object = yaml.safe_load(front)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        # +2: YAML counts from 0 and the opening '---' is line 1 of the file.
+        where = f" at line {mark.line + 2}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ArticleError(path, f"invalid YAML front matter{where}: {problem}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ArticleError(path, "front matter must be a YAML mapping of keys to values")
+    return {str(key): value for key, value in loaded.items()}
+
+
+def _optional_str(path: Path, meta: dict[str, object], key: str) -> str | None:
+    value = meta.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ArticleError(
+            path, f"'{key}' must be a string, got {type(value).__name__} ({value!r})"
+        )
+    return value.strip() or None
+
+
+def _str_list(path: Path, meta: dict[str, object], key: str) -> tuple[str, ...]:
+    value = meta.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ArticleError(path, f"'{key}' must be a list of strings, got {type(value).__name__}")
+    items: list[str] = []
+    for position, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise ArticleError(
+                path, f"'{key}' item {position} must be a non-empty string, got {item!r}"
+            )
+        items.append(item.strip())
+    return tuple(items)

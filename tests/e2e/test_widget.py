@@ -1,0 +1,148 @@
+"""The web widget in headless Chromium against a running gateway + Rasa.
+
+``promptly_url`` (tests/conftest.py) is the base URL of that gateway. Chromium is Debian's
+(``apt-get install -y chromium``); Playwright's own browser downloads are never used.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, expect, sync_playwright
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+QUESTION = "How long does delivery take?"
+REPLY_TIMEOUT_MS = 15_000
+MSG = '[data-testid="promptly-msg"]'
+BOT_REPLY = f'{MSG}[data-type="ack"], {MSG}[data-type="answer"]'
+ABOUT_DELIVERY = re.compile(r"deliver|shipping", re.IGNORECASE)
+
+
+@dataclass
+class Tab:
+    page: Page
+    errors: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.fail(
+            "the e2e tests need Debian's Chromium on PATH as `chromium`: "
+            "run `apt-get update && apt-get install -y chromium`"
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def tab(browser: Browser, promptly_url: str) -> Iterator[Tab]:
+    """A fresh browser context (empty localStorage: a new customer) on the demo page."""
+    context = browser.new_context(
+        base_url=promptly_url, viewport={"width": 1280, "height": 860}, locale="en-US"
+    )
+    context.set_default_timeout(REPLY_TIMEOUT_MS)
+    page = context.new_page()
+    tab = Tab(page)
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            tab.errors.append(f"console.error: {message.text} ({message.location})")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: tab.errors.append(f"uncaught exception: {error}"))
+    try:
+        yield tab
+    finally:
+        context.close()
+
+
+def transcript(page: Page) -> str:
+    """What the widget shows, for assertion messages."""
+    rows = page.locator(MSG).evaluate_all(
+        """els => els.map(e => [e.dataset.type, e.dataset.kind, e.dataset.seq, e.dataset.state,
+              e.textContent.trim().slice(0, 160),
+              [...e.querySelectorAll('a')].map(a => a.textContent + ' -> ' + a.href)])"""
+    )
+    return "\n".join(f"  {row}" for row in rows) or "  (no messages)"
+
+
+def expect_shown(page: Page, locator: Locator, what: str) -> None:
+    try:
+        expect(locator).to_be_visible(timeout=REPLY_TIMEOUT_MS)
+    except AssertionError as e:
+        raise AssertionError(f"{what} not shown; the widget shows:\n{transcript(page)}") from e
+
+
+def delivery_answer(page: Page) -> Locator:
+    """The bot reply (solution ack or answer) that cites a delivery/shipping article."""
+    return page.locator(BOT_REPLY).filter(has=page.locator("a", has_text=ABOUT_DELIVERY))
+
+
+def ask_about_delivery(tab: Tab) -> None:
+    page = tab.page
+    page.goto("/")
+    box = page.get_by_test_id("promptly-input")
+    expect(box, "the demo page opens the widget (data-open=true)").to_be_visible()
+    box.fill(QUESTION)
+    box.press("Enter")
+    expect(box).to_have_value("")
+    mine = page.locator(f'{MSG}[data-type="customer"]', has_text=QUESTION)
+    expect(mine).to_have_count(1)
+    expect_shown(page, delivery_answer(page).first, "an answer citing a delivery article")
+    expect(mine, "the gateway accepted the message").to_have_attribute("data-state", "sent")
+
+
+def test_answer_with_delivery_citation(tab: Tab, promptly_url: str) -> None:
+    ask_about_delivery(tab)
+    page = tab.page
+    link = delivery_answer(page).first.locator("a", has_text=ABOUT_DELIVERY).first
+    href = link.get_attribute("href") or ""
+    assert href.startswith(("http://", "https://")), href
+    expect(link).to_have_attribute("target", "_blank")
+    expect(link).to_have_attribute("rel", re.compile(r"\bnoopener\b"))
+    first_reply = page.locator(BOT_REPLY).first
+    expect(first_reply).to_have_attribute("data-type", "ack")
+    expect(first_reply).to_have_attribute("data-kind", re.compile(r"^(solution|receipt)$"))
+
+
+def test_history_survives_reload(tab: Tab) -> None:
+    ask_about_delivery(tab)
+    page = tab.page
+    page.reload()
+    mine = page.locator(f'{MSG}[data-type="customer"]', has_text=QUESTION)
+    expect_shown(page, mine, "the customer's message, reloaded from history")
+    expect_shown(page, delivery_answer(page).first, "the answer, reloaded from history")
+    # History, the WebSocket replay and live frames overlap: each frame is shown once.
+    expect(mine).to_have_count(1)
+    expect(delivery_answer(page)).to_have_count(1)
+    seqs = [s for s in page.locator(MSG).evaluate_all("els => els.map(e => e.dataset.seq)") if s]
+    assert len(seqs) == len(set(seqs)), f"duplicate frames:\n{transcript(page)}"
+
+
+def test_no_console_errors(tab: Tab) -> None:
+    ask_about_delivery(tab)
+    page = tab.page
+    page.reload()
+    expect_shown(page, delivery_answer(page).first, "the answer after reload")
+    page.wait_for_timeout(500)  # let the WebSocket connect after the history load
+    assert tab.errors == [], "browser console errors:\n" + "\n".join(tab.errors)

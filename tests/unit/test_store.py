@@ -1,0 +1,133 @@
+"""Storage contract: every backend must pass these (PostgreSQL joins the parametrization)."""
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.channels.base import AckKind, Customer, InboundMessage, OutboundMessage, ReplyType
+from bot.errors import Forbidden, NotFound
+from bot.store.base import ConversationState, MessageStatus, NewTicket, Store, TicketStatus
+from bot.store.sqlite import SQLiteStore
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite"])
+async def store(request, tmp_path) -> AsyncIterator[Store]:
+    backend = await SQLiteStore.open(tmp_path / "promptly.db")
+    yield backend
+    await backend.close()
+
+
+def inbound(text="hi", mid="m1", customer="c1", conversation_id=None) -> InboundMessage:
+    return InboundMessage(channel="web", customer=Customer(customer, "Ann", "ann@example.com"),
+                          platform_message_id=mid, text=text, received_at=NOW,
+                          conversation_id=conversation_id)
+
+
+async def test_receive_is_idempotent_on_channel_customer_and_message_id(store):
+    first = await store.receive(inbound())
+    again = await store.receive(inbound(text="different text, same id"))
+    assert not first.duplicate and again.duplicate
+    assert again.message.id == first.message.id
+    assert again.message.text == "hi"
+    assert len(await store.messages(first.conversation.id)) == 1
+    other_customer = await store.receive(inbound(customer="c2"))
+    assert not other_customer.duplicate  # ids are scoped to the sender
+
+
+async def test_messages_link_to_one_customer_and_open_conversation(store):
+    a = await store.receive(inbound(mid="1"))
+    b = await store.receive(inbound(mid="2"))
+    assert a.conversation.id == b.conversation.id
+    assert a.customer.id == b.customer.id
+    assert await store.customer_id_for("web", "c1") == a.customer.id
+    explicit = await store.receive(inbound(mid="3", conversation_id=a.conversation.id))
+    assert explicit.conversation.id == a.conversation.id
+
+
+async def test_unknown_and_foreign_conversations_are_refused_and_not_stored(store):
+    owned = await store.receive(inbound(mid="1"))
+    with pytest.raises(NotFound):
+        await store.receive(inbound(mid="2", conversation_id="nope"))
+    with pytest.raises(Forbidden):
+        await store.receive(inbound(mid="3", customer="intruder",
+                                    conversation_id=owned.conversation.id))
+    assert [m.client_message_id for m in await store.messages(owned.conversation.id)] == ["1"]
+
+
+async def test_reply_marks_the_ack_and_logs_events_in_order(store):
+    received = await store.receive(inbound())
+    ack = OutboundMessage(type=ReplyType.ACK, kind=AckKind.RECEIPT, text="got it",
+                          in_reply_to="m1")
+    stored = await store.add_reply(received.conversation.id, ack, event="acked",
+                                   data={"latency_ms": 3.0}, acks=received.message.id,
+                                   at=NOW + timedelta(milliseconds=3))
+    assert stored.seq > received.message.seq
+    message = await store.message(received.message.id)
+    assert message is not None and message.acked_at == NOW + timedelta(milliseconds=3)
+    events = await store.events(received.conversation.id)
+    assert [e.type for e in events] == ["conversation_started", "received", "acked"]
+    assert events[-1].data == {"latency_ms": 3.0}
+
+
+async def test_unanswered_holds_received_and_pending_only(store):
+    a = await store.receive(inbound(mid="1"))
+    b = await store.receive(inbound(mid="2"))
+    c = await store.receive(inbound(mid="3"))
+    await store.set_status(a.message.id, MessageStatus.DONE)
+    await store.set_status(b.message.id, MessageStatus.PENDING)
+    assert [m.id for m in await store.unanswered()] == [b.message.id, c.message.id]
+
+
+async def test_ticket_lifecycle(store):
+    received = await store.receive(inbound())
+    conversation_id = received.conversation.id
+    new = NewTicket(conversation_id=conversation_id, queue="billing", priority="high",
+                    tier="consumer", reason="refund_request", created_at=NOW,
+                    first_response_due=NOW + timedelta(hours=2))
+    ticket = await store.create_ticket(new)
+    assert ticket.reference.startswith("PR-") and ticket.status is TicketStatus.NEW
+    assert (await store.create_ticket(new)).id == ticket.id  # one open ticket per conversation
+    conversation = await store.conversation(conversation_id)
+    assert conversation is not None and conversation.state is ConversationState.WAITING_AGENT
+
+    reply = OutboundMessage(type=ReplyType.AGENT, text="Hello, Sam here",
+                            extra={"agent": {"name": "Sam"}})
+    at = NOW + timedelta(minutes=30)
+    await store.record_agent_reply(ticket, reply, "sam", at)
+    ticket = await store.ticket(ticket.id)
+    assert ticket is not None and ticket.first_responded_at == at and ticket.assignee == "sam"
+    conversation = await store.conversation(conversation_id)
+    assert conversation is not None and conversation.state is ConversationState.WITH_AGENT
+
+    resolved = await store.resolve_ticket(ticket.id, "sam", NOW + timedelta(hours=1))
+    assert resolved.status is TicketStatus.RESOLVED
+    assert await store.open_ticket(conversation_id) is None
+    conversation = await store.conversation(conversation_id)
+    assert conversation is not None and conversation.state is ConversationState.BOT
+    types = [e.type for e in await store.events(conversation_id)]
+    assert types[-3:] == ["handed_off", "agent_replied", "resolved"]
+    replied = [e for e in await store.events(conversation_id) if e.type == "agent_replied"][0]
+    assert replied.data["first_response"] is True and replied.data["within_sla"] is True
+
+
+async def test_naive_timestamps_are_rejected(store):
+    naive = InboundMessage(channel="web", customer=Customer("c1"), platform_message_id="x",
+                           text="hi", received_at=datetime(2026, 1, 1))  # noqa: DTZ001
+    with pytest.raises(ValueError, match="time-zone aware"):
+        await store.receive(naive)
+    assert await store.unanswered() == []
+
+
+async def test_reopening_keeps_data(tmp_path):
+    path = tmp_path / "promptly.db"
+    first = await SQLiteStore.open(path)
+    received = await first.receive(inbound())
+    await first.close()
+    second = await SQLiteStore.open(path)
+    try:
+        assert [m.id for m in await second.unanswered()] == [received.message.id]
+    finally:
+        await second.close()
