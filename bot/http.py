@@ -105,7 +105,7 @@ def validate(model: type[M], data: Any) -> M:
     except ValidationError as e:
         first = e.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or None
-        message = first["msg"]
+        message = first["msg"].removeprefix("Value error, ")
         if first["type"] == "model_type" or field is None:
             message = "request body must be a JSON object"
         raise Unprocessable(

@@ -138,7 +138,8 @@ class RasaClient:
                 for hook in self._recovery_hooks:
                     await hook()
             elif not up and not self.breaker.open:
-                self._failed(hard=True)
+                logger.info("Rasa is not reachable at %s; acks go out, answers wait", self._url)
+                self.breaker.open = True
             was_up = up
             self._wake.clear()
             with contextlib.suppress(TimeoutError):

@@ -84,11 +84,17 @@ def train(settings: Settings, *, force: bool = False) -> Path:
         "--fixed-model-name",
         target.name.removesuffix(".tar.gz"),
     ]
-    logger.info("training the Rasa model %s; this takes a minute or two", target.name)
-    result = subprocess.run(
-        command, cwd=settings.path(settings.rasa.project), capture_output=True, text=True, env=rasa_env()
-    )
+    log = target.parent / "train.log"
+    logger.info("training the Rasa model %s (a minute or two; progress in %s)", target.name, log)
+    with log.open("w", encoding="utf-8") as out:
+        result = subprocess.run(
+            command,
+            cwd=settings.path(settings.rasa.project),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=rasa_env(),
+        )
     if result.returncode != 0 or not target.exists():
-        tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
-        raise TrainingError(f"rasa train failed (exit {result.returncode}):\n{tail}")
+        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-30:])
+        raise TrainingError(f"rasa train failed (exit {result.returncode}); end of {log}:\n{tail}")
     return target

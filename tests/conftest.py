@@ -55,6 +55,18 @@ class Stack:
         raise AssertionError(f"gateway never saw Rasa {'up' if up else 'down'}")
 
 
+def stop_group(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """Stop a child started with start_new_session=True, with its children."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 def _write_config(tmp: Path, gateway_port: int, rasa_port: int) -> Path:
     config = tmp / "promptly.toml"
     config.write_text(
@@ -62,17 +74,17 @@ def _write_config(tmp: Path, gateway_port: int, rasa_port: int) -> Path:
 [server]
 port = {gateway_port}
 [storage]
-database = "{tmp / 'promptly.db'}"
+database = "{tmp / "promptly.db"}"
 [rasa]
 url = "http://127.0.0.1:{rasa_port}"
 manage = false
 project = "{ROOT}"
-venv = "{ROOT / '.venv-rasa'}"
-model_dir = "{ROOT / 'models'}"
+venv = "{ROOT / ".venv-rasa"}"
+model_dir = "{ROOT / "models"}"
 probe_interval = "200ms"
 [kb]
-articles = "{ROOT / 'kb' / 'articles'}"
-index_dir = "{tmp / 'kb-index'}"
+articles = "{ROOT / "kb" / "articles"}"
+index_dir = "{tmp / "kb-index"}"
 """,
         encoding="utf-8",
     )
@@ -101,18 +113,27 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     model = model_path(settings)
     if not model.exists():  # `make test` trains first; this keeps a bare pytest run honest
         train(settings)
-    env = {**os.environ, "PROMPTLY_AGENT_TOKEN": AGENT_TOKEN,
-           "PROMPTLY_ACTION_TOKEN": ACTION_TOKEN, "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "PROMPTLY_AGENT_TOKEN": AGENT_TOKEN,
+        "PROMPTLY_ACTION_TOKEN": ACTION_TOKEN,
+        "HF_HUB_OFFLINE": "1",
+    }
     gateway_log = tmp / "gateway.log"
     with gateway_log.open("wb") as log:
         gateway = subprocess.Popen(
             [sys.executable, "-m", "bot", "--config", str(config), "gateway"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{gateway_port}"
     endpoints = write_endpoints(tmp / "endpoints.yml", f"{url}/actions/webhook", ACTION_TOKEN)
-    rasa = RasaServer(rasa_executable(settings), model, endpoints, rasa_port, tmp / "rasa.log",
-                      ROOT)
+    rasa = RasaServer(
+        rasa_executable(settings), model, endpoints, rasa_port, tmp / "rasa.log", ROOT
+    )
     rasa.start()
     try:
         _wait_http(f"{url}/health", gateway, gateway_log, timeout=120)
@@ -122,12 +143,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield result
     finally:
         rasa.stop()
-        if gateway.poll() is None:
-            os.killpg(gateway.pid, signal.SIGTERM)
-            try:
-                gateway.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(gateway.pid, signal.SIGKILL)
+        stop_group(gateway, timeout=20)
 
 
 @pytest.fixture(scope="session")

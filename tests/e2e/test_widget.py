@@ -6,13 +6,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, expect, sync_playwright
+
+from tests.conftest import Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -145,4 +149,36 @@ def test_no_console_errors(tab: Tab) -> None:
     page.reload()
     expect_shown(page, delivery_answer(page).first, "the answer after reload")
     page.wait_for_timeout(500)  # let the WebSocket connect after the history load
+    assert tab.errors == [], "browser console errors:\n" + "\n".join(tab.errors)
+
+
+def test_handoff_plan_and_agent_reply_in_the_widget(tab: Tab, stack: Stack) -> None:
+    page = tab.page
+    page.goto("/")
+    box = page.get_by_test_id("promptly-input")
+    box.fill("I want to talk to a real person please")
+    box.press("Enter")
+    plan = page.locator(f'{MSG}[data-type="ack"][data-kind="plan"]')
+    expect_shown(page, plan.first, "a plan card")
+    reference = re.search(r"PR-[0-9A-Z]{5}", plan.first.text_content() or "")
+    assert reference, transcript(page)
+    expect(plan.first).to_contain_text(re.compile(r"reply by", re.IGNORECASE))
+
+    auth = {"Authorization": f"Bearer {stack.agent_token}", "Content-Type": "application/json"}
+    with urllib.request.urlopen(
+        urllib.request.Request(f"{stack.url}/api/agent/tickets", headers=auth), timeout=10
+    ) as response:
+        tickets = json.loads(response.read())["tickets"]
+    ticket = next(t for t in tickets if t["reference"] == reference[0])
+    body = json.dumps({"text": "Hi, Sam from support here.", "agent": {"id": "sam", "name": "Sam"}})
+    request = urllib.request.Request(
+        f"{stack.url}/api/agent/tickets/{ticket['id']}/replies",
+        data=body.encode(),
+        headers=auth,
+        method="POST",
+    )
+    urllib.request.urlopen(request, timeout=10).close()
+    agent = page.locator(f'{MSG}[data-type="agent"]', has_text="Sam from support")
+    expect_shown(page, agent, "the agent's reply")
+    page.screenshot(path=str(stack.database.parent / "widget-handoff.png"))
     assert tab.errors == [], "browser console errors:\n" + "\n".join(tab.errors)

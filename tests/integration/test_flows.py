@@ -56,16 +56,25 @@ class Customer:
         mid = mid or uuid.uuid4().hex
         assert self._ws is not None
         self.sent_at[mid] = time.monotonic()
-        await self._ws.send_json({"client_message_id": mid, "text": text,
-                                  "customer": {"id": self.id, "name": "Test Customer"}})
+        await self._ws.send_json(
+            {
+                "client_message_id": mid,
+                "text": text,
+                "customer": {"id": self.id, "name": "Test Customer"},
+            }
+        )
         return mid
 
     def replies_to(self, mid: str) -> list[tuple[float, dict[str, Any]]]:
-        return [(t, f) for t, f in self.frames
-                if f.get("in_reply_to") == mid and f.get("type") in ("ack", "answer")]
+        return [
+            (t, f)
+            for t, f in self.frames
+            if f.get("in_reply_to") == mid and f.get("type") in ("ack", "answer")
+        ]
 
-    async def wait_reply(self, mid: str, predicate: Any = None, timeout: float = 30
-                         ) -> dict[str, Any]:
+    async def wait_reply(
+        self, mid: str, predicate: Any = None, timeout: float = 30
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for _, frame in self.replies_to(mid):
@@ -114,8 +123,9 @@ async def test_faq_question_gets_the_kb_answer_with_citation_inside_the_window(c
 
 async def test_unknown_question_says_not_sure_and_offers_a_human(customer):
     mid = await customer.say("can your tents survive a trip to the planet Mars in winter?")
-    reply = await customer.wait_reply(mid, lambda f: f["type"] in ("ack", "answer")
-                                      and f.get("kind") != "receipt")
+    reply = await customer.wait_reply(
+        mid, lambda f: f["type"] in ("ack", "answer") and f.get("kind") != "receipt"
+    )
     assert "not sure" in reply["text"] and "person" in reply["text"]
     assert reply["citations"] == []
     mid = await customer.say("yes please")
@@ -146,7 +156,8 @@ async def test_talk_to_a_person_gets_a_plan_and_the_agent_reply_reaches_the_widg
     assert ticket["reference"] == plan["reference"]
     assert ticket["first_response_due"] == due.astimezone(UTC).isoformat()
     async with session.post(
-        f"{stack.url}/api/agent/tickets/{ticket['id']}/replies", headers=auth,
+        f"{stack.url}/api/agent/tickets/{ticket['id']}/replies",
+        headers=auth,
         json={"text": "Hi, this is Sam. How can I help?", "agent": {"id": "sam", "name": "Sam"}},
     ) as response:
         assert response.status == 201
@@ -165,9 +176,14 @@ async def test_same_client_message_id_twice_gives_one_message_and_one_reply(
     mid = await customer.say("What is your returns policy?")
     await customer.say("What is your returns policy?", mid=mid)
     await customer.wait_reply(mid, lambda f: f["citations"])
-    async with session.post(f"{stack.url}/api/web/messages", json={
-        "client_message_id": mid, "text": "What is your returns policy?",
-        "customer": {"id": customer.id}}) as response:
+    async with session.post(
+        f"{stack.url}/api/web/messages",
+        json={
+            "client_message_id": mid,
+            "text": "What is your returns policy?",
+            "customer": {"id": customer.id},
+        },
+    ) as response:
         assert response.status == 202
         assert (await response.json())["duplicate"] is True
     await asyncio.sleep(1.0)
@@ -175,10 +191,12 @@ async def test_same_client_message_id_twice_gives_one_message_and_one_reply(
     assert [a["duplicate"] for a in accepted] == [False, True]
     assert len(customer.replies_to(mid)) == 1
     with db(stack) as conn:
-        stored = conn.execute("SELECT count(*) FROM messages WHERE client_message_id = ?",
-                              (mid,)).fetchone()[0]
-        replies = conn.execute("SELECT count(*) FROM messages WHERE in_reply_to = ? AND "
-                               "direction = 'out'", (mid,)).fetchone()[0]
+        stored = conn.execute(
+            "SELECT count(*) FROM messages WHERE client_message_id = ?", (mid,)
+        ).fetchone()[0]
+        replies = conn.execute(
+            "SELECT count(*) FROM messages WHERE in_reply_to = ? AND direction = 'out'", (mid,)
+        ).fetchone()[0]
     assert (stored, replies) == (1, 1)
 
 
@@ -187,14 +205,34 @@ async def test_same_client_message_id_twice_gives_one_message_and_one_reply(
     [
         (b'{"client_message_id": "x", "text": ', "application/json", 400, "invalid_json"),
         (b'{"client_message_id": "x", "text": "', "application/json", 400, "invalid_json"),
-        ('{"client_message_id": "x", "text": "caf\u00e9", "customer": {"id": "c"}}'
-         .encode("latin-1"), "application/json", 400, "not_utf8"),
-        (b'{"client_message_id": "x", "text": "", "customer": {"id": "c"}}',
-         "application/json", 422, "validation_error"),
-        (b'{"client_message_id": "x", "text": "' + b"a" * 100 * 1024 + b'", "customer": '
-         b'{"id": "c"}}', "application/json", 413, "payload_too_large"),
-        (b'{"client_message_id": "x", "text": "hi", "customer": {"id": "c"}, '
-         b'"conversation_id": "does-not-exist"}', "application/json", 404, "unknown_conversation"),
+        (
+            '{"client_message_id": "x", "text": "caf\u00e9", "customer": {"id": "c"}}'.encode(
+                "latin-1"
+            ),
+            "application/json",
+            400,
+            "not_utf8",
+        ),
+        (
+            b'{"client_message_id": "x", "text": "", "customer": {"id": "c"}}',
+            "application/json",
+            422,
+            "validation_error",
+        ),
+        (
+            b'{"client_message_id": "x", "text": "' + b"a" * 100 * 1024 + b'", "customer": '
+            b'{"id": "c"}}',
+            "application/json",
+            413,
+            "payload_too_large",
+        ),
+        (
+            b'{"client_message_id": "x", "text": "hi", "customer": {"id": "c"}, '
+            b'"conversation_id": "does-not-exist"}',
+            "application/json",
+            404,
+            "unknown_conversation",
+        ),
     ],
 )
 async def test_bad_input_gets_a_4xx_json_error_and_nothing_is_stored(
@@ -202,8 +240,9 @@ async def test_bad_input_gets_a_4xx_json_error_and_nothing_is_stored(
 ):
     with db(stack) as conn:
         before = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
-    async with session.post(f"{stack.url}/api/web/messages", data=body,
-                            headers={"Content-Type": content_type}) as response:
+    async with session.post(
+        f"{stack.url}/api/web/messages", data=body, headers={"Content-Type": content_type}
+    ) as response:
         assert response.status == status
         error = (await response.json())["error"]
     assert error["code"] == code and error["message"]
@@ -224,8 +263,9 @@ async def test_with_rasa_stopped_a_message_is_acked_kept_and_answered_when_it_re
         assert customer.first_reply_latency(mid) < WINDOW
         assert (ack["type"], ack["kind"]) == ("ack", "receipt")
         with db(stack) as conn:
-            status = conn.execute("SELECT status FROM messages WHERE client_message_id = ?",
-                                  (mid,)).fetchone()[0]
+            status = conn.execute(
+                "SELECT status FROM messages WHERE client_message_id = ?", (mid,)
+            ).fetchone()[0]
         assert status == "pending"
         # The customer leaves; the answer must wait for them in the store.
         await customer.close()
@@ -236,8 +276,9 @@ async def test_with_rasa_stopped_a_message_is_acked_kept_and_answered_when_it_re
     deadline = time.monotonic() + 30
     while True:
         with db(stack) as conn:
-            status = conn.execute("SELECT status FROM messages WHERE client_message_id = ?",
-                                  (mid,)).fetchone()[0]
+            status = conn.execute(
+                "SELECT status FROM messages WHERE client_message_id = ?", (mid,)
+            ).fetchone()[0]
         if status == "done" or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.2)

@@ -24,11 +24,8 @@ def test_handed_off_conversations_get_a_plan_at_once_and_no_bot(promise, expecte
 def test_first_reply_always_lands_inside_the_window(promise, expected, answer_after):
     step = first_step(Mode.BOT, promise, expected)
     assert step.run_bot
-    if step.ack_now is not None:
-        first_reply_at = timedelta(0)
-    else:
-        # We wait at most `wait` for the answer, then a receipt goes out.
-        first_reply_at = min(answer_after, step.wait)
+    # An ack now goes out at once; otherwise we wait at most `wait`, then a receipt goes out.
+    first_reply_at = timedelta(0) if step.ack_now is not None else min(answer_after, step.wait)
     assert first_reply_at <= promise.window
 
 

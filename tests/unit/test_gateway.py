@@ -43,9 +43,11 @@ class FakeRasa:
         body = await request.json()
         self.calls.append(body)
         await asyncio.sleep(self.delay)
-        return web.json_response([
-            {"recipient_id": body["sender"], "text": f"echo: {body['message']}"},
-        ])
+        return web.json_response(
+            [
+                {"recipient_id": body["sender"], "text": f"echo: {body['message']}"},
+            ]
+        )
 
 
 @pytest.fixture
@@ -62,8 +64,9 @@ async def rasa_server(fake_rasa, unused_tcp_port) -> AsyncIterator[TestServer]:
 
 
 def make_settings(tmp_path: Path, rasa_port: int, **web: str) -> Settings:
-    channel = "\n".join(f'{k} = "{v}"' for k, v in {"promise": "600ms", "margin": "100ms",
-                                                      **web}.items())
+    channel = "\n".join(
+        f'{k} = "{v}"' for k, v in {"promise": "600ms", "margin": "100ms", **web}.items()
+    )
     path = tmp_path / "promptly.toml"
     path.write_text(
         f"""
@@ -89,14 +92,20 @@ async def client(tmp_path, rasa_server, aiohttp_client) -> TestClient:
     return await aiohttp_client(create_app(make_settings(tmp_path, rasa_server.port)))
 
 
-async def post(client: TestClient, text: str = "hi", mid: str = "m1", customer: str = "c1",
-               **extra: Any) -> aiohttp.ClientResponse:
+async def post(
+    client: TestClient, text: str = "hi", mid: str = "m1", customer: str = "c1", **extra: Any
+) -> aiohttp.ClientResponse:
     body = {"client_message_id": mid, "text": text, "customer": {"id": customer}, **extra}
     return await client.post("/api/web/messages", json=body)
 
 
-async def frames(client: TestClient, conversation_id: str, customer: str = "c1",
-                 until: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
+async def frames(
+    client: TestClient,
+    conversation_id: str,
+    customer: str = "c1",
+    until: int = 1,
+    timeout: float = 5.0,
+) -> list[dict[str, Any]]:
     """Poll the history until ``until`` replies (non-customer frames) exist."""
     deadline = time.monotonic() + timeout
     while True:
@@ -172,7 +181,9 @@ async def test_rasa_down_acks_in_time_keeps_the_message_and_answers_when_back(
     try:
         replies = await frames(client, accepted["conversation_id"], until=2)
         assert [(r["type"], r.get("kind")) for r in replies] == [
-            ("ack", "receipt"), ("answer", None)]
+            ("ack", "receipt"),
+            ("answer", None),
+        ]
         assert replies[1]["text"] == "echo: hello while down"
         assert len(fake.calls) == 1
     finally:
@@ -189,9 +200,12 @@ async def test_same_client_message_id_twice_is_stored_and_answered_once(client, 
     assert second["message_id"] == first["message_id"]
     await frames(client, first["conversation_id"])
     await asyncio.sleep(0.2)
-    history = await (await client.get(
-        f"/api/web/conversations/{first['conversation_id']}/messages",
-        params={"customer_id": "c1"})).json()
+    history = await (
+        await client.get(
+            f"/api/web/conversations/{first['conversation_id']}/messages",
+            params={"customer_id": "c1"},
+        )
+    ).json()
     assert [m["type"] for m in history["messages"]] == ["customer", "ack"]
     assert len(fake_rasa.calls) == 1
 
@@ -203,17 +217,39 @@ async def test_same_client_message_id_twice_is_stored_and_answered_once(client, 
         (b'{"text": "\xff\xfe"}', {"Content-Type": "application/json"}, 400, "not_utf8"),
         (b"hello", {"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
         (b"[1, 2]", {"Content-Type": "application/json"}, 422, "validation_error"),
-        (b'{"client_message_id": "m", "text": "   ", "customer": {"id": "c"}}',
-         {"Content-Type": "application/json"}, 422, "validation_error"),
-        (b'{"client_message_id": "m", "text": "hi"}',
-         {"Content-Type": "application/json"}, 422, "validation_error"),
-        (b'{"client_message_id": "m", "text": "' + b"x" * 5000 + b'", "customer": {"id": "c"}}',
-         {"Content-Type": "application/json"}, 422, "validation_error"),
-        (b'{"client_message_id": "m", "text": "' + b"x" * 100_000 + b'", "customer": {"id": "c"}}',
-         {"Content-Type": "application/json"}, 413, "payload_too_large"),
-        (b'{"client_message_id": "m", "text": "hi", "customer": {"id": "c"}, '
-         b'"conversation_id": "no-such-conversation"}',
-         {"Content-Type": "application/json"}, 404, "unknown_conversation"),
+        (
+            b'{"client_message_id": "m", "text": "   ", "customer": {"id": "c"}}',
+            {"Content-Type": "application/json"},
+            422,
+            "validation_error",
+        ),
+        (
+            b'{"client_message_id": "m", "text": "hi"}',
+            {"Content-Type": "application/json"},
+            422,
+            "validation_error",
+        ),
+        (
+            b'{"client_message_id": "m", "text": "' + b"x" * 5000 + b'", "customer": {"id": "c"}}',
+            {"Content-Type": "application/json"},
+            422,
+            "validation_error",
+        ),
+        (
+            b'{"client_message_id": "m", "text": "'
+            + b"x" * 100_000
+            + b'", "customer": {"id": "c"}}',
+            {"Content-Type": "application/json"},
+            413,
+            "payload_too_large",
+        ),
+        (
+            b'{"client_message_id": "m", "text": "hi", "customer": {"id": "c"}, '
+            b'"conversation_id": "no-such-conversation"}',
+            {"Content-Type": "application/json"},
+            404,
+            "unknown_conversation",
+        ),
     ],
 )
 async def test_bad_input_gets_a_clear_json_error_and_stores_nothing(
@@ -239,19 +275,23 @@ async def test_validation_errors_name_the_field(client):
 
 async def test_foreign_conversation_is_forbidden(client):
     accepted = await (await post(client, "hi", mid="a")).json()
-    response = await post(client, "hi", mid="b", customer="mallory",
-                          conversation_id=accepted["conversation_id"])
+    response = await post(
+        client, "hi", mid="b", customer="mallory", conversation_id=accepted["conversation_id"]
+    )
     assert response.status == 403
-    history = await client.get(f"/api/web/conversations/{accepted['conversation_id']}/messages",
-                               params={"customer_id": "mallory"})
+    history = await client.get(
+        f"/api/web/conversations/{accepted['conversation_id']}/messages",
+        params={"customer_id": "mallory"},
+    )
     assert history.status == 403
 
 
 async def test_websocket_send_accept_reply_and_reconnect_replay(client, fake_rasa):
     await wait_for_rasa(client)
     async with client.ws_connect("/ws", params={"customer_id": "c1"}) as ws:
-        await ws.send_json({"client_message_id": "w1", "text": "over the socket",
-                            "customer": {"id": "c1"}})
+        await ws.send_json(
+            {"client_message_id": "w1", "text": "over the socket", "customer": {"id": "c1"}}
+        )
         accepted = await ws.receive_json(timeout=5)
         assert accepted["type"] == "accepted" and accepted["client_message_id"] == "w1"
         reply = await ws.receive_json(timeout=5)
@@ -261,11 +301,11 @@ async def test_websocket_send_accept_reply_and_reconnect_replay(client, fake_ras
         assert error["type"] == "error" and error["error"]["code"] == "invalid_json"
     conversation_id = accepted["conversation_id"]
     # Offline now: the next reply is only in the store.
-    await (await post(client, "while you were away", mid="w2",
-                      conversation_id=conversation_id)).json()
+    await (
+        await post(client, "while you were away", mid="w2", conversation_id=conversation_id)
+    ).json()
     await frames(client, conversation_id, until=2)
-    params = {"customer_id": "c1", "conversation_id": conversation_id,
-              "after": str(reply["seq"])}
+    params = {"customer_id": "c1", "conversation_id": conversation_id, "after": str(reply["seq"])}
     async with client.ws_connect("/ws", params=params) as ws:
         missed = [await ws.receive_json(timeout=5) for _ in range(2)]
     assert [m["type"] for m in missed] == ["customer", "ack"]
@@ -284,10 +324,17 @@ async def open_ticket(tmp_path: Path, conversation_id: str) -> None:
     store = await SQLiteStore.open(tmp_path / "promptly.db")
     try:
         now = datetime.now(UTC)
-        await store.create_ticket(NewTicket(
-            conversation_id=conversation_id, queue="billing", priority="normal",
-            tier="consumer", reason="refund_request", created_at=now,
-            first_response_due=now + timedelta(hours=8)))
+        await store.create_ticket(
+            NewTicket(
+                conversation_id=conversation_id,
+                queue="billing",
+                priority="normal",
+                tier="consumer",
+                reason="refund_request",
+                created_at=now,
+                first_response_due=now + timedelta(hours=8),
+            )
+        )
     finally:
         await store.close()
 
@@ -320,20 +367,31 @@ async def test_handed_off_conversation_gets_plan_acks_and_agent_replies(
     ticket_id = tickets[0]["id"]
     params = {"customer_id": "c1", "conversation_id": conversation_id, "after": "999999"}
     async with client.ws_connect("/ws", params=params) as ws:
-        response = await client.post(f"/api/agent/tickets/{ticket_id}/replies", headers=auth,
-                                     json={"text": "Refund sent!", "agent": {"id": "a1",
-                                                                            "name": "Sam"}})
+        response = await client.post(
+            f"/api/agent/tickets/{ticket_id}/replies",
+            headers=auth,
+            json={"text": "Refund sent!", "agent": {"id": "a1", "name": "Sam"}},
+        )
         assert response.status == 201
         pushed = await ws.receive_json(timeout=5)
     assert (pushed["type"], pushed["text"], pushed["agent"]) == (
-        "agent", "Refund sent!", {"name": "Sam"})
-    empty = await client.post(f"/api/agent/tickets/{ticket_id}/replies", headers=auth,
-                              json={"text": " ", "agent": {"id": "a1", "name": "Sam"}})
+        "agent",
+        "Refund sent!",
+        {"name": "Sam"},
+    )
+    empty = await client.post(
+        f"/api/agent/tickets/{ticket_id}/replies",
+        headers=auth,
+        json={"text": " ", "agent": {"id": "a1", "name": "Sam"}},
+    )
     assert empty.status == 422
     resolved = await client.post(f"/api/agent/tickets/{ticket_id}/resolve", headers=auth)
     assert (await resolved.json())["status"] == "resolved"
-    again = await client.post(f"/api/agent/tickets/{ticket_id}/replies", headers=auth,
-                              json={"text": "late", "agent": {"id": "a1", "name": "Sam"}})
+    again = await client.post(
+        f"/api/agent/tickets/{ticket_id}/replies",
+        headers=auth,
+        json={"text": "late", "agent": {"id": "a1", "name": "Sam"}},
+    )
     assert again.status == 409
     await post(client, "thanks", mid="m3", conversation_id=conversation_id)
     await asyncio.sleep(0.3)

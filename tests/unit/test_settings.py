@@ -12,9 +12,14 @@ from bot.settings import Priority, Tier, load_settings
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("2s", timedelta(seconds=2)), ("250ms", timedelta(milliseconds=250)),
-     ("30m", timedelta(minutes=30)), ("1.5h", timedelta(minutes=90)), ("1d", timedelta(days=1)),
-     (3, timedelta(seconds=3))],
+    [
+        ("2s", timedelta(seconds=2)),
+        ("250ms", timedelta(milliseconds=250)),
+        ("30m", timedelta(minutes=30)),
+        ("1.5h", timedelta(minutes=90)),
+        ("1d", timedelta(days=1)),
+        (3, timedelta(seconds=3)),
+    ],
 )
 def test_parse_duration(text, expected):
     assert parse_duration(text) == expected

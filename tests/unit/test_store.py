@@ -21,9 +21,14 @@ async def store(request, tmp_path) -> AsyncIterator[Store]:
 
 
 def inbound(text="hi", mid="m1", customer="c1", conversation_id=None) -> InboundMessage:
-    return InboundMessage(channel="web", customer=Customer(customer, "Ann", "ann@example.com"),
-                          platform_message_id=mid, text=text, received_at=NOW,
-                          conversation_id=conversation_id)
+    return InboundMessage(
+        channel="web",
+        customer=Customer(customer, "Ann", "ann@example.com"),
+        platform_message_id=mid,
+        text=text,
+        received_at=NOW,
+        conversation_id=conversation_id,
+    )
 
 
 async def test_receive_is_idempotent_on_channel_customer_and_message_id(store):
@@ -52,18 +57,23 @@ async def test_unknown_and_foreign_conversations_are_refused_and_not_stored(stor
     with pytest.raises(NotFound):
         await store.receive(inbound(mid="2", conversation_id="nope"))
     with pytest.raises(Forbidden):
-        await store.receive(inbound(mid="3", customer="intruder",
-                                    conversation_id=owned.conversation.id))
+        await store.receive(
+            inbound(mid="3", customer="intruder", conversation_id=owned.conversation.id)
+        )
     assert [m.client_message_id for m in await store.messages(owned.conversation.id)] == ["1"]
 
 
 async def test_reply_marks_the_ack_and_logs_events_in_order(store):
     received = await store.receive(inbound())
-    ack = OutboundMessage(type=ReplyType.ACK, kind=AckKind.RECEIPT, text="got it",
-                          in_reply_to="m1")
-    stored = await store.add_reply(received.conversation.id, ack, event="acked",
-                                   data={"latency_ms": 3.0}, acks=received.message.id,
-                                   at=NOW + timedelta(milliseconds=3))
+    ack = OutboundMessage(type=ReplyType.ACK, kind=AckKind.RECEIPT, text="got it", in_reply_to="m1")
+    stored = await store.add_reply(
+        received.conversation.id,
+        ack,
+        event="acked",
+        data={"latency_ms": 3.0},
+        acks=received.message.id,
+        at=NOW + timedelta(milliseconds=3),
+    )
     assert stored.seq > received.message.seq
     message = await store.message(received.message.id)
     assert message is not None and message.acked_at == NOW + timedelta(milliseconds=3)
@@ -84,17 +94,24 @@ async def test_unanswered_holds_received_and_pending_only(store):
 async def test_ticket_lifecycle(store):
     received = await store.receive(inbound())
     conversation_id = received.conversation.id
-    new = NewTicket(conversation_id=conversation_id, queue="billing", priority="high",
-                    tier="consumer", reason="refund_request", created_at=NOW,
-                    first_response_due=NOW + timedelta(hours=2))
+    new = NewTicket(
+        conversation_id=conversation_id,
+        queue="billing",
+        priority="high",
+        tier="consumer",
+        reason="refund_request",
+        created_at=NOW,
+        first_response_due=NOW + timedelta(hours=2),
+    )
     ticket = await store.create_ticket(new)
     assert ticket.reference.startswith("PR-") and ticket.status is TicketStatus.NEW
     assert (await store.create_ticket(new)).id == ticket.id  # one open ticket per conversation
     conversation = await store.conversation(conversation_id)
     assert conversation is not None and conversation.state is ConversationState.WAITING_AGENT
 
-    reply = OutboundMessage(type=ReplyType.AGENT, text="Hello, Sam here",
-                            extra={"agent": {"name": "Sam"}})
+    reply = OutboundMessage(
+        type=ReplyType.AGENT, text="Hello, Sam here", extra={"agent": {"name": "Sam"}}
+    )
     at = NOW + timedelta(minutes=30)
     await store.record_agent_reply(ticket, reply, "sam", at)
     ticket = await store.ticket(ticket.id)
@@ -114,8 +131,14 @@ async def test_ticket_lifecycle(store):
 
 
 async def test_naive_timestamps_are_rejected(store):
-    naive = InboundMessage(channel="web", customer=Customer("c1"), platform_message_id="x",
-                           text="hi", received_at=datetime(2026, 1, 1))  # noqa: DTZ001
+    naive_time = datetime(2026, 1, 1)  # noqa: DTZ001
+    naive = InboundMessage(
+        channel="web",
+        customer=Customer("c1"),
+        platform_message_id="x",
+        text="hi",
+        received_at=naive_time,
+    )
     with pytest.raises(ValueError, match="time-zone aware"):
         await store.receive(naive)
     assert await store.unanswered() == []
