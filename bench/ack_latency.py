@@ -81,7 +81,7 @@ FAQ_PARAPHRASES = (
     "how many days does standard shipping usually take?",
     "can I send a jacket back if it doesn't fit?",
     "when will I get my money back after returning something?",
-    "I forgot my password and can't log in",
+    "how do I reset my password?",
     "do you take PayPal?",
     "is it too late to cancel the order I placed this morning?",
     "do you deliver to Canada?",
@@ -217,6 +217,8 @@ class Recording:
     errors: Counter[str] = field(default_factory=Counter)
     notes: Counter[str] = field(default_factory=Counter)
     send_end: float = math.nan
+    cpu_seconds: float = math.nan  # the load generator's CPU time during the run
+    wall_seconds: float = math.nan
 
     @classmethod
     def empty(cls, n: int) -> Recording:
@@ -455,7 +457,9 @@ class RestLoad:
         except TimeoutError:
             rec.errors["timeout"] += 1
         except (aiohttp.ClientError, OSError) as e:
-            rec.errors[f"connection: {type(e).__name__}"] += 1
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else None
+            name = type(e).__name__ + (f" ({reason})" if reason else "")
+            rec.errors[f"connection: {name}"] += 1
 
     async def run(self, start: float) -> Recording:
         rec = self.rec
@@ -519,6 +523,11 @@ class Result:
         if sent.size < 2:
             return math.nan
         return float((sent.size - 1) / (sent.max() - sent.min()))
+
+    @property
+    def generator_cpu(self) -> str:
+        """The load generator's CPU use during the run, in % of one core."""
+        return f"{_f(100 * self.rec.cpu_seconds / self.rec.wall_seconds, 0)} %"
 
     @property
     def lag_ms(self) -> Floats:
@@ -642,7 +651,9 @@ def ws_detail_table(results: list[Result]) -> list[list[str]]:
         "rate/s",
         "accepted p50 ms",
         "accepted p99 ms",
+        "gateway-side ack p50 ms",
         "gateway-side ack p99 ms",
+        "generator CPU",
         "not sent",
         "errors",
         "notes",
@@ -656,7 +667,9 @@ def ws_detail_table(results: list[Result]) -> list[list[str]]:
                 _f(r.rate, 0),
                 _f(_pct(accepted, 50)),
                 _f(_pct(accepted, 99)),
+                _f(_pct(server, 50)) if server is not None else "n/a",
                 _f(_pct(server, 99)) if server is not None else "n/a",
+                r.generator_cpu,
                 str(r.scheduled - r.sent),
                 "; ".join(f"{k} {v}" for k, v in sorted(r.rec.errors.items())) or "none",
                 "; ".join(f"{k} {v}" for k, v in sorted(r.rec.notes.items())) or "none",
@@ -680,6 +693,7 @@ def baseline_table(results: list[Result]) -> list[list[str]]:
         "HTTP errors",
         "timeouts",
         "other errors",
+        "generator CPU",
     ]
     rows = [header]
     for r in results:
@@ -699,6 +713,7 @@ def baseline_table(results: list[Result]) -> list[list[str]]:
                 str(r.http_errors),
                 str(r.timeouts),
                 str(r.other_errors),
+                r.generator_cpu,
             ]
         )
     return rows
@@ -946,9 +961,9 @@ class Orchestrator:
             )
             yield Stack(gateway.url, f"http://{HOST}:{rasa_port}", gateway, rasa)
         finally:
-            gateway.stop()
             if rasa is not None:
                 rasa.stop()
+            gateway.stop()
 
 
 # --- running scenarios ------------------------------------------------------------------------
@@ -969,7 +984,7 @@ async def warm_up(scenario: str, stack: Stack, tag: str) -> None:
     async with aiohttp.ClientSession(connector=connector) as session:
         if scenario == "baseline":
             for text in WARMUP:
-                body = {"sender": f"{tag}-warmup", "message": text}
+                body = {"sender": f"warmup-{tag}", "message": text}
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     async with session.post(
                         f"{stack.rasa_url}/webhooks/rest/webhook",
@@ -978,11 +993,11 @@ async def warm_up(scenario: str, stack: Stack, tag: str) -> None:
                     ) as response:
                         await response.read()
             return
-        customer = f"{tag}-warmup"
+        customer = f"warmup-{tag}"
         ws = await session.ws_connect(f"{stack.gateway_url}/ws?customer_id={customer}")
         try:
             for k, text in enumerate(WARMUP):
-                cmid = f"{tag}-warmup-{k}"
+                cmid = f"warmup-{tag}-{k}"
                 await ws.send_json(
                     {"client_message_id": cmid, "text": text, "customer": {"id": customer}}
                 )
@@ -1007,13 +1022,18 @@ async def warm_up(scenario: str, stack: Stack, tag: str) -> None:
 async def measure(
     scenario: str, stack: Stack, workload: Workload, connections: int, grace: float, tag: str
 ) -> Recording:
-    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        start = time.monotonic() + START_DELAY
+        cpu, wall = time.process_time(), time.monotonic()
+        start = wall + START_DELAY
         if scenario == "baseline":
-            return await RestLoad(session, stack.rasa_url, workload).run(start)
-        load = WebSocketLoad(session, stack.gateway_url, workload, connections, tag)
-        return await load.run(start, grace)
+            rec = await RestLoad(session, stack.rasa_url, workload).run(start)
+        else:
+            load = WebSocketLoad(session, stack.gateway_url, workload, connections, tag)
+            rec = await load.run(start, grace)
+        rec.cpu_seconds = time.process_time() - cpu
+        rec.wall_seconds = time.monotonic() - wall
+        return rec
 
 
 def run_one(
@@ -1028,6 +1048,8 @@ def run_one(
     rec = asyncio.run(measure(scenario, stack, workload, args.connections, args.grace, tag))
     result = Result(scenario, rate, args.duration, rec, args.window, time.monotonic() - started)
     if stack.gateway is not None and scenario != "baseline":
+        if stack.rasa is not None:
+            stack.rasa.stop()  # first, so its backlog does not call a gateway that is gone
         stack.gateway.stop()  # flush and close the database before reading its event log
         result.server_ack_ms = stack.gateway.ack_latencies_ms(tag)
     return result
@@ -1139,9 +1161,13 @@ def method_text(args: argparse.Namespace, orchestrated: bool) -> str:
         "*lag* is the load generator's own delay (actual send time minus scheduled time); a "
         "large lag p99 means the generator, not the server, fell behind. Before each "
         "measurement six warm-up messages (not counted) go through the same path, so one-off "
-        "costs such as TensorFlow graph building are not in the numbers. *gateway-side ack "
-        "p99* is the gateway's own first-reply latency from its event log (receive to reply "
-        "stored and published), for comparison with what the client saw.",
+        "costs such as TensorFlow graph building are not in the numbers. *gateway-side ack* "
+        "is the gateway's own first-reply latency from its event log, which starts when the "
+        "gateway has read and parsed the frame and ends when the reply is stored and "
+        "published; the difference to the client's number is time spent in socket buffers "
+        "and in the gateway's read loop before it gets to the message. *generator CPU* is the "
+        "load generator's CPU time during the run in % of one core: it shares the machine "
+        "with the gateway and Rasa.",
     ]
     if orchestrated:
         parts.append(

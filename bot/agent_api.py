@@ -6,12 +6,12 @@ import hmac
 from typing import Any, ClassVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from bot.errors import NotFound, Unauthorized
 from bot.frames import frame
 from bot.handoff.tickets import TicketService
-from bot.http import read_json, validate
+from bot.http import NonBlankText, read_json, validate
 from bot.store.base import Store, Ticket
 
 
@@ -23,15 +23,8 @@ class AgentIn(BaseModel):
 
 class ReplyIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    text: str = Field(max_length=4000)
+    text: NonBlankText = Field(max_length=4000)
     agent: AgentIn
-
-    @field_validator("text")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("text must not be empty")
-        return value.strip()
 
 
 class ResolveIn(BaseModel):

@@ -25,9 +25,10 @@ def parse_duration(value: object) -> timedelta:
 
 
 def format_duration(delta: timedelta) -> str:
-    seconds = delta.total_seconds()
+    """The shortest exact form, in whole units (integer arithmetic: no float rounding)."""
+    total_ms = delta // timedelta(milliseconds=1)
     for unit in ("d", "h", "m", "s"):
-        size = _UNITS[unit]
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds * 1000)}ms"
+        size = round(_UNITS[unit] * 1000)
+        if total_ms >= size and total_ms % size == 0:
+            return f"{total_ms // size}{unit}"
+    return f"{total_ms}ms"

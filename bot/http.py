@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 
 from bot.errors import (
     BadRequest,
@@ -20,6 +20,16 @@ from bot.errors import (
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("text must not be empty")
+    return value.strip()
+
+
+# Message text from clients: surrounding white space dropped, and never empty.
+NonBlankText = Annotated[str, AfterValidator(_not_blank)]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

@@ -13,7 +13,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -57,6 +57,7 @@ class Outcome:
     ticket: Ticket | None = None
     source: str = "rasa"
     pending: bool = False
+    waiting: bool = False  # the conversation was already with a human queue
 
 
 class KeyedLocks:
@@ -237,7 +238,9 @@ class Pipeline:
         replies = list(outcome.replies)
         if outcome.ticket is not None:
             replies.append(
-                self._tickets.plan(outcome.ticket, message.client_message_id, waiting=False)
+                self._tickets.plan(
+                    outcome.ticket, message.client_message_id, waiting=outcome.waiting
+                )
             )
         if not replies:
             replies.append(OutboundMessage(type=ReplyType.ANSWER, text=NO_ANSWER_TEXT))
@@ -245,10 +248,10 @@ class Pipeline:
         first = ack.answer_is_ack(elapsed, promise, receipt_sent)
         for reply in replies:
             if first and reply.kind is None:
-                reply = _as(reply, ReplyType.ACK, AckKind.SOLUTION)
-            await self._reply(
-                message, _replying_to(reply, message), started, first=first, source=outcome.source
-            )
+                reply = replace(reply, type=ReplyType.ACK, kind=AckKind.SOLUTION)
+            if reply.in_reply_to is None:
+                reply = replace(reply, in_reply_to=message.client_message_id)
+            await self._reply(message, reply, started, first=first, source=outcome.source)
             first = False
         await self._store.set_status(message.id, MessageStatus.DONE)
 
@@ -277,6 +280,13 @@ class Pipeline:
 
     async def _understand(self, message: StoredMessage, conversation: Conversation) -> Outcome:
         async with self._locks.hold(conversation.id):
+            # An earlier message of this conversation may have been handed off meanwhile.
+            current = await self._store.conversation(conversation.id)
+            if current is not None and current.state is not ConversationState.BOT:
+                ticket = await self._store.open_ticket(conversation.id)
+                if ticket is not None:
+                    ticket = await self._tickets.customer_wrote(ticket, message.created_at)
+                    return Outcome(ticket=ticket, source="handoff", waiting=True)
             metadata = {
                 "conversation_id": conversation.id,
                 "message_id": message.id,
@@ -333,28 +343,4 @@ def _answer(text: str, citations: list[dict[str, Any]]) -> OutboundMessage:
             for c in citations
             if isinstance(c, dict)
         ),
-    )
-
-
-def _as(reply: OutboundMessage, type: ReplyType, kind: AckKind) -> OutboundMessage:
-    return OutboundMessage(
-        type=type,
-        kind=kind,
-        text=reply.text,
-        in_reply_to=reply.in_reply_to,
-        citations=reply.citations,
-        extra=reply.extra,
-    )
-
-
-def _replying_to(reply: OutboundMessage, message: StoredMessage) -> OutboundMessage:
-    if reply.in_reply_to is not None:
-        return reply
-    return OutboundMessage(
-        type=reply.type,
-        kind=reply.kind,
-        text=reply.text,
-        in_reply_to=message.client_message_id,
-        citations=reply.citations,
-        extra=reply.extra,
     )

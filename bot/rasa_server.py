@@ -32,6 +32,18 @@ def write_endpoints(path: Path, action_url: str, token: str) -> Path:
     return path
 
 
+def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """Stop a child started with ``start_new_session=True``, and its children: TERM, then KILL."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 class RasaServer:
     def __init__(
         self,
@@ -110,13 +122,8 @@ class RasaServer:
 
     def stop(self, timeout: float = 15) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        if process is not None:
+            stop_process_group(process, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,12 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
-from bot.rasa_server import RasaServer, write_endpoints
+from bot.rasa_server import RasaServer, stop_process_group, write_endpoints
 from bot.settings import Settings, load_settings
 from bot.training import model_path, rasa_executable, train
 
 ROOT = Path(__file__).resolve().parent.parent
+# Properties, not timings, are under test: no per-example deadline on a busy 2-core machine.
+hypothesis_settings.register_profile("promptly", deadline=None, print_blob=True)
+hypothesis_settings.load_profile("promptly")
 AGENT_TOKEN = "integration-agent-token"
 ACTION_TOKEN = "integration-action-token"
 
@@ -53,18 +56,6 @@ class Stack:
                 return
             time.sleep(0.2)
         raise AssertionError(f"gateway never saw Rasa {'up' if up else 'down'}")
-
-
-def stop_group(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
-    """Stop a child started with start_new_session=True, with its children."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def _write_config(tmp: Path, gateway_port: int, rasa_port: int) -> Path:
@@ -143,7 +134,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield result
     finally:
         rasa.stop()
-        stop_group(gateway, timeout=20)
+        stop_process_group(gateway, timeout=20)
 
 
 @pytest.fixture(scope="session")

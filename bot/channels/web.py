@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from aiohttp import WSMsgType, web
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from bot.channels.base import Customer, InboundMessage
 from bot.errors import Forbidden, NotFound, RequestError, Unprocessable
 from bot.frames import frame
-from bot.http import error_body, parse_json, read_json, validate
+from bot.http import NonBlankText, error_body, parse_json, read_json, validate
 from bot.hub import Hub, Subscription
 from bot.pipeline import Pipeline
 from bot.settings import WebChannelSettings
@@ -34,16 +34,9 @@ class CustomerIn(BaseModel):
 class MessageIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
     client_message_id: str = Field(min_length=1, max_length=128)
-    text: str
+    text: NonBlankText
     customer: CustomerIn
     conversation_id: str | None = Field(None, min_length=1, max_length=64)
-
-    @field_validator("text")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("text must not be empty")
-        return value.strip()
 
 
 class WebChannel:

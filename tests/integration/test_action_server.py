@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port, stop_group
+from bot.rasa_server import stop_process_group
+from tests.conftest import ROOT, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -77,5 +78,5 @@ def test_standalone_action_server_answers_from_the_kb(tmp_path: Path) -> None:
         assert custom["citations"][0]["url"] == "/kb/shipping-times"
         assert result["events"][0]["name"] == "offered_human"  # type: ignore[index]
     finally:
-        stop_group(server)
+        stop_process_group(server)
         log.close()

@@ -6,7 +6,7 @@ rules (fast, slow, down, back) can be driven precisely; tests/integration runs t
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
 from bot.settings import Settings, load_settings
-from bot.store.base import NewTicket
+from bot.store.base import NewTicket, Ticket
 from bot.store.sqlite import SQLiteStore
 
 TOKEN = "agent-test-token"
@@ -29,6 +29,8 @@ TOKEN = "agent-test-token"
 class FakeRasa:
     delay: float = 0.0
     calls: list[dict[str, Any]] = field(default_factory=list)
+    # Runs inside the webhook before it answers, like a custom action would.
+    action: Callable[[dict[str, Any]], Awaitable[list[dict[str, Any]] | None]] | None = None
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -43,6 +45,8 @@ class FakeRasa:
         body = await request.json()
         self.calls.append(body)
         await asyncio.sleep(self.delay)
+        if self.action is not None and (custom := await self.action(body)) is not None:
+            return web.json_response(custom)
         return web.json_response(
             [
                 {"recipient_id": body["sender"], "text": f"echo: {body['message']}"},
@@ -320,17 +324,20 @@ async def test_websocket_with_foreign_conversation_is_refused(client):
     assert error["error"]["code"] == "conversation_mismatch"
 
 
-async def open_ticket(tmp_path: Path, conversation_id: str) -> None:
+async def open_ticket(
+    tmp_path: Path, conversation_id: str, queue: str = "billing", reason: str = "refund_request"
+) -> Ticket:
+    """Open a ticket the way the escalate action does: through the store."""
     store = await SQLiteStore.open(tmp_path / "promptly.db")
     try:
         now = datetime.now(UTC)
-        await store.create_ticket(
+        return await store.create_ticket(
             NewTicket(
                 conversation_id=conversation_id,
-                queue="billing",
+                queue=queue,
                 priority="normal",
                 tier="consumer",
-                reason="refund_request",
+                reason=reason,
                 created_at=now,
                 first_response_due=now + timedelta(hours=8),
             )
@@ -407,3 +414,30 @@ async def test_health_and_pages(client):
     assert "/api/web/messages" in spec["paths"]
     missing = await client.get("/api/nothing-here")
     assert missing.status == 404 and (await missing.json())["error"]["code"] == "not_found"
+
+
+async def test_message_queued_behind_a_handoff_gets_a_plan_not_the_bot(client, fake_rasa, tmp_path):
+    await wait_for_rasa(client)
+
+    async def escalate(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+        if body["message"] != "agent please":
+            return None
+        ticket = await open_ticket(tmp_path, body["sender"], "support", "human_handoff")
+        return [
+            {
+                "recipient_id": body["sender"],
+                "custom": {"promptly": "handoff", "ticket_id": ticket.id},
+            }
+        ]
+
+    fake_rasa.action = escalate
+    fake_rasa.delay = 0.3
+    first = await (await post(client, "agent please", mid="h1")).json()
+    conversation_id = first["conversation_id"]
+    await post(client, "hello?", mid="h2", conversation_id=conversation_id)
+    replies = await frames(client, conversation_id, until=2)
+    by_message = {r["in_reply_to"]: r for r in replies}
+    assert by_message["h1"]["kind"] == "plan"
+    assert by_message["h2"]["kind"] == "plan"
+    assert "added this message" in by_message["h2"]["text"]
+    assert [c["message"] for c in fake_rasa.calls] == ["agent please"]
