@@ -52,6 +52,7 @@ import aiohttp
 import numpy as np
 import numpy.typing as npt
 
+from bot.errors import PromptlyError
 from bot.rasa_server import RasaServer, write_endpoints
 from bot.settings import load_settings
 from bot.training import model_path, rasa_executable, train
@@ -413,10 +414,13 @@ class WebSocketLoad:
     async def close(self) -> None:
         for connection in self.connections:
             connection.closing = True
-        for connection in self.connections:
-            if connection.ws is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(connection.ws.close(), timeout=5)
+        # All at once and bounded: a saturated gateway can be slow to finish the handshake.
+        closing = [asyncio.create_task(c.ws.close()) for c in self.connections if c.ws is not None]
+        if closing:
+            _, late = await asyncio.wait(closing, timeout=5)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*closing, return_exceptions=True)
         readers = [c.reader for c in self.connections if c.reader is not None]
         for reader in readers:
             reader.cancel()
@@ -492,7 +496,19 @@ def _ms(values: Floats) -> Floats:
 
 
 def _pct(values: Floats, q: float) -> float:
-    return float(np.percentile(values, q)) if values.size else math.nan
+    """Linear-interpolated percentile; infinite as soon as an infinite value is involved."""
+    if not values.size:
+        return math.nan
+    ordered = np.sort(values)
+    rank = q / 100 * (ordered.size - 1)
+    low, high = math.floor(rank), math.ceil(rank)
+    if math.isinf(ordered[high]):
+        return math.inf
+    return float(ordered[low] + (ordered[high] - ordered[low]) * (rank - low))
+
+
+def _max(values: Floats) -> float:
+    return float(values.max()) if values.size else math.nan
 
 
 @dataclass
@@ -535,7 +551,12 @@ class Result:
 
     @property
     def ack_ms(self) -> Floats:
-        return _ms(self.rec.first - self.rec.sent)
+        """Promptly: per sent message, infinite when it got no ack. Baseline: per HTTP 200."""
+        if self.scenario == "baseline":
+            return _ms(self.rec.first - self.rec.sent)
+        values = (self.rec.first - self.rec.sent)[self.sent_mask] * 1000.0
+        values[np.isnan(values)] = math.inf
+        return values
 
     @property
     def accepted_ms(self) -> Floats:
@@ -590,6 +611,8 @@ class Result:
 def _f(value: float, digits: int = 1) -> str:
     if math.isnan(value):
         return "n/a"
+    if math.isinf(value):
+        return "∞"
     return f"{value:,.{digits}f}"
 
 
@@ -634,12 +657,12 @@ def ws_table(results: list[Result]) -> list[list[str]]:
                 _f(_pct(r.lag_ms, 99)),
                 _f(_pct(ack, 50)),
                 _f(_pct(ack, 99)),
-                _f(float(ack.max()) if ack.size else math.nan),
+                _f(_max(ack)),
                 f"{_share(r.in_window_share)} ({r.in_window}/{r.sent})",
                 _kinds(r),
                 _f(_pct(answer, 50)),
                 _f(_pct(answer, 99)),
-                _f(float(answer.max()) if answer.size else math.nan),
+                _f(_max(answer)),
                 f"{_share(r.answered_share)} ({answer.size}/{r.sent})",
             ]
         )
@@ -706,7 +729,7 @@ def baseline_table(results: list[Result]) -> list[list[str]]:
                 _f(_pct(r.lag_ms, 99)),
                 _f(_pct(latency, 50)),
                 _f(_pct(latency, 99)),
-                _f(float(latency.max()) if latency.size else math.nan),
+                _f(_max(latency)),
                 f"{r.ok} ({_share(r.ok / r.sent if r.sent else math.nan)})",
                 f"{_share(r.in_window_share)}",
                 _f(r.ok_per_s),
@@ -720,9 +743,8 @@ def baseline_table(results: list[Result]) -> list[list[str]]:
 
 
 def markdown(rows: list[list[str]]) -> str:
-    numeric = [
-        all(c[:1].isdigit() or c == "n/a" for c in column[1:]) for column in zip(*rows, strict=True)
-    ]
+    columns = zip(*rows, strict=True)
+    numeric = [all(c[:1].isdigit() or c in ("n/a", "∞") for c in col[1:]) for col in columns]
     lines = ["| " + " | ".join(rows[0]) + " |"]
     lines.append("| " + " | ".join("---:" if n else "---" for n in numeric) + " |")
     lines.extend("| " + " | ".join(row) + " |" for row in rows[1:])
@@ -736,6 +758,10 @@ def plain(rows: list[list[str]]) -> str:
     )
 
 
+def _ms_text(value: float) -> str:
+    return "∞ (more than 1 % never acked)" if math.isinf(value) else f"{_f(value)} ms"
+
+
 @dataclass(frozen=True)
 class Check:
     target: str
@@ -743,9 +769,22 @@ class Check:
     passed: bool | None  # None: not measured in this run
 
 
-def checks(results: list[Result], window: float) -> list[Check]:
+Failure = tuple[str, float, str]  # scenario, rate, what went wrong
+
+
+def checks(results: list[Result], window: float, failures: Sequence[Failure] = ()) -> list[Check]:
     out: list[Check] = []
     by = {(r.scenario, r.rate): r for r in results}
+    failed = {(scenario, rate): error for scenario, rate, error in failures}
+    for (scenario, rate), error in failed.items():
+        if scenario != "baseline":
+            out.append(
+                Check(
+                    f"100 % acked inside {window:g} s: {TITLES[scenario]}, {rate:g} msg/s",
+                    f"run failed: {error}",
+                    False,
+                )
+            )
     for r in results:
         if r.scenario == "baseline":
             continue
@@ -758,15 +797,17 @@ def checks(results: list[Result], window: float) -> list[Check]:
             )
         )
     up200 = by.get(("up", 200.0))
-    if up200 is None:
+    if ("up", 200.0) in failed:
+        out.append(Check("ack p99 ≤ 50 ms at 200 msg/s with Rasa up", "run failed", False))
+    elif up200 is None:
         out.append(Check("ack p99 ≤ 50 ms at 200 msg/s with Rasa up", "not measured", None))
     else:
         p99 = _pct(up200.ack_ms, 99)
         out.append(
             Check(
                 "ack p99 ≤ 50 ms at 200 msg/s with Rasa up",
-                f"{_f(p99)} ms",
-                p99 <= 50 and up200.in_window == up200.sent,
+                _ms_text(p99),
+                p99 <= 50,
             )
         )
     compared = False
@@ -779,8 +820,8 @@ def checks(results: list[Result], window: float) -> list[Check]:
         out.append(
             Check(
                 f"ack p99 with Rasa stopped ≤ with Rasa up, {rate:g} msg/s",
-                f"{_f(p_down)} ms stopped vs {_f(p_up)} ms up",
-                p_down <= p_up and down.in_window == down.sent,
+                f"{_ms_text(p_down)} stopped vs {_ms_text(p_up)} up",
+                math.isfinite(p_down) and p_down <= p_up,
             )
         )
     if not compared:
@@ -1066,7 +1107,7 @@ def summary_line(r: Result) -> str:
     ack = r.ack_ms
     return (
         f"  sent {r.sent} at {_f(r.send_rate)}/s, ack p50 {_f(_pct(ack, 50))} ms, "
-        f"p99 {_f(_pct(ack, 99))} ms, max {_f(float(ack.max()) if ack.size else math.nan)} ms, "
+        f"p99 {_f(_pct(ack, 99))} ms, max {_f(_max(ack))} ms, "
         f"in window {_share(r.in_window_share)}, answered {_share(r.answered_share)}, "
         f"kinds: {_kinds(r)}, lag p99 {_f(_pct(r.lag_ms, 99))} ms"
     )
@@ -1144,7 +1185,8 @@ def method_text(args: argparse.Namespace, orchestrated: bool) -> str:
         "*Ack latency* is from just before the frame is written to the socket to the first "
         "reply frame whose `in_reply_to` is the message's `client_message_id`; *answer "
         "latency* is to the first reply frame that is not a `receipt` (a `solution` ack, an "
-        "`answer` or a `plan`). A message with no ack counts as outside the window. After the "
+        "`answer` or a `plan`). A message with no ack at all counts as outside the window "
+        "and as infinitely late (∞) in the ack percentiles and maximum. After the "
         f"last send the client waits up to {args.grace:g} s for outstanding answers, then "
         "closes; with Rasa stopped, messages the help centre cannot answer stay pending by "
         'design, so they are "not answered in run".',
@@ -1197,6 +1239,7 @@ def write_report(
     wall: float,
     orchestrated: bool,
     rasa_startups: list[float],
+    failures: Sequence[Failure],
 ) -> None:
     lines = [
         "# Ack latency benchmark",
@@ -1253,6 +1296,9 @@ def write_report(
                 "",
                 markdown(ws_detail_table(group)),
             ]
+    if failures:
+        lines += ["", "### Failed runs", ""]
+        lines += [f"- {TITLES[s]} at {r:g} msg/s: {e}" for s, r, e in failures]
     lines += [
         "",
         "## Targets",
@@ -1260,7 +1306,7 @@ def write_report(
         "| target | measured | result |",
         "| --- | --- | --- |",
     ]
-    for check in checks(results, args.window):
+    for check in checks(results, args.window, failures):
         verdict = "not measured" if check.passed is None else "PASS" if check.passed else "FAIL"
         lines.append(f"| {check.target} | {check.measured} | **{verdict}** |")
     lines.append("")
@@ -1302,7 +1348,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if bool(args.url) != bool(args.rasa_url):
         parser.error("--url and --rasa-url go together")
     for url in (args.url, args.rasa_url):
-        if url and not url.startswith(("http://127.0.0.1", "http://localhost")):
+        if url and urllib.parse.urlsplit(url).hostname != HOST:
             parser.error("only loopback targets are allowed (http://127.0.0.1:PORT)")
     default = "up,baseline" if args.url else ",".join(SCENARIOS)
     args.scenarios = [s.strip() for s in (args.scenarios or default).split(",") if s.strip()]
@@ -1324,11 +1370,13 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     orchestrated = args.url is None
     results: list[Result] = []
-    tmp = Path(tempfile.mkdtemp(prefix="promptly-bench-"))
+    failures: list[Failure] = []
+    tmp = Path(tempfile.mkdtemp(prefix="promptly-bench-")) if orchestrated else None
     ok = False
     rasa_startups: list[float] = []
+    orchestrator: Orchestrator | None = None
     try:
-        if orchestrated:
+        if tmp is not None:
             orchestrator = Orchestrator(tmp)
             rasa_startups = orchestrator.rasa_startups
             rasa_version = rasa_version_installed()
@@ -1342,10 +1390,17 @@ def main(argv: list[str] | None = None) -> int:
                 run_number += 1
                 print(f"\n== {TITLES[scenario]} at {rate:g} msg/s ==", flush=True)
                 t = time.monotonic()
-                if orchestrated:
-                    with orchestrator.stack(scenario, rate) as stack:
-                        print(f"  stack ready in {time.monotonic() - t:.0f}s", flush=True)
-                        result = run_one(scenario, rate, args, stack, run_number)
+                if orchestrator is not None:
+                    try:
+                        with orchestrator.stack(scenario, rate) as stack:
+                            print(f"  stack ready in {time.monotonic() - t:.0f}s", flush=True)
+                            result = run_one(scenario, rate, args, stack, run_number)
+                    except (PromptlyError, RuntimeError, OSError, aiohttp.ClientError) as e:
+                        # One broken run (e.g. Rasa did not start) must not lose the others.
+                        error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                        print(f"  RUN FAILED: {e}", flush=True)
+                        failures.append((scenario, rate, error))
+                        continue
                 else:
                     stack = Stack(args.url.rstrip("/"), args.rasa_url.rstrip("/"))
                     if scenario != "baseline":
@@ -1369,17 +1424,19 @@ def main(argv: list[str] | None = None) -> int:
                 if scenario != "baseline":
                     print(plain(ws_detail_table(group)))
         print("\nTargets:")
-        for check in checks(results, args.window):
+        for check in checks(results, args.window, failures):
             verdict = "n/a " if check.passed is None else "PASS" if check.passed else "FAIL"
             print(f"  {verdict}  {check.target}: {check.measured}")
-        write_report(args.out, results, args, command, facts, wall, orchestrated, rasa_startups)
+        write_report(
+            args.out, results, args, command, facts, wall, orchestrated, rasa_startups, failures
+        )
         print(f"\nwrote {args.out} (wall time {wall / 60:.1f} min)")
-        ok = True
-        return 0
+        ok = not failures
+        return 0 if ok else 1
     finally:
-        if ok and not args.keep:
+        if tmp is not None and ok and not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-        else:
+        elif tmp is not None:
             print(f"logs and databases kept in {tmp}", file=sys.stderr)
 
 

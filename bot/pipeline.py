@@ -107,6 +107,7 @@ class Pipeline:
         self._locks = KeyedLocks()
         self._resume_lock = asyncio.Lock()
         self._kb_latency = LatencyGauge(initial=0.05, parallelism=2)
+        self._kb_budget = self._settings.channels.web.promise.total_seconds() / 2
 
     # -- entry points ----------------------------------------------------------------------
 
@@ -316,7 +317,8 @@ class Pipeline:
 
     async def _without_rasa(self, message: StoredMessage) -> Outcome:
         """Rasa is unavailable: answer straight from the KB when confident, else wait for Rasa."""
-        if self._kb is not None:
+        # A backed-up KB would only add CPU load that slows every ack: wait for Rasa instead.
+        if self._kb is not None and self._kb_latency.expected() <= self._kb_budget:
             try:
                 with self._kb_latency.measure():
                     result = await self._kb.aanswer(message.text, self._settings.kb.direct_floor)
