@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from actions.orderbook import OrderBook
 from actions.services import Services
+from bot.clock import clock_from
 from bot.handoff.tickets import TicketService
 from bot.hub import Hub
 from bot.knowledge import load_knowledge_base
@@ -18,7 +17,8 @@ async def build_services() -> Services:
     settings = load_settings()
     store = await SQLiteStore.open(settings.path(settings.storage.database))
     # The gateway publishes the plan ack when Rasa returns, so no one listens to this hub.
-    tickets = TicketService(store, Outbox(store, Hub()), settings, lambda: datetime.now(UTC))
+    clock = clock_from(settings.debug.clock_start, settings.debug.clock_start_at)
+    tickets = TicketService(store, Outbox(store, Hub()), settings, clock)
     kb = await load_knowledge_base(settings) if settings.kb.enabled else None
     orders = OrderBook.from_csv(settings.path(settings.kb.articles).parent / "demo_orders.csv")
     return Services(kb=kb, tickets=tickets, orders=orders, kb_floor=settings.kb.floor)

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -23,6 +22,8 @@ from bot import keys
 from bot.action_endpoint import ActionEndpoint
 from bot.agent_api import AgentAPI
 from bot.channels.web import WebChannel
+from bot.clock import clock_from
+from bot.handoff.notify import Notifier
 from bot.handoff.tickets import TicketService
 from bot.http import cors_middleware, errors_middleware
 from bot.hub import Hub
@@ -36,10 +37,6 @@ from bot.store.sqlite import SQLiteStore
 
 logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -98,7 +95,13 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     kb = app.get(keys.KB)
     hub = Hub()
     outbox = Outbox(store, hub)
-    tickets = TicketService(store, outbox, settings, utc_now)
+    secret = settings.notify_secret.get_secret_value().encode() if settings.notify_secret else b""
+    notifier = Notifier(app[keys.HTTP], settings.sla.notify_url, secret)
+    clock = clock_from(settings.debug.clock_start, settings.debug.clock_start_at)
+    if settings.debug.clock_start is not None:
+        logger.warning("debug.clock_start: the clock starts at %s", settings.debug.clock_start)
+    tickets = TicketService(store, outbox, settings, clock, notifier)
+    await tickets.rebuild()
     rasa = RasaClient(
         app[keys.HTTP],
         settings.rasa.url,
@@ -107,7 +110,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         breaker_failures=settings.rasa.breaker_failures,
         probe_interval=settings.rasa.probe_interval.total_seconds(),
     )
-    pipeline = Pipeline(store, outbox, rasa, kb, tickets, settings, utc_now)
+    pipeline = Pipeline(store, outbox, rasa, kb, tickets, settings, clock)
     rasa.on_recovery(pipeline.resume)
     orders = OrderBook.from_csv(settings.path(settings.kb.articles).parent / "demo_orders.csv")
     services.configure(
@@ -124,15 +127,16 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     action_token = settings.action_token.get_secret_value() if settings.action_token else None
     app[keys.RASA] = rasa
     app[keys.PIPELINE] = pipeline
-    app[keys.WEB] = WebChannel(pipeline, store, hub, settings.channels.web)
+    app[keys.WEB] = WebChannel(pipeline, store, hub, settings.channels.web, clock)
     app[keys.AGENT_API] = AgentAPI(store, tickets, agent_token)
     app[keys.ACTIONS] = ActionEndpoint(executor, action_token)
     app[keys.PAGES] = Pages(store, rasa, kb)
-    watcher = asyncio.create_task(rasa.watch())
+    background = [asyncio.create_task(rasa.watch()), asyncio.create_task(tickets.monitor.run())]
     yield
-    watcher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watcher
+    for task in background:
+        task.cancel()
+    await asyncio.gather(*background, return_exceptions=True)
+    await notifier.close()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(pipeline.drain(), timeout=5)
     services.configure(None)

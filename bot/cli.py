@@ -8,8 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
+from bot.customers import ImportSummary, import_customers
 from bot.errors import PromptlyError
-from bot.settings import load_settings
+from bot.settings import Settings, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     kb = commands.add_parser("kb", help="knowledge base tasks")
     kb_commands = kb.add_subparsers(dest="kb_command", required=True)
     kb_commands.add_parser("index", help="load the articles and build the vector index")
+    customers = commands.add_parser("customers", help="customer records")
+    customer_commands = customers.add_subparsers(dest="customers_command", required=True)
+    importing = customer_commands.add_parser(
+        "import", help="set tiers from a CSV: channel,external_id,tier[,name,email,language]"
+    )
+    importing.add_argument("csv", type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -46,6 +53,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from bot.training import train
 
         print(train(settings, force=args.force))
+    elif args.command == "customers":
+        summary = asyncio.run(_import_customers(settings, args.csv))
+        print(summary)
+        return 1 if summary.rejected else 0
     elif args.command == "kb":
         from bot.knowledge import load_knowledge_base_sync
 
@@ -60,6 +71,16 @@ def _dispatch(args: argparse.Namespace) -> int:
             train(settings)
         asyncio.run(serve(settings, manage_rasa=manage))
     return 0
+
+
+async def _import_customers(settings: Settings, path: Path) -> ImportSummary:
+    from bot.store.sqlite import SQLiteStore
+
+    store = await SQLiteStore.open(settings.path(settings.storage.database))
+    try:
+        return await import_customers(store, path)
+    finally:
+        await store.close()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def frame(message: StoredMessage) -> dict[str, Any]:
         body["kind"] = message.kind
     if message.direction == "in":
         body["client_message_id"] = message.client_message_id
-    for key in ("queue", "queue_name", "reference", "expected_reply_by", "agent"):
+    for key in ("queue", "queue_name", "reference", "expected_reply_by", "deadline", "agent"):
         if key in message.payload:
             body[key] = message.payload[key]
     return body

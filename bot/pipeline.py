@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections import defaultdict
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -22,6 +21,7 @@ from bot.channels.base import AckKind, Citation, InboundMessage, OutboundMessage
 from bot.errors import NLUUnavailable
 from bot.handoff.tickets import TicketService
 from bot.latency import LatencyGauge
+from bot.locks import KeyedLocks
 from bot.nlu import RasaClient
 from bot.outbox import Outbox
 from bot.settings import Settings
@@ -58,30 +58,6 @@ class Outcome:
     source: str = "rasa"
     pending: bool = False
     waiting: bool = False  # the conversation was already with a human queue
-
-
-class KeyedLocks:
-    """One lock per conversation, kept only while someone holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._users: Counter[str] = Counter()
-
-    def busy(self, key: str) -> bool:
-        return self._users[key] > 0
-
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        self._users[key] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            self._users[key] -= 1
-            if self._users[key] <= 0:
-                del self._users[key]
-                del self._locks[key]
 
 
 class Pipeline:
@@ -173,7 +149,7 @@ class Pipeline:
         self, message: StoredMessage, ticket: Ticket, started: float
     ) -> None:
         ticket = await self._tickets.customer_wrote(ticket, message.created_at)
-        plan = self._tickets.plan(ticket, message.client_message_id, waiting=True)
+        plan = await self._tickets.plan(ticket, message.client_message_id, waiting=True)
         await self._reply(message, plan, started, first=message.acked_at is None, source="handoff")
         await self._store.set_status(message.id, MessageStatus.DONE)
 
@@ -239,7 +215,7 @@ class Pipeline:
         replies = list(outcome.replies)
         if outcome.ticket is not None:
             replies.append(
-                self._tickets.plan(
+                await self._tickets.plan(
                     outcome.ticket, message.client_message_id, waiting=outcome.waiting
                 )
             )
@@ -275,6 +251,7 @@ class Pipeline:
             event="acked" if first else "answered",
             data=data,
             acks=message.id if first else None,
+            at=self._clock(),
         )
 
     # -- understanding ---------------------------------------------------------------------
@@ -307,6 +284,8 @@ class Pipeline:
             custom = bot_message.get("custom")
             if isinstance(custom, dict) and custom.get("promptly") == "handoff":
                 outcome.ticket = await self._store.ticket(str(custom.get("ticket_id")))
+                if outcome.ticket is not None:
+                    self._tickets.watch(outcome.ticket)  # created by a standalone action server
             elif isinstance(custom, dict) and custom.get("promptly") == "answer":
                 outcome.replies.append(
                     _answer(str(custom.get("text", "")), custom.get("citations", []))

@@ -6,32 +6,36 @@ import os
 import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from bot.durations import parse_duration
 from bot.errors import ConfigError
+from bot.handoff.config import (
+    ALWAYS_OPEN,
+    CalendarSettings,
+    QueueSettings,
+    RoutingSettings,
+    SLASettings,
+    default_queues,
+)
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 CONFIG_ENV = "PROMPTLY_CONFIG"
 AGENT_TOKEN_ENV = "PROMPTLY_AGENT_TOKEN"
 ACTION_TOKEN_ENV = "PROMPTLY_ACTION_TOKEN"
-
-
-class Priority(StrEnum):
-    LOW = "low"
-    NORMAL = "normal"
-    HIGH = "high"
-    URGENT = "urgent"
-
-
-class Tier(StrEnum):
-    CONSUMER = "consumer"
-    BUSINESS = "business"
-    ENTERPRISE = "enterprise"
+NOTIFY_SECRET_ENV = "PROMPTLY_NOTIFY_SECRET"
 
 
 class _Section(BaseModel):
@@ -81,67 +85,11 @@ class ChannelsSettings(_Section):
     web: WebChannelSettings = WebChannelSettings()
 
 
-class Targets(_Section):
-    first_response: Duration
-    next_response: Duration
-
-
-_DEFAULT_TARGETS: dict[Priority, dict[Tier, dict[str, str]]] = {
-    Priority.URGENT: {t: {"first_response": "30m", "next_response": "30m"} for t in Tier},
-    Priority.HIGH: {
-        Tier.CONSUMER: {"first_response": "2h", "next_response": "2h"},
-        Tier.BUSINESS: {"first_response": "1h", "next_response": "1h"},
-        Tier.ENTERPRISE: {"first_response": "30m", "next_response": "30m"},
-    },
-    Priority.NORMAL: {
-        Tier.CONSUMER: {"first_response": "8h", "next_response": "8h"},
-        Tier.BUSINESS: {"first_response": "4h", "next_response": "4h"},
-        Tier.ENTERPRISE: {"first_response": "2h", "next_response": "2h"},
-    },
-    Priority.LOW: {t: {"first_response": "24h", "next_response": "24h"} for t in Tier},
-}
-
-
-class SLASettings(_Section):
-    """First/next response targets by priority x tier, in calendar time.
-
-    Business-hours calendars arrive with the SLA engine; until then targets run on the clock.
-    """
-
-    timezone: str = "UTC"
-    targets: dict[Priority, dict[Tier, Targets]] = Field(
-        default_factory=lambda: {
-            p: {t: Targets.model_validate(v) for t, v in tiers.items()}
-            for p, tiers in _DEFAULT_TARGETS.items()
-        }
-    )
-
-    def target(self, priority: Priority, tier: Tier) -> Targets:
-        try:
-            return self.targets[priority][tier]
-        except KeyError as e:
-            raise ConfigError(f"sla.targets.{priority}.{tier} is not configured") from e
-
-
-class RoutingSettings(_Section):
-    default_queue: str = "support"
-    intents: dict[str, str] = Field(
-        default_factory=lambda: {
-            "refund_request": "billing",
-            "complaint": "support",
-            "urgent_outage": "urgent",
-            "human_handoff": "support",
-            "order_status": "orders",
-        }
-    )
-    queue_names: dict[str, str] = Field(
-        default_factory=lambda: {
-            "support": "Customer Support",
-            "billing": "Billing",
-            "urgent": "Urgent Response",
-            "orders": "Orders",
-        }
-    )
+class DebugSettings(_Section):
+    # Tests and demos only: the clock reads `clock_start` at the real instant `clock_start_at`
+    # (default: when the process starts) and runs at real speed from there.
+    clock_start: AwareDatetime | None = None
+    clock_start_at: AwareDatetime | None = None
 
 
 class Settings(_Section):
@@ -153,8 +101,42 @@ class Settings(_Section):
     channels: ChannelsSettings = ChannelsSettings()
     sla: SLASettings = SLASettings()
     routing: RoutingSettings = RoutingSettings()
+    debug: DebugSettings = DebugSettings()
+    queues: dict[str, QueueSettings] = Field(default_factory=default_queues)
+    calendars: dict[str, CalendarSettings] = Field(
+        default_factory=lambda: {"default": CalendarSettings()}
+    )
     agent_token: SecretStr | None = None
     action_token: SecretStr | None = None
+    notify_secret: SecretStr | None = None  # signs outgoing notification webhooks
+
+    @model_validator(mode="after")
+    def _handoff_names_exist(self) -> Settings:
+        for name, calendar in self.calendars.items():
+            if name == ALWAYS_OPEN:
+                raise ValueError(f"calendars.{name}: {ALWAYS_OPEN!r} is built in")
+            try:
+                calendar.build()
+            except ValueError as e:
+                raise ValueError(f"calendars.{name}: {e}") from None
+        for name, queue in self.queues.items():
+            if queue.calendar != ALWAYS_OPEN and queue.calendar not in self.calendars:
+                raise ValueError(f"queues.{name}.calendar: no calendar {queue.calendar!r}")
+        self._known_queue("routing.default_queue", self.routing.default_queue)
+        for i, rule in enumerate(self.routing.rules):
+            self._known_queue(f"routing.rules.{i}.queue", rule.queue)
+        for i, policy in enumerate(self.sla.policies):
+            for name in policy.when.queue:
+                self._known_queue(f"sla.policies.{i}.when.queue", name)
+        if self.sla.notify_url and self.notify_secret is None:
+            raise ValueError(
+                f"sla.notify_url: alerts are signed; set {NOTIFY_SECRET_ENV} in the environment"
+            )
+        return self
+
+    def _known_queue(self, key: str, queue: str) -> None:
+        if queue not in self.queues:
+            raise ValueError(f"{key}: no queue {queue!r} (known: {', '.join(self.queues)})")
 
     def path(self, p: Path) -> Path:
         """Resolve a configured path against the config file's folder."""
@@ -182,7 +164,11 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     elif path != Path("promptly.toml"):
         raise ConfigError(f"config file {path} does not exist")
     data["root"] = path.resolve().parent
-    for key, var in (("agent_token", AGENT_TOKEN_ENV), ("action_token", ACTION_TOKEN_ENV)):
+    for key, var in (
+        ("agent_token", AGENT_TOKEN_ENV),
+        ("action_token", ACTION_TOKEN_ENV),
+        ("notify_secret", NOTIFY_SECRET_ENV),
+    ):
         if env.get(var):
             data[key] = env[var]
     try:

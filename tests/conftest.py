@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,15 @@ class Stack:
     database: Path
     agent_token: str
     gateway_log: Path
+    gateway: subprocess.Popen[bytes]
+    config: Path
+
+    def restart_gateway(self) -> None:
+        """Kill the gateway process (as a crash would) and start it again on the same port."""
+        self.gateway.kill()
+        self.gateway.wait()
+        self.gateway = _start_gateway(self.config, self.gateway_log)
+        _wait_http(f"{self.url}/health", self.gateway, self.gateway_log, timeout=120)
 
     def health(self) -> dict[str, object]:
         with urllib.request.urlopen(f"{self.url}/health", timeout=5) as response:
@@ -58,7 +68,7 @@ class Stack:
         raise AssertionError(f"gateway never saw Rasa {'up' if up else 'down'}")
 
 
-def _write_config(tmp: Path, gateway_port: int, rasa_port: int) -> Path:
+def _write_config(tmp: Path, gateway_port: int, rasa_port: int, extra: str = "") -> Path:
     config = tmp / "promptly.toml"
     config.write_text(
         f"""
@@ -76,7 +86,8 @@ probe_interval = "200ms"
 [kb]
 articles = "{ROOT / "kb" / "articles"}"
 index_dir = "{tmp / "kb-index"}"
-""",
+"""
+        + extra,
         encoding="utf-8",
     )
     return config
@@ -95,24 +106,15 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: f
     raise RuntimeError(f"gateway not up after {timeout}s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("stack")
-    gateway_port, rasa_port = free_port(), free_port()
-    config = _write_config(tmp, gateway_port, rasa_port)
-    settings: Settings = load_settings(config, env={})
-    model = model_path(settings)
-    if not model.exists():  # `make test` trains first; this keeps a bare pytest run honest
-        train(settings)
+def _start_gateway(config: Path, log_path: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "PROMPTLY_AGENT_TOKEN": AGENT_TOKEN,
         "PROMPTLY_ACTION_TOKEN": ACTION_TOKEN,
         "HF_HUB_OFFLINE": "1",
     }
-    gateway_log = tmp / "gateway.log"
-    with gateway_log.open("wb") as log:
-        gateway = subprocess.Popen(
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
             [sys.executable, "-m", "bot", "--config", str(config), "gateway"],
             cwd=ROOT,
             env=env,
@@ -120,21 +122,40 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+@contextmanager
+def running_stack(tmp: Path, extra_config: str = "") -> Iterator[Stack]:
+    """A gateway and a Rasa server (trained model) on free loopback ports, config + extra."""
+    gateway_port, rasa_port = free_port(), free_port()
+    config = _write_config(tmp, gateway_port, rasa_port, extra_config)
+    settings: Settings = load_settings(config, env={})
+    model = model_path(settings)
+    if not model.exists():  # `make test` trains first; this keeps a bare pytest run honest
+        train(settings)
+    gateway_log = tmp / "gateway.log"
+    gateway = _start_gateway(config, gateway_log)
     url = f"http://127.0.0.1:{gateway_port}"
     endpoints = write_endpoints(tmp / "endpoints.yml", f"{url}/actions/webhook", ACTION_TOKEN)
     rasa = RasaServer(
         rasa_executable(settings), model, endpoints, rasa_port, tmp / "rasa.log", ROOT
     )
     rasa.start()
+    result = Stack(url, rasa, tmp / "promptly.db", AGENT_TOKEN, gateway_log, gateway, config)
     try:
         _wait_http(f"{url}/health", gateway, gateway_log, timeout=120)
         rasa.wait_ready()
-        result = Stack(url, rasa, tmp / "promptly.db", AGENT_TOKEN, gateway_log)
         result.wait_rasa(up=True)
         yield result
     finally:
         rasa.stop()
-        stop_process_group(gateway, timeout=20)
+        stop_process_group(result.gateway, timeout=20)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("stack")) as result:
+        yield result
 
 
 @pytest.fixture(scope="session")

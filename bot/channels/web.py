@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.channels.base import Customer, InboundMessage
+from bot.clock import Clock, utc_now
 from bot.errors import Forbidden, NotFound, RequestError, Unprocessable
 from bot.frames import frame
 from bot.http import NonBlankText, error_body, parse_json, read_json, validate
@@ -43,8 +43,14 @@ class WebChannel:
     name = NAME
 
     def __init__(
-        self, pipeline: Pipeline, store: Store, hub: Hub, settings: WebChannelSettings
+        self,
+        pipeline: Pipeline,
+        store: Store,
+        hub: Hub,
+        settings: WebChannelSettings,
+        clock: Clock = utc_now,
     ) -> None:
+        self._clock = clock
         self._pipeline = pipeline
         self._store = store
         self._hub = hub
@@ -70,7 +76,7 @@ class WebChannel:
             customer=Customer(body.customer.id, body.customer.name, body.customer.email),
             platform_message_id=body.client_message_id,
             text=body.text,
-            received_at=datetime.now(UTC),
+            received_at=self._clock(),
             conversation_id=body.conversation_id,
         )
 

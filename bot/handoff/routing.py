@@ -1,18 +1,20 @@
 """Which queue a handoff goes to and at what priority. Pure.
 
-Priority starts from the intent (an outage is urgent, a complaint high) and goes up one level
-for urgency cues ("asap", "right now") and one for frustration cues (insults of the service,
-"!!!", shouting in capitals). Cues alone never make a ticket urgent: only the outage intent
-does, so an angry but routine message cannot jump the urgent queue.
+The queue is the first routing rule matching the intent, language, tier and channel, else the
+default queue. Priority starts from the intent (an outage is urgent, a complaint high) and goes
+up one level for each signal: urgency cues ("asap", "right now"), frustration cues (insults of
+the service, "!!!", shouting in capitals), and an enterprise customer. Signals alone never make
+a ticket urgent: only the outage intent does, so an angry but routine message cannot jump the
+urgent queue.
 """
 
 from __future__ import annotations
 
 import re
 
-from bot.settings import Priority, RoutingSettings
+from bot.handoff.config import PRIORITIES, Priority, RoutingSettings, Tier
 
-_ORDER = [Priority.LOW, Priority.NORMAL, Priority.HIGH, Priority.URGENT]
+_ORDER = list(PRIORITIES)
 _BY_INTENT = {
     "urgent_outage": Priority.URGENT,
     "complaint": Priority.HIGH,
@@ -32,17 +34,18 @@ FRUSTRATION = re.compile(
 _SHOUTED_WORD = re.compile(r"\b[A-Z]{3,}\b")
 
 
-def queue_for(intent: str | None, routing: RoutingSettings) -> str:
-    return routing.intents.get(intent or "", routing.default_queue)
+def queue_for(routing: RoutingSettings, facts: dict[str, str | None]) -> str:
+    """``facts``: intent, language, tier and channel of the handoff."""
+    return next((r.queue for r in routing.rules if r.when.matches(facts)), routing.default_queue)
 
 
 def is_shouting(text: str) -> bool:
     return len(_SHOUTED_WORD.findall(text)) >= 2
 
 
-def cues(text: str) -> list[str]:
-    """The signals found in the text, named as they appear in ticket reasons."""
-    found = []
+def cues(text: str, tier: Tier = Tier.CONSUMER) -> list[str]:
+    """The signals found, named as they appear in ticket reasons."""
+    found = ["enterprise"] if tier is Tier.ENTERPRISE else []
     if URGENCY.search(text):
         found.append("urgency")
     if FRUSTRATION.search(text) or is_shouting(text):
@@ -50,9 +53,14 @@ def cues(text: str) -> list[str]:
     return found
 
 
-def priority_for(intent: str | None, text: str) -> Priority:
+def priority_for(intent: str | None, text: str, tier: Tier = Tier.CONSUMER) -> Priority:
     base = _BY_INTENT.get(intent or "", Priority.NORMAL)
     if base is Priority.URGENT:
         return base
-    level = min(_ORDER.index(base) + len(cues(text)), _ORDER.index(Priority.HIGH))
+    level = min(_ORDER.index(base) + len(cues(text, tier)), _ORDER.index(Priority.HIGH))
     return _ORDER[max(level, _ORDER.index(base))]
+
+
+def raised(priority: Priority) -> Priority:
+    """One level up (an escalation after a breach), up to urgent."""
+    return _ORDER[min(_ORDER.index(priority) + 1, len(_ORDER) - 1)]

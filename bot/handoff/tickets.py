@@ -1,30 +1,73 @@
-"""Ticket service: create handoffs, agent replies, resolve. Uses the store and the outbox."""
+"""Ticket service: handoffs, agent actions, SLA clocks and their timers. Uses the store.
+
+Every change to a ticket goes through ``_change``: under the ticket's lock, compute the new
+ticket, recompute its deadlines (``bot.handoff.schedule``), store it with its event, and
+reschedule its timers. The monitor calls ``on_timer``; a timer fires once, across restarts,
+because the store records it (``Store.fire_timer``).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime
-from zoneinfo import ZoneInfo
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
 
-from bot.ack import expected_reply_by
 from bot.channels.base import AckKind, OutboundMessage, ReplyType
-from bot.errors import Conflict, NotFound
-from bot.handoff import routing, sla
+from bot.errors import Conflict, NotFound, Unprocessable
+from bot.handoff import routing, schedule, sla
+from bot.handoff.assignment import Presence, choose_agent
+from bot.handoff.calendar import Calendar
+from bot.handoff.config import ALWAYS_OPEN, Priority, Tier
+from bot.handoff.monitor import SLAMonitor, Timer
+from bot.handoff.notify import Notifier
+from bot.handoff.queues import QueueModel
+from bot.locks import KeyedLocks
 from bot.outbox import Outbox
-from bot.settings import Priority, Settings, Tier
-from bot.store.base import NewTicket, Store, StoredMessage, Ticket, TicketStatus
+from bot.settings import Settings
+from bot.store.base import (
+    AgentRecord,
+    ConversationState,
+    NewTicket,
+    Pause,
+    Store,
+    StoredMessage,
+    Ticket,
+    TicketSLA,
+    TicketStatus,
+)
 
 logger = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
 
 class TicketService:
-    def __init__(self, store: Store, outbox: Outbox, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        outbox: Outbox,
+        settings: Settings,
+        clock: Clock,
+        notifier: Notifier | None = None,
+    ) -> None:
         self._store = store
         self._outbox = outbox
         self._settings = settings
         self._clock = clock
+        self._notifier = notifier
+        self._calendars: dict[str, Calendar] = {ALWAYS_OPEN: Calendar.always_open()}
+        self._calendars.update({k: c.build() for k, c in settings.calendars.items()})
+        self.monitor = SLAMonitor(self.on_timer, clock)
+        self.queues = QueueModel(store, settings, self._calendars, clock)
+        self._locks = KeyedLocks()
+        self._assigning = asyncio.Lock()
+        # Timers this process saw fire: a rescheduled ticket does not re-queue them (the store
+        # would refuse them anyway; this saves the round trip).
+        self._fired: dict[str, set[Timer]] = {}
+
+    # -- handoff ---------------------------------------------------------------------------
 
     async def escalate(self, conversation_id: str, intent: str | None, text: str) -> Ticket:
         """Open (or return the already open) ticket for a conversation."""
@@ -36,43 +79,93 @@ class TicketService:
             raise NotFound("unknown_conversation", "no conversation with that id")
         customer = await self._store.customer(conversation.customer_id)
         tier = Tier(customer.tier) if customer else Tier.CONSUMER
-        priority = routing.priority_for(intent, text)
+        facts: dict[str, str | None] = {
+            "intent": intent,
+            "tier": tier,
+            "channel": conversation.channel,
+            "language": customer.language if customer else None,
+        }
+        queue = routing.queue_for(self._settings.routing, facts)
+        priority = routing.priority_for(intent, text, tier)
         now = self._clock()
-        reason = ", ".join([intent or "unknown", *routing.cues(text)])
+        draft = self._measured(
+            Ticket(
+                id="",
+                reference="",
+                conversation_id=conversation_id,
+                customer_id=conversation.customer_id,
+                queue=queue,
+                priority=priority,
+                tier=tier,
+                status=TicketStatus.NEW,
+                reason=", ".join([intent or "unknown", *routing.cues(text, tier)]),
+                created_at=now,
+                first_response_due=now,
+                first_responded_at=None,
+                next_response_due=None,
+                resolved_at=None,
+                assignee=None,
+                resolution_due=None,
+                assigned_at=None,
+                sla=TicketSLA(policy={}, calendar=""),
+            ),
+            conversation.channel,
+        )
         ticket = await self._store.create_ticket(
             NewTicket(
                 conversation_id=conversation_id,
-                queue=routing.queue_for(intent, self._settings.routing),
-                priority=priority,
-                tier=tier,
-                reason=reason,
+                queue=draft.queue,
+                priority=draft.priority,
+                tier=draft.tier,
+                reason=draft.reason,
                 created_at=now,
-                first_response_due=sla.first_response_due(now, priority, tier, self._settings.sla),
+                first_response_due=draft.first_response_due,
+                resolution_due=draft.resolution_due,
+                sla=draft.sla,
             )
         )
         logger.info("handoff %s to %s (%s, %s)", ticket.reference, ticket.queue, priority, tier)
-        return ticket
+        self._reschedule(ticket)
+        return await self._assign(ticket) or ticket
 
-    def promised_by(self, ticket: Ticket) -> datetime:
-        due = ticket.next_response_due or ticket.first_response_due
-        # No live queue model yet: the commitment is the SLA deadline itself.
-        return expected_reply_by(due, estimate=None)
+    def _measured(self, ticket: Ticket, channel: str) -> Ticket:
+        """The ticket under the policy matching it now, with its deadlines."""
+        facts: dict[str, str | None] = {
+            "priority": ticket.priority,
+            "tier": ticket.tier,
+            "channel": channel,
+            "queue": ticket.queue,
+        }
+        policy = sla.choose_policy(self._settings.sla.policies, facts)
+        calendar = self._settings.queues[ticket.queue].calendar
+        measured = replace(
+            ticket,
+            sla=replace(
+                ticket.sla,
+                policy=policy.model_dump(mode="json"),
+                calendar=calendar if policy.business_hours else ALWAYS_OPEN,
+            ),
+        )
+        return schedule.with_deadlines(measured, self._calendars[measured.sla.calendar])
 
-    def plan(self, ticket: Ticket, in_reply_to: str | None, *, waiting: bool) -> OutboundMessage:
-        """The ``plan`` ack for a handed-off conversation."""
-        by = self.promised_by(ticket)
-        queue_name = self._settings.routing.queue_names.get(ticket.queue, ticket.queue)
-        local = by.astimezone(ZoneInfo(self._settings.sla.timezone))
-        when = local.strftime("%H:%M %Z on %a %d %b").replace(" 0", " ")
+    # -- plan acks ---------------------------------------------------------------------------
+
+    async def plan(
+        self, ticket: Ticket, in_reply_to: str | None, *, waiting: bool
+    ) -> OutboundMessage:
+        """The ``plan`` ack for a handed-off conversation: commitment and honest estimate."""
+        promise = await self.queues.promise(ticket)
+        if promise.estimate.predicted_breach:
+            await self._predicted_breach(ticket, promise.estimate.stated_by)
         if waiting:
             text = (
-                f"Your request {ticket.reference} is with our {queue_name} team. "
-                f"We've added this message to it; an agent will reply by {when}."
+                f"Your request {ticket.reference} is with our {promise.queue_name} team. "
+                f"We've added this message to it; {promise.sentence}."
             )
         else:
             text = (
-                f"I've passed this to our {queue_name} team (reference {ticket.reference}). "
-                f"An agent will reply here by {when}."
+                f"I've passed this to our {promise.queue_name} team "
+                f"(reference {ticket.reference}): {promise.sentence}."
             )
         return OutboundMessage(
             type=ReplyType.ACK,
@@ -81,37 +174,141 @@ class TicketService:
             in_reply_to=in_reply_to,
             extra={
                 "queue": ticket.queue,
-                "queue_name": queue_name,
+                "queue_name": promise.queue_name,
                 "reference": ticket.reference,
-                "expected_reply_by": by.isoformat(),
+                "expected_reply_by": promise.estimate.stated_by.isoformat(),
+                "deadline": promise.estimate.committed_by.isoformat(),
             },
         )
 
-    async def customer_wrote(self, ticket: Ticket, at: datetime) -> Ticket:
-        """A customer message after an agent reply starts the next-response clock."""
-        if ticket.first_responded_at is None or ticket.next_response_due is not None:
-            return ticket
-        due = sla.next_response_due(
-            at, Priority(ticket.priority), Tier(ticket.tier), self._settings.sla
+    async def _predicted_breach(self, ticket: Ticket, expected: datetime) -> None:
+        due = ticket.next_response_due or ticket.first_response_due
+        data = {"expected_by": expected.isoformat(), "due": due.isoformat()}
+        fired = await self._store.fire_timer(
+            ticket.id, "predicted:breach", due, self._clock(), "sla_predicted_breach", data
         )
-        await self._store.set_next_response_due(ticket.id, due)
-        refreshed = await self._store.ticket(ticket.id)
-        assert refreshed is not None
-        return refreshed
+        if fired:
+            self._alert("sla_predicted_breach", ticket, data, lead=True)
+
+    # -- customer and agent actions ------------------------------------------------------------
+
+    async def customer_wrote(self, ticket: Ticket, at: datetime) -> Ticket:
+        """Resume paused clocks; after an agent reply, start the next-response clock."""
+
+        def change(t: Ticket) -> Ticket:
+            pauses = _closed_pauses(t.sla.pauses, at)
+            start = t.sla.next_response_from
+            if t.first_responded_at is not None and start is None:
+                start = at
+            status = TicketStatus.OPEN if t.status is TicketStatus.WAITING else t.status
+            return replace(
+                t, status=status, sla=replace(t.sla, pauses=pauses, next_response_from=start)
+            )
+
+        return await self._change(ticket.id, change, "customer_replied", at=at)
 
     async def reply(
         self, ticket_id: str, text: str, agent_id: str, agent_name: str
     ) -> StoredMessage:
-        ticket = await self._require_open(ticket_id)
-        message = OutboundMessage(
-            type=ReplyType.AGENT, text=text, extra={"agent": {"name": agent_name}}
-        )
-        stored = await self._store.record_agent_reply(ticket, message, agent_id, self._clock())
+        """A public agent reply: goes out on the customer's channel and meets the clock."""
+        async with self._locks.hold(ticket_id):
+            ticket = await self._require_open(ticket_id)
+            now = self._clock()
+            first = ticket.first_responded_at is None
+            due = ticket.first_response_due if first else ticket.next_response_due
+            updated = replace(
+                ticket,
+                status=TicketStatus.OPEN if ticket.status is TicketStatus.NEW else ticket.status,
+                first_responded_at=ticket.first_responded_at or now,
+                assignee=ticket.assignee or agent_id,
+                assigned_at=ticket.assigned_at or now,
+                sla=replace(ticket.sla, next_response_from=None, last_agent_reply_at=now),
+            )
+            updated = schedule.with_deadlines(updated, self._calendars[updated.sla.calendar])
+            message = OutboundMessage(
+                type=ReplyType.AGENT, text=text, extra={"agent": {"name": agent_name}}
+            )
+            data = {
+                "agent": agent_id,
+                "first_response": first,
+                "due": due.isoformat() if due else None,
+                "within_sla": (now <= due) if due else None,
+            }
+            stored = await self._store.record_agent_reply(updated, message, agent_id, now, data)
+            self._reschedule(updated)
         self._outbox.publish(stored)
         return stored
 
+    async def set_waiting(self, ticket_id: str, agent_id: str) -> Ticket:
+        """Waiting on the customer: pause the next-response and resolution clocks."""
+        now = self._clock()
+
+        def change(t: Ticket) -> Ticket:
+            if t.status is TicketStatus.WAITING:
+                return t
+            pauses = (*t.sla.pauses, (now, None))
+            return replace(t, status=TicketStatus.WAITING, sla=replace(t.sla, pauses=pauses))
+
+        return await self._change(ticket_id, change, "waiting_on_customer", data={"by": agent_id})
+
+    async def set_priority(self, ticket_id: str, priority: Priority, agent_id: str) -> Ticket:
+        """A new priority re-matches the policy, and every deadline follows."""
+        channel = await self._channel(ticket_id)
+        return await self._change(
+            ticket_id,
+            lambda t: self._measured(replace(t, priority=priority), channel),
+            "priority_changed",
+            data={"by": agent_id, "priority": priority},
+        )
+
+    async def take(self, ticket_id: str, agent_id: str) -> Ticket:
+        agents = {a.id: a for a in await self._store.agents()}
+        if agent_id not in agents:
+            raise NotFound("unknown_agent", f"no agent {agent_id!r}", field="agent")
+        return await self._give(ticket_id, agent_id, "taken", {"by": agent_id})
+
+    async def transfer(
+        self, ticket_id: str, *, queue: str | None, agent_id: str | None, by: str
+    ) -> Ticket:
+        """To another queue (re-matched policy, auto-assigned there) and/or a named agent."""
+        if queue is not None and queue not in self._settings.queues:
+            raise Unprocessable("unknown_queue", f"no queue {queue!r}", field="queue")
+        if queue is None and agent_id is None:
+            raise Unprocessable("validation_error", "name a queue, an agent or both")
+        if queue is not None:
+            channel = await self._channel(ticket_id)
+            ticket = await self._change(
+                ticket_id,
+                lambda t: self._measured(
+                    replace(t, queue=queue, assignee=None, assigned_at=None), channel
+                ),
+                "transferred",
+                data={"by": by, "queue": queue},
+            )
+            if agent_id is None:
+                return await self._assign(ticket) or ticket
+        assert agent_id is not None
+        return await self.take(ticket_id, agent_id)
+
     async def resolve(self, ticket_id: str, agent_id: str | None) -> Ticket:
-        ticket = await self._store.resolve_ticket(ticket_id, agent_id, self._clock())
+        now = self._clock()
+
+        def change(t: Ticket) -> Ticket:
+            pauses = _closed_pauses(t.sla.pauses, now)
+            return replace(
+                t,
+                status=TicketStatus.RESOLVED,
+                resolved_at=now,
+                sla=replace(t.sla, pauses=pauses, next_response_from=None),
+            )
+
+        ticket = await self._change(
+            ticket_id,
+            change,
+            "resolved",
+            data={"agent": agent_id},
+            conversation_state=ConversationState.BOT,
+        )
         await self._outbox.send(
             ticket.conversation_id,
             OutboundMessage(
@@ -120,13 +317,201 @@ class TicketService:
                 "You can keep chatting with the assistant here.",
             ),
             event="system_sent",
+            at=self._clock(),
         )
+        await self.assign_waiting()  # the agent has a free slot now
         return ticket
+
+    # -- agents and assignment ----------------------------------------------------------------
+
+    async def set_presence(self, agent: AgentRecord) -> AgentRecord:
+        """Save an agent; going away or offline re-queues their tickets, online pulls work."""
+        known = {a.id: a for a in await self._store.agents()}
+        previous = known.get(agent.id)
+        agent = replace(agent, last_assigned=previous.last_assigned if previous else 0)
+        await self._store.save_agent(agent, self._clock())
+        await self._store.log_event(
+            "agent_presence",
+            data={"agent": agent.id, "presence": agent.presence, "capacity": agent.capacity},
+            at=self._clock(),
+        )
+        if agent.presence != Presence.ONLINE:
+            for ticket in await self._store.tickets("open"):
+                if ticket.assignee == agent.id:
+                    await self._requeue(ticket, "agent_" + agent.presence)
+        await self.assign_waiting()
+        return agent
+
+    async def assign_waiting(self) -> None:
+        """Give unassigned open tickets to agents with free capacity, oldest first."""
+        for ticket in await self._store.tickets("open"):
+            if ticket.assignee is None:
+                await self._assign(ticket)
+
+    async def _assign(self, ticket: Ticket, exclude: frozenset[str] = frozenset()) -> Ticket | None:
+        async with self._assigning:
+            loads = await self.queues.agent_loads()
+            skills = frozenset(self._settings.queues[ticket.queue].skills)
+            agent_id = choose_agent(loads, ticket.queue, skills, exclude)
+            if agent_id is None:
+                return None
+            return await self._give(ticket.id, agent_id, "assigned", {"agent": agent_id})
+
+    async def _give(
+        self, ticket_id: str, agent_id: str, event: str, data: dict[str, Any]
+    ) -> Ticket:
+        now = self._clock()
+        counter = await self._store.next_assignment()
+        agent = {a.id: a for a in await self._store.agents()}[agent_id]
+        await self._store.save_agent(replace(agent, last_assigned=counter), now)
+        return await self._change(
+            ticket_id,
+            lambda t: replace(t, assignee=agent_id, assigned_at=now),
+            event,
+            data={**data, "agent": agent_id},
+        )
+
+    async def _requeue(self, ticket: Ticket, why: str) -> None:
+        previous = ticket.assignee
+        ticket = await self._change(
+            ticket.id,
+            lambda t: replace(t, assignee=None, assigned_at=None),
+            "returned_to_queue",
+            data={"agent": previous, "why": why},
+        )
+        await self._assign(ticket, exclude=frozenset({previous}) if previous else frozenset())
+
+    # -- SLA timers -----------------------------------------------------------------------------
+
+    async def rebuild(self) -> None:
+        """After a start: schedule every open ticket's timers; what fell due fires at once."""
+        for ticket in await self._store.tickets("open"):
+            self._reschedule(ticket)
+        logger.info("SLA monitor: %d timers", self.monitor.pending())
+
+    def watch(self, ticket: Ticket) -> None:
+        """Track the timers of a ticket another process created."""
+        self._reschedule(ticket)
+
+    def _reschedule(self, ticket: Ticket) -> None:
+        self.monitor.cancel(ticket.id)
+        if not ticket.is_open:
+            self._fired.pop(ticket.id, None)
+            return
+        fired = self._fired.get(ticket.id, set())
+        calendar = self._calendars[ticket.sla.calendar]
+        for timer in schedule.timers(ticket, calendar, self._settings.sla):
+            if timer not in fired:
+                self.monitor.schedule(timer)
+
+    async def on_timer(self, timer: Timer, lateness: timedelta) -> None:
+        """The monitor's callback: fire a warning, breach or return timer once, if still due."""
+        ticket = await self._store.ticket(timer.ticket_id)
+        if ticket is None or not ticket.is_open:
+            return
+        calendar = self._calendars[ticket.sla.calendar]
+        if timer not in schedule.timers(ticket, calendar, self._settings.sla):
+            return  # the ticket changed since this timer was scheduled
+        data = {
+            "timer": timer.name,
+            "due": timer.due.isoformat(),
+            "lateness_ms": round(lateness.total_seconds() * 1000, 3),
+            "priority": ticket.priority,
+            "assignee": ticket.assignee,
+        }
+        self._fired.setdefault(ticket.id, set()).add(timer)
+        clock, _, kind = timer.name.partition(":")
+        event = "sla_" + kind  # sla_warning, sla_breach, sla_timeout
+        if not await self._store.fire_timer(
+            ticket.id, timer.name, timer.due, self._clock(), event, data
+        ):
+            return  # fired before a restart
+        if clock == "assignment":
+            await self._requeue(ticket, "assignment_timeout")
+        elif kind == "warning":
+            self._alert("sla_warning", ticket, data, lead=False)
+        else:
+            self._alert("sla_breach", ticket, data, lead="notify_lead" in self._on_breach)
+            await self._escalate(ticket, clock)
+
+    @property
+    def _on_breach(self) -> tuple[str, ...]:
+        return self._settings.sla.on_breach
+
+    async def _escalate(self, ticket: Ticket, clock: str) -> None:
+        """The breach escalation chain from config. Raising the priority does not re-measure:
+        the breached deadlines stand, and the queue serves the ticket sooner."""
+        steps = self._on_breach
+        if "raise_priority" in steps:
+            higher = routing.raised(Priority(ticket.priority))
+            if higher != ticket.priority:
+                ticket = await self._change(
+                    ticket.id,
+                    lambda t: replace(t, priority=higher),
+                    "escalated",
+                    data={"clock": clock, "step": "raise_priority", "priority": higher},
+                )
+        if "reassign" in steps and ticket.assignee is not None:
+            await self._requeue(ticket, f"{clock}_breach")
+
+    def _alert(self, kind: str, ticket: Ticket, data: dict[str, Any], *, lead: bool) -> None:
+        """To the assignee and the queue, and the queue's lead when asked: not every admin."""
+        queue = self._settings.queues[ticket.queue]
+        recipients = {"assignee": ticket.assignee, "queue": ticket.queue}
+        if lead:
+            recipients["lead"] = queue.lead
+        logger.warning("%s on %s (%s): %s", kind, ticket.reference, ticket.queue, data)
+        if self._notifier is not None:
+            self._notifier.send(
+                {
+                    "type": kind,
+                    "ticket": {"id": ticket.id, "reference": ticket.reference},
+                    "recipients": recipients,
+                    **data,
+                }
+            )
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    async def _change(
+        self,
+        ticket_id: str,
+        change: Callable[[Ticket], Ticket],
+        event: str,
+        *,
+        data: dict[str, Any] | None = None,
+        at: datetime | None = None,
+        conversation_state: ConversationState | None = None,
+    ) -> Ticket:
+        async with self._locks.hold(ticket_id):
+            ticket = await self._require_open(ticket_id)
+            updated = change(ticket)
+            if updated == ticket:
+                return ticket
+            updated = schedule.with_deadlines(updated, self._calendars[updated.sla.calendar])
+            saved = await self._store.save_ticket(
+                updated,
+                event=event,
+                at=at or self._clock(),
+                data=data,
+                conversation_state=conversation_state,
+            )
+            self._reschedule(saved)
+            return saved
 
     async def _require_open(self, ticket_id: str) -> Ticket:
         ticket = await self._store.ticket(ticket_id)
         if ticket is None:
             raise NotFound("not_found", "no ticket with that id")
-        if ticket.status is TicketStatus.RESOLVED:
+        if not ticket.is_open:
             raise Conflict("ticket_resolved", "this ticket is already resolved")
         return ticket
+
+    async def _channel(self, ticket_id: str) -> str:
+        ticket = await self._require_open(ticket_id)
+        conversation = await self._store.conversation(ticket.conversation_id)
+        return conversation.channel if conversation else "web"
+
+
+def _closed_pauses(pauses: tuple[Pause, ...], at: datetime) -> tuple[Pause, ...]:
+    return tuple((start, end if end is not None else at) for start, end in pauses)

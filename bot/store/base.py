@@ -23,8 +23,9 @@ class MessageStatus(StrEnum):
 
 
 class TicketStatus(StrEnum):
-    NEW = "new"
+    NEW = "new"  # no agent has replied yet
     OPEN = "open"
+    WAITING = "waiting_on_customer"  # pauses the next-response and resolution clocks
     RESOLVED = "resolved"
 
 
@@ -34,6 +35,7 @@ class CustomerRecord:
     name: str | None
     email: str | None
     tier: str
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,20 @@ class Received:
     duplicate: bool
 
 
+Pause = tuple[datetime, datetime | None]
+
+
+@dataclass(frozen=True)
+class TicketSLA:
+    """What a ticket's deadlines derive from, kept with it (see ``bot.handoff.sla``)."""
+
+    policy: dict[str, Any]  # snapshot of the policy it is measured against
+    calendar: str  # the queue calendar's name when the policy counts business hours
+    pauses: tuple[Pause, ...] = ()  # waiting on the customer; the last may still be open
+    next_response_from: datetime | None = None  # customer message awaiting an agent reply
+    last_agent_reply_at: datetime | None = None
+
+
 @dataclass(frozen=True)
 class NewTicket:
     conversation_id: str
@@ -81,6 +97,8 @@ class NewTicket:
     reason: str
     created_at: datetime
     first_response_due: datetime
+    resolution_due: datetime | None
+    sla: TicketSLA
 
 
 @dataclass(frozen=True)
@@ -100,6 +118,24 @@ class Ticket:
     next_response_due: datetime | None
     resolved_at: datetime | None
     assignee: str | None
+    resolution_due: datetime | None
+    assigned_at: datetime | None
+    sla: TicketSLA
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is not TicketStatus.RESOLVED
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    id: str
+    name: str
+    presence: str  # online / away / offline
+    capacity: int
+    skills: tuple[str, ...]
+    queues: tuple[str, ...]  # empty: every queue
+    last_assigned: int  # assignment counter at this agent's latest assignment (round-robin)
 
 
 @dataclass(frozen=True)
@@ -159,8 +195,6 @@ class Store(Protocol):
         """The customer linked to a channel account, if any."""
         ...
 
-    async def set_customer_tier(self, customer_id: str, tier: str) -> None: ...
-
     async def create_ticket(self, ticket: NewTicket) -> Ticket:
         """Open a ticket, move its conversation to waiting_agent, log ``handed_off``."""
         ...
@@ -171,16 +205,71 @@ class Store(Protocol):
 
     async def tickets(self, status: str | None = None) -> list[Ticket]: ...
 
-    async def record_agent_reply(
-        self, ticket: Ticket, reply: OutboundMessage, agent_id: str, at: datetime
-    ) -> StoredMessage:
-        """Store an agent reply, stamp the first response, conversation -> with_agent."""
+    async def save_ticket(
+        self,
+        ticket: Ticket,
+        *,
+        event: str,
+        at: datetime,
+        data: dict[str, Any] | None = None,
+        conversation_state: ConversationState | None = None,
+    ) -> Ticket:
+        """Write a ticket's changed fields and its event (and its conversation's state) at once.
+
+        Resolving returns the conversation to the bot: pass ``ConversationState.BOT``.
+        """
         ...
 
-    async def set_next_response_due(self, ticket_id: str, due: datetime | None) -> None: ...
+    async def record_agent_reply(
+        self,
+        ticket: Ticket,
+        reply: OutboundMessage,
+        agent_id: str,
+        at: datetime,
+        data: dict[str, Any],
+    ) -> StoredMessage:
+        """Store an agent reply with the ticket as it is after it (conversation -> with_agent)."""
+        ...
 
-    async def resolve_ticket(self, ticket_id: str, agent_id: str | None, at: datetime) -> Ticket:
-        """Resolve; the conversation returns to the bot."""
+    async def fire_timer(
+        self,
+        ticket_id: str,
+        name: str,
+        due: datetime,
+        at: datetime,
+        event: str,
+        data: dict[str, Any],
+    ) -> bool:
+        """Record that the SLA timer ``name`` for ``due`` fired, with its event, exactly once.
+
+        False (and nothing written) when it already fired, e.g. before a restart.
+        """
+        ...
+
+    async def save_agent(self, agent: AgentRecord, at: datetime) -> None:
+        """Insert or update an agent (presence, capacity, skills, queues)."""
+        ...
+
+    async def agents(self) -> list[AgentRecord]: ...
+
+    async def next_assignment(self) -> int:
+        """A fresh value of the assignment counter (round-robin order)."""
+        ...
+
+    async def link_customer(
+        self,
+        channel: str,
+        external_id: str,
+        *,
+        tier: str,
+        name: str | None = None,
+        email: str | None = None,
+        language: str | None = None,
+    ) -> tuple[str, bool]:
+        """Set a channel account's customer tier (and details), creating the customer if new.
+
+        Returns the customer id and whether it was created.
+        """
         ...
 
     async def log_event(

@@ -19,6 +19,7 @@ import aiosqlite
 from bot.channels.base import InboundMessage, OutboundMessage
 from bot.errors import Forbidden, NotFound
 from bot.store.base import (
+    AgentRecord,
     Conversation,
     ConversationState,
     CustomerRecord,
@@ -28,19 +29,27 @@ from bot.store.base import (
     Received,
     StoredMessage,
     Ticket,
+    TicketSLA,
     TicketStatus,
 )
 
 logger = logging.getLogger(__name__)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MESSAGE_COLUMNS = (
     "seq, id, conversation_id, direction, type, kind, text, payload, in_reply_to, "
     "client_message_id, status, created_at, acked_at"
 )
 _TICKET_COLUMNS = (
     "id, reference, conversation_id, customer_id, queue, priority, tier, status, reason, "
-    "created_at, first_response_due, first_responded_at, next_response_due, resolved_at, assignee"
+    "created_at, first_response_due, first_responded_at, next_response_due, resolved_at, "
+    "assignee, resolution_due, assigned_at, sla"
 )
+# What a ticket update may change: everything but its identity and creation.
+_TICKET_MUTABLE = (
+    "queue, priority, tier, status, first_response_due, first_responded_at, next_response_due, "
+    "resolved_at, assignee, resolution_due, assigned_at, sla"
+)
+_AGENT_COLUMNS = "id, name, presence, capacity, skills, queues, last_assigned"
 # Crockford-style alphabet without look-alikes, for references customers read out loud.
 _REF_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -53,6 +62,10 @@ def _ts(value: datetime) -> str:
 
 def _dt(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
+
+
+def _opt_ts(value: datetime | None) -> str | None:
+    return None if value is None else _ts(value)
 
 
 def _now() -> datetime:
@@ -98,7 +111,76 @@ def _ticket(row: aiosqlite.Row) -> Ticket:
         next_response_due=_dt(row[12]),
         resolved_at=_dt(row[13]),
         assignee=row[14],
+        resolution_due=_dt(row[15]),
+        assigned_at=_dt(row[16]),
+        sla=_sla_from_json(row[17]),
     )
+
+
+def _sla_to_json(sla: TicketSLA) -> str:
+    return json.dumps(
+        {
+            "policy": sla.policy,
+            "calendar": sla.calendar,
+            "pauses": [[_ts(a), None if b is None else _ts(b)] for a, b in sla.pauses],
+            "next_response_from": _opt_ts(sla.next_response_from),
+            "last_agent_reply_at": _opt_ts(sla.last_agent_reply_at),
+        }
+    )
+
+
+def _sla_from_json(text: str) -> TicketSLA:
+    data = json.loads(text)
+    return TicketSLA(
+        policy=data.get("policy", {}),
+        calendar=data.get("calendar", "default"),
+        pauses=tuple((datetime.fromisoformat(a), _dt(b)) for a, b in data.get("pauses", [])),
+        next_response_from=_dt(data.get("next_response_from")),
+        last_agent_reply_at=_dt(data.get("last_agent_reply_at")),
+    )
+
+
+def _ticket_values(ticket: Ticket) -> tuple[Any, ...]:
+    """The ``_TICKET_MUTABLE`` columns of a ticket, in that order."""
+    return (
+        ticket.queue,
+        ticket.priority,
+        ticket.tier,
+        ticket.status,
+        _ts(ticket.first_response_due),
+        _opt_ts(ticket.first_responded_at),
+        _opt_ts(ticket.next_response_due),
+        _opt_ts(ticket.resolved_at),
+        ticket.assignee,
+        _opt_ts(ticket.resolution_due),
+        _opt_ts(ticket.assigned_at),
+        _sla_to_json(ticket.sla),
+    )
+
+
+def _agent(row: aiosqlite.Row) -> AgentRecord:
+    return AgentRecord(
+        id=row[0],
+        name=row[1],
+        presence=row[2],
+        capacity=row[3],
+        skills=tuple(json.loads(row[4])),
+        queues=tuple(json.loads(row[5])),
+        last_assigned=row[6],
+    )
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("bot.store").joinpath("migrations")
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def _strip_comments(script: str) -> str:
+    return "\n".join(line.split("--", 1)[0] for line in script.splitlines())
 
 
 def _conversation(row: aiosqlite.Row) -> Conversation:
@@ -134,24 +216,36 @@ class SQLiteStore:
         ):
             await db.execute(f"PRAGMA {pragma}")
         store = cls(db)
-        await store._migrate()
+        try:
+            await store._migrate()
+        except BaseException:
+            await db.close()
+            raise
         return store
 
     async def close(self) -> None:
         await self._db.close()
 
     async def _migrate(self) -> None:
+        """Version 1 is the base schema; each ``migrations/NNN_*.sql`` raises it by one."""
         schema = resources.files("bot.store").joinpath("schema_sqlite.sql").read_text()
         await self._db.executescript(schema)
         async with self._tx() as db:
             row = await (await db.execute("SELECT max(version) FROM schema_version")).fetchone()
-            current = row[0] if row else None
+            current = row[0] if row and row[0] is not None else None
             if current is None:
-                await db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            elif current > SCHEMA_VERSION:
+                current = 1
+                await db.execute("INSERT INTO schema_version VALUES (1)")
+            if current > SCHEMA_VERSION:
                 raise RuntimeError(
                     f"database schema version {current} is newer than this code ({SCHEMA_VERSION})"
                 )
+            for version, script in _migrations():
+                if version > current:
+                    logger.info("migrating the database to schema version %d", version)
+                    for statement in filter(str.strip, _strip_comments(script).split(";")):
+                        await db.execute(statement)
+                    await db.execute("UPDATE schema_version SET version = ?", (version,))
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -453,10 +547,11 @@ class SQLiteStore:
         async with self._read() as db:
             row = await (
                 await db.execute(
-                    "SELECT id, name, email, tier FROM customers WHERE id = ?", (customer_id,)
+                    "SELECT id, name, email, tier, language FROM customers WHERE id = ?",
+                    (customer_id,),
                 )
             ).fetchone()
-        return None if row is None else CustomerRecord(row[0], row[1], row[2], row[3])
+        return None if row is None else CustomerRecord(*row)
 
     async def customer_id_for(self, channel: str, external_id: str) -> str | None:
         async with self._read() as db:
@@ -469,9 +564,42 @@ class SQLiteStore:
             ).fetchone()
         return None if row is None else str(row[0])
 
-    async def set_customer_tier(self, customer_id: str, tier: str) -> None:
+    async def link_customer(
+        self,
+        channel: str,
+        external_id: str,
+        *,
+        tier: str,
+        name: str | None = None,
+        email: str | None = None,
+        language: str | None = None,
+    ) -> tuple[str, bool]:
         async with self._tx() as db:
-            await db.execute("UPDATE customers SET tier = ? WHERE id = ?", (tier, customer_id))
+            row = await (
+                await db.execute(
+                    "SELECT customer_id FROM channel_accounts "
+                    "WHERE channel = ? AND external_id = ?",
+                    (channel, external_id),
+                )
+            ).fetchone()
+            if row is not None:
+                await db.execute(
+                    "UPDATE customers SET tier = ?, name = coalesce(?, name), "
+                    "email = coalesce(?, email), language = coalesce(?, language) WHERE id = ?",
+                    (tier, name, email, language, row[0]),
+                )
+                return str(row[0]), False
+            customer_id = uuid.uuid4().hex
+            await db.execute(
+                "INSERT INTO customers (id, name, email, tier, language, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (customer_id, name, email, tier, language, _ts(_now())),
+            )
+            await db.execute(
+                "INSERT INTO channel_accounts (channel, external_id, customer_id) VALUES (?, ?, ?)",
+                (channel, external_id, customer_id),
+            )
+            return customer_id, True
 
     # -- tickets -------------------------------------------------------------------------
 
@@ -512,22 +640,21 @@ class SQLiteStore:
                 next_response_due=None,
                 resolved_at=None,
                 assignee=None,
+                resolution_due=ticket.resolution_due,
+                assigned_at=None,
+                sla=ticket.sla,
             )
             await db.execute(
-                f"INSERT INTO tickets ({_TICKET_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL)",
+                f"INSERT INTO tickets (id, reference, conversation_id, customer_id, reason, "
+                f"created_at, {_TICKET_MUTABLE}) VALUES ({', '.join('?' * 18)})",
                 (
                     created.id,
                     created.reference,
                     created.conversation_id,
                     created.customer_id,
-                    created.queue,
-                    created.priority,
-                    created.tier,
-                    created.status,
                     created.reason,
                     _ts(created.created_at),
-                    _ts(created.first_response_due),
+                    *_ticket_values(created),
                 ),
             )
             await db.execute(
@@ -546,18 +673,21 @@ class SQLiteStore:
                     "priority": created.priority,
                     "tier": created.tier,
                     "reason": created.reason,
+                    "policy": created.sla.policy.get("name"),
                     "first_response_due": _ts(created.first_response_due),
+                    "resolution_due": _opt_ts(created.resolution_due),
                 },
             )
             return created
 
     async def ticket(self, ticket_id: str) -> Ticket | None:
         async with self._read() as db:
-            row = await (
-                await db.execute(
-                    f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE id = ?", (ticket_id,)
-                )
-            ).fetchone()
+            return await self._get_ticket(db, ticket_id)
+
+    async def _get_ticket(self, db: aiosqlite.Connection, ticket_id: str) -> Ticket | None:
+        row = await (
+            await db.execute(f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE id = ?", (ticket_id,))
+        ).fetchone()
         return None if row is None else _ticket(row)
 
     async def open_ticket(self, conversation_id: str) -> Ticket | None:
@@ -583,8 +713,40 @@ class SQLiteStore:
             rows = await db.execute_fetchall(query + " ORDER BY created_at", args)
         return [_ticket(row) for row in rows]
 
+    async def save_ticket(
+        self,
+        ticket: Ticket,
+        *,
+        event: str,
+        at: datetime,
+        data: dict[str, Any] | None = None,
+        conversation_state: ConversationState | None = None,
+    ) -> Ticket:
+        async with self._tx() as db:
+            await self._write_ticket(db, ticket)
+            if conversation_state is not None:
+                await db.execute(
+                    "UPDATE conversations SET state = ? WHERE id = ?",
+                    (conversation_state, ticket.conversation_id),
+                )
+            await self._event(db, event, at, ticket.conversation_id, None, ticket.id, data)
+        return ticket
+
+    async def _write_ticket(self, db: aiosqlite.Connection, ticket: Ticket) -> None:
+        assignments = ", ".join(f"{column.strip()} = ?" for column in _TICKET_MUTABLE.split(","))
+        cursor = await db.execute(
+            f"UPDATE tickets SET {assignments} WHERE id = ?", (*_ticket_values(ticket), ticket.id)
+        )
+        if cursor.rowcount != 1:
+            raise NotFound("not_found", "no ticket with that id")
+
     async def record_agent_reply(
-        self, ticket: Ticket, reply: OutboundMessage, agent_id: str, at: datetime
+        self,
+        ticket: Ticket,
+        reply: OutboundMessage,
+        agent_id: str,
+        at: datetime,
+        data: dict[str, Any],
     ) -> StoredMessage:
         async with self._tx() as db:
             conversation = await self._get_conversation(db, ticket.conversation_id)
@@ -604,72 +766,77 @@ class SQLiteStore:
                 status=None,
                 at=at,
             )
-            first = ticket.first_responded_at is None
-            await db.execute(
-                "UPDATE tickets SET status = ?, assignee = coalesce(assignee, ?), "
-                "first_responded_at = coalesce(first_responded_at, ?), next_response_due = NULL "
-                "WHERE id = ?",
-                (TicketStatus.OPEN, agent_id, _ts(at), ticket.id),
-            )
+            await self._write_ticket(db, ticket)
             await db.execute(
                 "UPDATE conversations SET state = ? WHERE id = ?",
                 (ConversationState.WITH_AGENT, ticket.conversation_id),
             )
-            due = ticket.first_response_due if first else ticket.next_response_due
             await self._event(
-                db,
-                "agent_replied",
-                at,
-                ticket.conversation_id,
-                stored.id,
-                ticket.id,
-                {
-                    "agent": agent_id,
-                    "first_response": first,
-                    "due": _ts(due) if due else None,
-                    "within_sla": (at <= due) if due else None,
-                },
+                db, "agent_replied", at, ticket.conversation_id, stored.id, ticket.id, data
             )
             return stored
 
-    async def set_next_response_due(self, ticket_id: str, due: datetime | None) -> None:
+    async def fire_timer(
+        self,
+        ticket_id: str,
+        name: str,
+        due: datetime,
+        at: datetime,
+        event: str,
+        data: dict[str, Any],
+    ) -> bool:
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "INSERT OR IGNORE INTO sla_fired (ticket_id, name, due, fired_at) "
+                "VALUES (?, ?, ?, ?)",
+                (ticket_id, name, _ts(due), _ts(at)),
+            )
+            if cursor.rowcount != 1:
+                return False
+            ticket = await self._get_ticket(db, ticket_id)
+            conversation_id = ticket.conversation_id if ticket else None
+            await self._event(db, event, at, conversation_id, None, ticket_id, data)
+            return True
+
+    # -- agents --------------------------------------------------------------------------
+
+    async def save_agent(self, agent: AgentRecord, at: datetime) -> None:
         async with self._tx() as db:
             await db.execute(
-                "UPDATE tickets SET next_response_due = ? WHERE id = ?",
-                (_ts(due) if due else None, ticket_id),
+                f"INSERT INTO agents ({_AGENT_COLUMNS}, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
+                "presence = excluded.presence, capacity = excluded.capacity, "
+                "skills = excluded.skills, queues = excluded.queues, "
+                "last_assigned = excluded.last_assigned, updated_at = excluded.updated_at",
+                (
+                    agent.id,
+                    agent.name,
+                    agent.presence,
+                    agent.capacity,
+                    json.dumps(list(agent.skills)),
+                    json.dumps(list(agent.queues)),
+                    agent.last_assigned,
+                    _ts(at),
+                ),
             )
 
-    async def resolve_ticket(self, ticket_id: str, agent_id: str | None, at: datetime) -> Ticket:
+    async def agents(self) -> list[AgentRecord]:
+        async with self._read() as db:
+            rows = await db.execute_fetchall(f"SELECT {_AGENT_COLUMNS} FROM agents ORDER BY id")
+        return [_agent(row) for row in rows]
+
+    async def next_assignment(self) -> int:
         async with self._tx() as db:
-            row = await (
-                await db.execute(
-                    f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE id = ?", (ticket_id,)
-                )
-            ).fetchone()
-            if row is None:
-                raise NotFound("not_found", "no ticket with that id")
-            ticket = _ticket(row)
-            if ticket.status is TicketStatus.RESOLVED:
-                return ticket
             await db.execute(
-                "UPDATE tickets SET status = ?, resolved_at = ?, next_response_due = NULL "
-                "WHERE id = ?",
-                (TicketStatus.RESOLVED, _ts(at), ticket_id),
-            )
-            await db.execute(
-                "UPDATE conversations SET state = ? WHERE id = ?",
-                (ConversationState.BOT, ticket.conversation_id),
-            )
-            await self._event(
-                db, "resolved", at, ticket.conversation_id, None, ticket_id, {"agent": agent_id}
+                "INSERT INTO counters (name, value) VALUES ('assignment', 1) "
+                "ON CONFLICT (name) DO UPDATE SET value = value + 1"
             )
             row = await (
-                await db.execute(
-                    f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE id = ?", (ticket_id,)
-                )
+                await db.execute("SELECT value FROM counters WHERE name = 'assignment'")
             ).fetchone()
-            assert row is not None
-            return _ticket(row)
+        assert row is not None
+        return int(row[0])
 
     # -- event log -----------------------------------------------------------------------
 

@@ -18,8 +18,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
+from bot.handoff.config import SLASettings
 from bot.settings import Settings, load_settings
-from bot.store.base import NewTicket, Ticket
+from bot.store.base import NewTicket, Ticket, TicketSLA
 from bot.store.sqlite import SQLiteStore
 
 TOKEN = "agent-test-token"
@@ -340,6 +341,10 @@ async def open_ticket(
                 reason=reason,
                 created_at=now,
                 first_response_due=now + timedelta(hours=8),
+                resolution_due=None,
+                sla=TicketSLA(
+                    policy=SLASettings().policies[-1].model_dump(mode="json"), calendar="24x7"
+                ),
             )
         )
     finally:
@@ -441,3 +446,52 @@ async def test_message_queued_behind_a_handoff_gets_a_plan_not_the_bot(client, f
     assert by_message["h2"]["kind"] == "plan"
     assert "added this message" in by_message["h2"]["text"]
     assert [c["message"] for c in fake_rasa.calls] == ["agent please"]
+
+
+async def test_agent_actions_presence_queues_and_customer_tiers(client, fake_rasa, tmp_path):
+    await wait_for_rasa(client)
+    accepted = await (await post(client, "first")).json()
+    ticket = await open_ticket(tmp_path, accepted["conversation_id"], queue="support")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    base = f"/api/agent/tickets/{ticket.id}"
+    sam = {"id": "sam", "name": "Sam"}
+
+    async def call(method: str, path: str, body: Any = None, status: int = 200) -> Any:
+        response = await client.request(method, path, json=body, headers=auth)
+        assert response.status == status, await response.text()
+        return await response.json()
+
+    presence = {"name": "Sam", "presence": "online", "capacity": 2, "queues": ["support"]}
+    await call("PUT", "/api/agent/agents/sam", presence)
+    agents = (await call("GET", "/api/agent/agents"))["agents"]
+    assert [(a["id"], a["presence"], a["open_tickets"]) for a in agents] == [("sam", "online", 1)]
+    assert (await call("GET", base))["assignee"] == "sam"  # the waiting ticket went to Sam
+
+    queues = {q["queue"]: q for q in (await call("GET", "/api/queues"))["queues"]}
+    assert queues["support"]["open"] == 1 and queues["support"]["agents_online"] == 1
+
+    urgent = await call("POST", f"{base}/priority", {"priority": "urgent", "agent": sam})
+    assert urgent["priority"] == "urgent" and urgent["sla"]["policy"]["name"] == "urgent"
+    moved = await call("POST", f"{base}/transfer", {"queue": "billing", "agent": sam})
+    assert (moved["queue"], moved["assignee"]) == ("billing", None)  # Sam works support only
+    waiting = await call("POST", f"{base}/waiting", {"agent": sam})
+    assert waiting["status"] == "waiting_on_customer" and waiting["sla"]["paused"]
+    taken = await call("POST", f"{base}/take", {"agent": sam})
+    assert taken["assignee"] == "sam"
+    events = [e["type"] for e in (await call("GET", base))["events"]]
+    for expected in ("assigned", "priority_changed", "transferred", "waiting_on_customer", "taken"):
+        assert expected in events
+
+    await call("POST", f"{base}/priority", {"priority": "vital", "agent": sam}, status=422)
+    await call("POST", f"{base}/transfer", {"queue": "nowhere", "agent": sam}, status=422)
+    await call("POST", f"{base}/take", {"agent": {"id": "ghost", "name": "G"}}, status=404)
+    await call("POST", f"{base}/take", {"agnt": sam}, status=422)
+    await call("POST", "/api/agent/tickets/nope/take", {"agent": sam}, status=404)
+    bad_presence = {"name": "Sam", "presence": "asleep"}
+    await call("PUT", "/api/agent/agents/sam", bad_presence, status=422)
+
+    customer = {"channel": "web", "external_id": "c1", "tier": "enterprise"}
+    assert (await call("POST", "/api/agent/customers", customer))["tier"] == "enterprise"
+    await call("POST", "/api/agent/customers", {**customer, "tier": "gold"}, status=422)
+    unauthorized = await client.get("/api/queues")
+    assert unauthorized.status == 401

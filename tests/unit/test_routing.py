@@ -1,19 +1,40 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.handoff.routing import cues, priority_for, queue_for
-from bot.settings import Priority, RoutingSettings
+from bot.handoff.config import Priority, RoutingRule, RoutingSettings, Tier
+from bot.handoff.routing import cues, priority_for, queue_for, raised
 
 ORDER = [Priority.LOW, Priority.NORMAL, Priority.HIGH, Priority.URGENT]
 INTENTS = ["urgent_outage", "complaint", "refund_request", "human_handoff", "kb_unsure", None]
 
 
+def facts(intent=None, tier="consumer", channel="web", language="en"):
+    return {"intent": intent, "tier": tier, "channel": channel, "language": language}
+
+
 def test_queue_by_intent_with_default():
     routing = RoutingSettings()
-    assert queue_for("refund_request", routing) == "billing"
-    assert queue_for("urgent_outage", routing) == "urgent"
-    assert queue_for("something_else", routing) == "support"
-    assert queue_for(None, routing) == "support"
+    assert queue_for(routing, facts("refund_request")) == "billing"
+    assert queue_for(routing, facts("urgent_outage")) == "urgent"
+    assert queue_for(routing, facts("something_else")) == "support"
+    assert queue_for(routing, facts(None)) == "support"
+
+
+def test_first_matching_rule_wins_on_tier_channel_and_language():
+    routing = RoutingSettings(
+        default_queue="support",
+        rules=[
+            RoutingRule.model_validate({"when": {"tier": "enterprise"}, "queue": "vip"}),
+            RoutingRule.model_validate(
+                {"when": {"language": ["de", "fr"], "channel": "web"}, "queue": "europe"}
+            ),
+            RoutingRule.model_validate({"when": {"intent": "refund_request"}, "queue": "billing"}),
+        ],
+    )
+    assert queue_for(routing, facts("refund_request", tier="enterprise")) == "vip"
+    assert queue_for(routing, facts("refund_request", language="de")) == "europe"
+    assert queue_for(routing, facts("refund_request", language="de", channel="sms")) == "billing"
+    assert queue_for(routing, facts("greet", language="es")) == "support"
 
 
 def test_priority_from_intent():
@@ -32,10 +53,29 @@ def test_cues_raise_priority():
     assert priority_for("human_handoff", "please, it's urgent") is Priority.HIGH
 
 
-@given(st.sampled_from(INTENTS), st.text(max_size=200))
-def test_cues_never_lower_priority_and_never_make_it_urgent(intent, text):
+def test_enterprise_tier_is_a_signal():
+    assert cues("can I talk to someone", Tier.ENTERPRISE) == ["enterprise"]
+    assert priority_for("human_handoff", "can I talk to someone", Tier.ENTERPRISE) is (
+        Priority.HIGH
+    )
+    assert priority_for("human_handoff", "can I talk to someone", Tier.BUSINESS) is (
+        Priority.NORMAL
+    )
+
+
+def test_raised_goes_one_level_up_to_urgent():
+    assert [raised(p) for p in ORDER] == [
+        Priority.NORMAL,
+        Priority.HIGH,
+        Priority.URGENT,
+        Priority.URGENT,
+    ]
+
+
+@given(st.sampled_from(INTENTS), st.text(max_size=200), st.sampled_from(list(Tier)))
+def test_signals_never_lower_priority_and_never_make_it_urgent(intent, text, tier):
     base = priority_for(intent, "")
-    with_text = priority_for(intent, text)
+    with_text = priority_for(intent, text, tier)
     assert ORDER.index(with_text) >= ORDER.index(base)
     if intent != "urgent_outage":
         assert with_text is not Priority.URGENT

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from bot.durations import format_duration, parse_duration
 from bot.errors import ConfigError
-from bot.settings import Priority, Tier, load_settings
+from bot.handoff.config import ALWAYS_OPEN
+from bot.settings import load_settings
 
 
 @pytest.mark.parametrize(
@@ -47,9 +48,8 @@ def test_defaults_and_paths_resolve_against_the_config_folder(tmp_path):
     settings = load_settings(write(tmp_path, ""), env={})
     assert settings.channels.web.promise == timedelta(seconds=2)
     assert settings.path(settings.storage.database) == tmp_path / "var" / "promptly.db"
-    assert settings.sla.target(Priority.URGENT, Tier.ENTERPRISE).first_response == timedelta(
-        minutes=30
-    )
+    assert settings.sla.policies[0].first_response.span == timedelta(minutes=30)
+    assert settings.queues["urgent"].calendar == ALWAYS_OPEN
 
 
 def test_bad_value_names_the_key(tmp_path):
@@ -78,3 +78,96 @@ def test_secrets_come_from_the_environment(tmp_path):
     assert settings.agent_token is not None
     assert settings.agent_token.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(settings)
+
+
+SLA = """
+[calendars.office]
+timezone = "Europe/Berlin"
+hours = { "mon-fri" = "09:00-12:00,13:00-18:00" }
+holidays = { country = "DE", subdivision = "BE" }
+closed = [2026-12-24]
+
+[queues.support]
+name = "Support"
+calendar = "office"
+lead = "lead@example.com"
+
+[routing]
+default_queue = "support"
+rules = []
+
+[sla]
+notify_url = "http://127.0.0.1:9/alerts"
+
+[[sla.policies]]
+name = "vip"
+when = { tier = ["enterprise", "business"], priority = "high" }
+first_response = "1h"
+next_response = "2h"
+resolution = "2d"
+
+[[sla.policies]]
+name = "default"
+first_response = "1d"
+business_hours = true
+"""
+
+
+def test_sla_policies_calendars_and_queues_load(tmp_path):
+    env = {"PROMPTLY_NOTIFY_SECRET": "s3cret"}
+    settings = load_settings(write(tmp_path, SLA), env=env)
+    vip, default = settings.sla.policies
+    assert vip.when.tier == ("enterprise", "business")
+    assert vip.resolution is not None and vip.resolution.days == 2
+    assert default.first_response.days == 1 and default.next_response is None
+    calendar = settings.calendars["office"].build()
+    assert str(calendar.timezone) == "Europe/Berlin"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ('resolution = "2d"', 'resolution = "-2h"'),
+            r"sla\.policies\.0\.resolution.*invalid duration '-2h'",
+        ),
+        (('resolution = "2d"', 'resolution = "soon"'), r"invalid duration 'soon'"),
+        (('resolution = "2d"', 'resolution = "0m"'), r"resolution.*longer than zero"),
+        (('resolution = "2d"', 'resolutoin = "2d"'), r"sla\.policies\.0\.resolutoin"),
+        (("when = { tier", 'when = { colour = "red", tier'), r"sla\.policies\.0\.when\.colour"),
+        (
+            (
+                '\n[[sla.policies]]\nname = "vip"',
+                '\n[[sla.policies]]\nname = "all"\n'
+                'first_response = "1h"\n[[sla.policies]]\nname = "vip"',
+            ),
+            r"'vip'.*can never match",
+        ),
+        (
+            ('name = "default"\n', 'name = "default"\nwhen = { channel = "web" }\n'),
+            r"last policy \('default'\) must match every ticket",
+        ),
+        (('"mon-fri" = "09:00-12:00,13:00-18:00"', '"mon-fri" = "9-5"'), r"calendars\.office.*9-5"),
+        (
+            ('hours = { "mon-fri" = "09:00-12:00,13:00-18:00" }', "hours = {}"),
+            r"calendars\.office: calendar has no open hours",
+        ),
+        (('timezone = "Europe/Berlin"', 'timezone = "Mars/Olympus"'), r"unknown time zone"),
+        (('calendar = "office"', 'calendar = "home"'), r"queues\.support\.calendar.*'home'"),
+        (
+            ('default_queue = "support"', 'default_queue = "sales"'),
+            r"routing\.default_queue.*'sales'",
+        ),
+    ],
+)
+def test_bad_sla_config_stops_the_start_naming_the_key(tmp_path, change, message):
+    old, new = change
+    assert old in SLA
+    path = write(tmp_path, SLA.replace(old, new, 1))
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path, env={"PROMPTLY_NOTIFY_SECRET": "s3cret"})
+
+
+def test_signed_alerts_need_the_secret(tmp_path):
+    with pytest.raises(ConfigError, match="PROMPTLY_NOTIFY_SECRET"):
+        load_settings(write(tmp_path, SLA), env={})

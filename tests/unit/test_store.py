@@ -1,13 +1,25 @@
 """Storage contract: every backend must pass these (PostgreSQL joins the parametrization)."""
 
+import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+import bot.store
 from bot.channels.base import AckKind, Customer, InboundMessage, OutboundMessage, ReplyType
 from bot.errors import Forbidden, NotFound
-from bot.store.base import ConversationState, MessageStatus, NewTicket, Store, TicketStatus
+from bot.store.base import (
+    AgentRecord,
+    ConversationState,
+    MessageStatus,
+    NewTicket,
+    Store,
+    TicketSLA,
+    TicketStatus,
+)
 from bot.store.sqlite import SQLiteStore
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -91,10 +103,8 @@ async def test_unanswered_holds_received_and_pending_only(store):
     assert [m.id for m in await store.unanswered()] == [b.message.id, c.message.id]
 
 
-async def test_ticket_lifecycle(store):
-    received = await store.receive(inbound())
-    conversation_id = received.conversation.id
-    new = NewTicket(
+def new_ticket(conversation_id: str) -> NewTicket:
+    return NewTicket(
         conversation_id=conversation_id,
         queue="billing",
         priority="high",
@@ -102,9 +112,18 @@ async def test_ticket_lifecycle(store):
         reason="refund_request",
         created_at=NOW,
         first_response_due=NOW + timedelta(hours=2),
+        resolution_due=NOW + timedelta(days=2),
+        sla=TicketSLA(policy={"name": "high"}, calendar="default"),
     )
+
+
+async def test_ticket_lifecycle(store):
+    received = await store.receive(inbound())
+    conversation_id = received.conversation.id
+    new = new_ticket(conversation_id)
     ticket = await store.create_ticket(new)
     assert ticket.reference.startswith("PR-") and ticket.status is TicketStatus.NEW
+    assert ticket.sla == new.sla and ticket.resolution_due == new.resolution_due
     assert (await store.create_ticket(new)).id == ticket.id  # one open ticket per conversation
     conversation = await store.conversation(conversation_id)
     assert conversation is not None and conversation.state is ConversationState.WAITING_AGENT
@@ -113,21 +132,104 @@ async def test_ticket_lifecycle(store):
         type=ReplyType.AGENT, text="Hello, Sam here", extra={"agent": {"name": "Sam"}}
     )
     at = NOW + timedelta(minutes=30)
-    await store.record_agent_reply(ticket, reply, "sam", at)
-    ticket = await store.ticket(ticket.id)
-    assert ticket is not None and ticket.first_responded_at == at and ticket.assignee == "sam"
+    replied = replace(
+        ticket,
+        status=TicketStatus.OPEN,
+        first_responded_at=at,
+        assignee="sam",
+        assigned_at=at,
+        sla=replace(ticket.sla, last_agent_reply_at=at),
+    )
+    await store.record_agent_reply(replied, reply, "sam", at, {"within_sla": True})
+    assert await store.ticket(ticket.id) == replied
     conversation = await store.conversation(conversation_id)
     assert conversation is not None and conversation.state is ConversationState.WITH_AGENT
 
-    resolved = await store.resolve_ticket(ticket.id, "sam", NOW + timedelta(hours=1))
-    assert resolved.status is TicketStatus.RESOLVED
+    paused = replace(
+        replied,
+        status=TicketStatus.WAITING,
+        sla=replace(replied.sla, pauses=((at, None),)),
+    )
+    await store.save_ticket(paused, event="waiting_on_customer", at=at)
+    assert await store.ticket(ticket.id) == paused
+
+    done = NOW + timedelta(hours=1)
+    resolved = replace(paused, status=TicketStatus.RESOLVED, resolved_at=done)
+    await store.save_ticket(
+        resolved, event="resolved", at=done, conversation_state=ConversationState.BOT
+    )
     assert await store.open_ticket(conversation_id) is None
+    assert [t.id for t in await store.tickets("resolved")] == [ticket.id]
     conversation = await store.conversation(conversation_id)
     assert conversation is not None and conversation.state is ConversationState.BOT
     types = [e.type for e in await store.events(conversation_id)]
-    assert types[-3:] == ["handed_off", "agent_replied", "resolved"]
-    replied = [e for e in await store.events(conversation_id) if e.type == "agent_replied"][0]
-    assert replied.data["first_response"] is True and replied.data["within_sla"] is True
+    assert types[-4:] == ["handed_off", "agent_replied", "waiting_on_customer", "resolved"]
+
+
+async def test_a_timer_fires_once_with_its_event(store):
+    received = await store.receive(inbound())
+    ticket = await store.create_ticket(new_ticket(received.conversation.id))
+    due = NOW + timedelta(hours=2)
+    data = {"lateness_ms": 5}
+    assert await store.fire_timer(ticket.id, "first_response:breach", due, due, "sla_breach", data)
+    assert not await store.fire_timer(
+        ticket.id, "first_response:breach", due, due, "sla_breach", data
+    )
+    later = due + timedelta(hours=1)  # the deadline moved: a new timer
+    assert await store.fire_timer(
+        ticket.id, "first_response:breach", later, later, "sla_breach", data
+    )
+    events = [e for e in await store.events() if e.type == "sla_breach"]
+    assert [e.ticket_id for e in events] == [ticket.id, ticket.id]
+
+
+async def test_agents_and_the_assignment_counter(store):
+    sam = AgentRecord("sam", "Sam", "online", 3, ("de",), ("billing",), 0)
+    await store.save_agent(sam, NOW)
+    await store.save_agent(replace(sam, presence="away", last_assigned=7), NOW)
+    assert await store.agents() == [replace(sam, presence="away", last_assigned=7)]
+    assert [await store.next_assignment() for _ in range(3)] == [1, 2, 3]
+
+
+async def test_link_customer_sets_the_tier_on_every_channel_account(store):
+    received = await store.receive(inbound(customer="c9"))
+    customer_id, created = await store.link_customer("web", "c9", tier="enterprise")
+    assert (customer_id, created) == (received.customer.id, False)
+    customer = await store.customer(customer_id)
+    assert customer is not None and customer.tier == "enterprise"
+    new_id, created = await store.link_customer(
+        "telegram", "42", tier="business", name="Bo", language="de"
+    )
+    assert created
+    customer = await store.customer(new_id)
+    assert customer is not None and (customer.tier, customer.language) == ("business", "de")
+    assert await store.customer_id_for("telegram", "42") == new_id
+
+
+async def test_a_version_1_database_is_migrated_in_place(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript((Path(bot.store.__file__).parent / "schema_sqlite.sql").read_text())
+        db.execute("INSERT INTO schema_version VALUES (1)")
+        db.execute("INSERT INTO customers VALUES ('c', NULL, NULL, 'consumer', '2026-01-01')")
+    store = await SQLiteStore.open(path)
+    try:
+        customer = await store.customer("c")
+        assert customer is not None and customer.language is None
+        assert await store.agents() == []
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+
+
+async def test_a_database_newer_than_the_code_is_refused(tmp_path):
+    path = tmp_path / "new.db"
+    await (await SQLiteStore.open(path)).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(RuntimeError, match="schema version 99 is newer"):
+        await SQLiteStore.open(path)
 
 
 async def test_naive_timestamps_are_rejected(store):
