@@ -116,16 +116,10 @@ class QueueModel:
 
     async def handling_time(self, queue: str) -> timedelta:
         """Median business time to first response over the queue's recent tickets."""
-        answered = [
-            t
-            for t in await self._store.tickets()
-            if t.queue == queue and t.first_responded_at is not None
-        ][-RECENT:]
         calendar = self.calendar(queue)
         spans = [
-            business_time_between(t.created_at, t.first_responded_at, calendar)
-            for t in answered
-            if t.first_responded_at is not None
+            business_time_between(created, answered, calendar)
+            for created, answered in await self._store.first_responses(queue, RECENT)
         ]
         spans = sorted(s for s in spans if s > timedelta(0))
         if not spans:

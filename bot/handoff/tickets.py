@@ -228,16 +228,28 @@ class TicketService:
             message = OutboundMessage(
                 type=ReplyType.AGENT, text=text, extra={"agent": {"name": agent_name}}
             )
+            stated = await self._last_stated(ticket)
             data = {
                 "agent": agent_id,
                 "first_response": first,
                 "due": due.isoformat() if due else None,
                 "within_sla": (now <= due) if due else None,
+                # The reply time the customer was last told, and whether it held.
+                "stated_by": stated.isoformat() if stated else None,
+                "stated_met": (now <= stated) if stated else None,
             }
             stored = await self._store.record_agent_reply(updated, message, agent_id, now, data)
             self._reschedule(updated)
         self._outbox.publish(stored)
         return stored
+
+    async def _last_stated(self, ticket: Ticket) -> datetime | None:
+        for message in reversed(await self._store.messages(ticket.conversation_id)):
+            if message.type == "agent":
+                return None  # answered since the last promise
+            if message.kind == "plan" and "expected_reply_by" in message.payload:
+                return datetime.fromisoformat(message.payload["expected_reply_by"])
+        return None
 
     async def set_waiting(self, ticket_id: str, agent_id: str) -> Ticket:
         """Waiting on the customer: pause the next-response and resolution clocks."""

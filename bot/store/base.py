@@ -205,6 +205,10 @@ class Store(Protocol):
 
     async def tickets(self, status: str | None = None) -> list[Ticket]: ...
 
+    async def first_responses(self, queue: str, limit: int) -> list[tuple[datetime, datetime]]:
+        """(created, first responded) of the queue's latest ``limit`` answered tickets."""
+        ...
+
     async def save_ticket(
         self,
         ticket: Ticket,

@@ -713,6 +713,15 @@ class SQLiteStore:
             rows = await db.execute_fetchall(query + " ORDER BY created_at", args)
         return [_ticket(row) for row in rows]
 
+    async def first_responses(self, queue: str, limit: int) -> list[tuple[datetime, datetime]]:
+        async with self._read() as db:
+            rows = await db.execute_fetchall(
+                "SELECT created_at, first_responded_at FROM tickets WHERE queue = ? "
+                "AND first_responded_at IS NOT NULL ORDER BY first_responded_at DESC LIMIT ?",
+                (queue, limit),
+            )
+        return [(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in rows]
+
     async def save_ticket(
         self,
         ticket: Ticket,

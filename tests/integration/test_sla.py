@@ -177,6 +177,9 @@ async def test_pause_and_resume_move_the_deadlines(session, sla_stack):
     assert timedelta(seconds=1.4) < moved < timedelta(seconds=10)
     # The customer's message after the agent reply starts a next-response clock.
     assert resumed["deadlines"]["next_response"] is not None
+    # The reply time the plan ack stated is recorded with the reply that kept it.
+    replied = events(resumed, "agent_replied")[0]["data"]
+    assert replied["stated_by"] is not None and replied["stated_met"] is True
 
 
 async def test_a_restart_between_warning_and_breach_fires_the_breach_once(session, sla_stack):
