@@ -1,9 +1,9 @@
 """SQLite backend (WAL): one connection on one dedicated thread, one hop per operation.
 
-Each operation runs whole (``BEGIN IMMEDIATE`` … ``COMMIT``) as a plain function on the
-database thread, which also serialises transactions. Awaiting every statement through
-aiosqlite under an asyncio lock cost 5–10 thread hops per transaction, each waiting a loop
-iteration under load, and serialised the gateway (ack p99 1.3 s at 200 msg/s).
+Each operation runs whole as a plain function on the database thread (``bot.store.worker``,
+which also groups the writes queued under load into one commit). Awaiting every statement
+through aiosqlite under an asyncio lock cost 5–10 thread hops per transaction, each waiting a
+loop iteration under load, and serialised the gateway (ack p99 1.3 s at 200 msg/s).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import secrets
 import sqlite3
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -36,6 +35,7 @@ from bot.store.base import (
     Ticket,
     TicketStatus,
 )
+from bot.store.worker import SQLiteWorker
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -140,7 +140,7 @@ def _event(row: Row) -> Event:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    # Only the store's single database thread ever uses the connection.
+    # Opened here, then used only by the store's database thread.
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         for pragma in _PRAGMAS:
@@ -154,61 +154,41 @@ def _connect(path: Path) -> sqlite3.Connection:
 class SQLiteStore:
     """``Store`` on a SQLite file in WAL mode.
 
-    The sync methods (``_receive`` …) run on the store's one database thread and never on
-    the loop; the async methods hand them over with ``_tx`` (write transaction) or ``_read``.
-    A cancelled caller does not cancel a transaction already running: it still commits or
-    rolls back as a whole.
+    The sync methods (``_receive`` …) run on the store's database thread, never on the loop;
+    the async methods hand them over with ``_tx`` (a write, committed before it returns) or
+    ``_read``. A caller cancelled after its operation started does not undo it.
     """
 
-    def __init__(self, db: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
-        self._executor = executor
+        self._worker = SQLiteWorker(db)
 
     @classmethod
     async def open(cls, path: Path) -> SQLiteStore:
         path.parent.mkdir(parents=True, exist_ok=True)
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        store = cls(await asyncio.to_thread(_connect, path))
         try:
-            db = await asyncio.get_running_loop().run_in_executor(executor, _connect, path)
-        except BaseException:
-            executor.shutdown(wait=False)
-            raise
-        store = cls(db, executor)
-        try:
-            await store._read(store._migrate)
+            await store._read(store._create_schema)
+            await store._tx(store._check_version)
         except BaseException:
             await store.close()
             raise
         return store
 
     async def close(self) -> None:
-        await self._read(self._db.close)
-        self._executor.shutdown(wait=True)
+        await self._worker.close()
 
     async def _read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``fn`` on the database thread (reads, and statements that need no transaction)."""
-        call = functools.partial(fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        """Run ``fn`` on the database thread (reads)."""
+        return await self._worker.run(functools.partial(fn, *args, **kwargs), write=False)
 
     async def _tx(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``fn`` on the database thread as one write transaction."""
-        return await self._read(self._in_transaction, functools.partial(fn, *args, **kwargs))
+        """Run ``fn`` on the database thread as one atomic write."""
+        return await self._worker.run(functools.partial(fn, *args, **kwargs), write=True)
 
-    def _in_transaction(self, fn: Callable[[], T]) -> T:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn()
-        except BaseException:
-            if self._db.in_transaction:  # SQLite rolls back by itself on some errors
-                self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-        return result
-
-    def _migrate(self) -> None:
+    def _create_schema(self) -> None:
         schema = resources.files("bot.store").joinpath("schema_sqlite.sql").read_text()
         self._db.executescript(schema)
-        self._in_transaction(self._check_version)
 
     def _check_version(self) -> None:
         row = self._db.execute("SELECT max(version) FROM schema_version").fetchone()
