@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -47,6 +48,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.SETTINGS] = settings
     aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("bot", "templates"), autoescape=True)
     app.cleanup_ctx.extend([_store, _http_client, _knowledge_base, _core])
+    app.on_startup.append(_freeze_heap)  # runs after the cleanup contexts have started
     for key, routes in (
         (keys.WEB, WebChannel.ROUTES),
         (keys.AGENT_API, AgentAPI.ROUTES),
@@ -66,6 +68,18 @@ def _delegate(key: web.AppKey[Any], name: str) -> Handler:
         return response
 
     return handler
+
+
+async def _freeze_heap(app: web.Application) -> None:
+    """Hide start-up objects from the cyclic garbage collector.
+
+    The embedding model and libraries leave ~480k long-lived objects; each full collection
+    over them stopped every thread for ~0.3 s, so the messages arriving meanwhile were acked
+    that much later (the whole p99 tail at 200 msg/s).
+    """
+    gc.collect()
+    gc.freeze()
+    logger.info("moved %d start-up objects out of the garbage collector", gc.get_freeze_count())
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:

@@ -159,13 +159,15 @@ class Pipeline:
         promise = self._promise(conversation.channel)
         receipt_sent = message.acked_at is not None
         expected = self._nlu.expected_latency()
+        mode = ack.Mode.BOT
         if expected is None and self._kb is not None:
-            expected = self._kb_latency.expected()  # the degraded path answers from the KB
+            mode = ack.Mode.DEGRADED  # the degraded path answers from the KB, or not at all
+            expected = self._kb_latency.expected()
         if expected is not None and self._locks.busy(conversation.id):
             expected *= 2  # an earlier message of this conversation is still with the bot
         elapsed = time.monotonic() - started
         step = ack.first_step(
-            ack.Mode.BOT,
+            mode,
             promise,
             None if expected is None else timedelta(seconds=elapsed + expected),
         )

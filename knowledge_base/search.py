@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from knowledge_base.articles import Article
+from knowledge_base.batching import QueryBatcher
 from knowledge_base.chunking import DEFAULT_MAX_CHARS, Passage, chunk_article
 from knowledge_base.embedder import Embedder, Vectors
 from knowledge_base.errors import IndexLoadError, KnowledgeBaseError
@@ -82,6 +81,7 @@ class KnowledgeBase:
                 raise KnowledgeBaseError(f"index refers to unknown article {passage.article_id!r}")
             if passage.kind == "section":
                 self._sections.setdefault(passage.article_id, []).append(position)
+        self._batcher = QueryBatcher(self.search_many)
 
     @classmethod
     def build(
@@ -153,28 +153,36 @@ class KnowledgeBase:
             raise ValueError(f"k must be at least 1, got {k}")
         if not question.strip():
             return []
-        query = self._embedder.encode([question])[0]
+        return self._hits(self._embedder.encode([question])[0], k)
+
+    def search_many(self, queries: Sequence[tuple[str, int]]) -> list[list[Hit]]:
+        """``search`` for several ``(question, k)`` at once, embedding the questions together."""
+        for _, k in queries:
+            if k < 1:
+                raise ValueError(f"k must be at least 1, got {k}")
+        asked = [question for question, _ in queries if question.strip()]
+        rows: list[Vectors] = list(self._embedder.encode(asked)) if asked else []
+        vectors = iter(rows)
+        return [self._hits(next(vectors), k) if question.strip() else [] for question, k in queries]
+
+    def _hits(self, query: Vectors, k: int) -> list[Hit]:
         return [
             self._hit(passage, score, query) for passage, score in self._best_per_article(query, k)
         ]
 
     def answer(self, question: str, floor: float) -> Answer:
         """The single best hit, ``confident`` when its cosine score is at least ``floor``."""
-        hits = self.search(question, k=1)
-        if not hits:
-            return _NO_ANSWER
-        best = hits[0]
-        return Answer(hit=best, confident=best.score >= floor, best_score=best.score)
+        return _answer(self.search(question, k=1), floor)
 
     async def asearch(self, question: str, k: int = 3) -> list[Hit]:
-        """``search`` on the default executor, keeping model inference off the event loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, functools.partial(self.search, question, k))
+        """``search`` off the event loop; questions asked meanwhile are embedded together."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        return await self._batcher.submit(question, k)
 
     async def aanswer(self, question: str, floor: float) -> Answer:
-        """``answer`` on the default executor, keeping model inference off the event loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, functools.partial(self.answer, question, floor))
+        """``answer`` off the event loop, batched like ``asearch``."""
+        return _answer(await self.asearch(question, k=1), floor)
 
     def _best_per_article(self, query: Vectors, k: int) -> list[tuple[Passage, float]]:
         width = k * _SEARCH_WIDTH
@@ -215,6 +223,13 @@ class KnowledgeBase:
         lead_score, lead = max(leads, key=lambda item: item[0])
         section_score, section = max(headed, key=lambda item: item[0])
         return section if section_score >= lead_score + _SECTION_OVER_LEAD_MARGIN else lead
+
+
+def _answer(hits: list[Hit], floor: float) -> Answer:
+    if not hits:
+        return _NO_ANSWER
+    best = hits[0]
+    return Answer(hit=best, confident=best.score >= floor, best_score=best.score)
 
 
 def _embedding_text(passage: Passage) -> str:

@@ -1,20 +1,25 @@
-"""SQLite backend (WAL): one connection, one transaction at a time, off the event loop."""
+"""SQLite backend (WAL): one connection on one dedicated thread, one hop per operation.
+
+Each operation runs whole as a plain function on the database thread (``bot.store.worker``,
+which also groups the writes queued under load into one commit). Awaiting every statement
+through aiosqlite under an asyncio lock cost 5–10 thread hops per transaction, each waiting a
+loop iteration under load, and serialised the gateway (ack p99 1.3 s at 200 msg/s).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import secrets
+import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import aiosqlite
+from typing import Any, ParamSpec, TypeVar
 
 from bot.channels.base import InboundMessage, OutboundMessage
 from bot.errors import Forbidden, NotFound
@@ -32,8 +37,12 @@ from bot.store.base import (
     TicketSLA,
     TicketStatus,
 )
+from bot.store.worker import SQLiteWorker
 
 logger = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
+Row = tuple[Any, ...]
 SCHEMA_VERSION = 2
 _MESSAGE_COLUMNS = (
     "seq, id, conversation_id, direction, type, kind, text, payload, in_reply_to, "
@@ -50,6 +59,13 @@ _TICKET_MUTABLE = (
     "resolved_at, assignee, resolution_due, assigned_at, sla"
 )
 _AGENT_COLUMNS = "id, name, presence, capacity, skills, queues, last_assigned"
+_CONVERSATION_COLUMNS = "id, customer_id, channel, state, created_at"
+_PRAGMAS = (
+    "journal_mode=WAL",
+    "synchronous=NORMAL",  # durable across process crashes; WAL keeps it consistent
+    "foreign_keys=ON",
+    "busy_timeout=5000",
+)
 # Crockford-style alphabet without look-alikes, for references customers read out loud.
 _REF_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -76,7 +92,7 @@ def new_reference() -> str:
     return "PR-" + "".join(secrets.choice(_REF_ALPHABET) for _ in range(5))
 
 
-def _message(row: aiosqlite.Row) -> StoredMessage:
+def _message(row: Row) -> StoredMessage:
     return StoredMessage(
         seq=row[0],
         id=row[1],
@@ -94,7 +110,7 @@ def _message(row: aiosqlite.Row) -> StoredMessage:
     )
 
 
-def _ticket(row: aiosqlite.Row) -> Ticket:
+def _ticket(row: Row) -> Ticket:
     return Ticket(
         id=row[0],
         reference=row[1],
@@ -158,7 +174,7 @@ def _ticket_values(ticket: Ticket) -> tuple[Any, ...]:
     )
 
 
-def _agent(row: aiosqlite.Row) -> AgentRecord:
+def _agent(row: Row) -> AgentRecord:
     return AgentRecord(
         id=row[0],
         name=row[1],
@@ -183,7 +199,7 @@ def _strip_comments(script: str) -> str:
     return "\n".join(line.split("--", 1)[0] for line in script.splitlines())
 
 
-def _conversation(row: aiosqlite.Row) -> Conversation:
+def _conversation(row: Row) -> Conversation:
     return Conversation(
         id=row[0],
         customer_id=row[1],
@@ -193,148 +209,162 @@ def _conversation(row: aiosqlite.Row) -> Conversation:
     )
 
 
+def _event(row: Row) -> Event:
+    return Event(
+        row[0],
+        datetime.fromisoformat(row[1]),
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        json.loads(row[6]),
+    )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # Opened here, then used only by the store's database thread.
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        for pragma in _PRAGMAS:
+            db.execute(f"PRAGMA {pragma}")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 class SQLiteStore:
     """``Store`` on a SQLite file in WAL mode.
 
-    aiosqlite runs each statement on its own thread, so the loop never blocks on disk; the
-    lock makes each multi-statement operation one transaction that nothing interleaves with.
+    The sync methods (``_receive`` …) run on the store's database thread, never on the loop;
+    the async methods hand them over with ``_tx`` (a write, committed before it returns) or
+    ``_read``. A caller cancelled after its operation started does not undo it.
     """
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
-        self._lock = asyncio.Lock()
+        self._worker = SQLiteWorker(db)
 
     @classmethod
     async def open(cls, path: Path) -> SQLiteStore:
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=NORMAL",  # durable across process crashes; WAL keeps it consistent
-            "foreign_keys=ON",
-            "busy_timeout=5000",
-        ):
-            await db.execute(f"PRAGMA {pragma}")
-        store = cls(db)
+        store = cls(await asyncio.to_thread(_connect, path))
         try:
-            await store._migrate()
+            await store._read(store._create_schema)
+            await store._tx(store._check_version)
         except BaseException:
-            await db.close()
+            await store.close()
             raise
         return store
 
     async def close(self) -> None:
-        await self._db.close()
+        await self._worker.close()
 
-    async def _migrate(self) -> None:
-        """Version 1 is the base schema; each ``migrations/NNN_*.sql`` raises it by one."""
+    async def _read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn`` on the database thread (reads)."""
+        return await self._worker.run(functools.partial(fn, *args, **kwargs), write=False)
+
+    async def _tx(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn`` on the database thread as one atomic write."""
+        return await self._worker.run(functools.partial(fn, *args, **kwargs), write=True)
+
+    def _create_schema(self) -> None:
         schema = resources.files("bot.store").joinpath("schema_sqlite.sql").read_text()
-        await self._db.executescript(schema)
-        async with self._tx() as db:
-            row = await (await db.execute("SELECT max(version) FROM schema_version")).fetchone()
-            current = row[0] if row and row[0] is not None else None
-            if current is None:
-                current = 1
-                await db.execute("INSERT INTO schema_version VALUES (1)")
-            if current > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"database schema version {current} is newer than this code ({SCHEMA_VERSION})"
-                )
-            for version, script in _migrations():
-                if version > current:
-                    logger.info("migrating the database to schema version %d", version)
-                    for statement in filter(str.strip, _strip_comments(script).split(";")):
-                        await db.execute(statement)
-                    await db.execute("UPDATE schema_version SET version = ?", (version,))
+        self._db.executescript(schema)
 
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            await self._db.execute("COMMIT")
+    def _check_version(self) -> None:
+        """Version 1 is the base schema; each ``migrations/NNN_*.sql`` raises it by one."""
+        row = self._db.execute("SELECT max(version) FROM schema_version").fetchone()
+        current = row[0] if row and row[0] is not None else None
+        if current is None:
+            current = 1
+            self._db.execute("INSERT INTO schema_version VALUES (1)")
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"database schema version {current} is newer than this code ({SCHEMA_VERSION})"
+            )
+        for version, script in _migrations():
+            if version > current:
+                logger.info("migrating the database to schema version %d", version)
+                for statement in filter(str.strip, _strip_comments(script).split(";")):
+                    self._db.execute(statement)
+                self._db.execute("UPDATE schema_version SET version = ?", (version,))
 
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            yield self._db
+    def _one(self, query: str, args: tuple[Any, ...] = ()) -> Row | None:
+        row: Row | None = self._db.execute(query, args).fetchone()
+        return row
+
+    def _all(self, query: str, args: tuple[Any, ...] = ()) -> list[Row]:
+        rows: list[Row] = self._db.execute(query, args).fetchall()
+        return rows
 
     async def ping(self) -> None:
-        async with self._read() as db:
-            await db.execute("SELECT 1")
+        await self._read(self._one, "SELECT 1")
 
     # -- inbox ---------------------------------------------------------------------------
 
     async def receive(self, msg: InboundMessage) -> Received:
-        async with self._tx() as db:
-            customer = await self._customer_for(db, msg)
-            existing = await (
-                await db.execute(
-                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE direction = 'in' "
-                    "AND channel = ? AND sender = ? AND client_message_id = ?",
-                    (msg.channel, msg.customer.external_id, msg.platform_message_id),
-                )
-            ).fetchone()
-            if existing is not None:
-                stored = _message(existing)
-                conversation = await self._get_conversation(db, stored.conversation_id)
-                assert conversation is not None
-                return Received(stored, conversation, customer, duplicate=True)
-            conversation = await self._conversation_for(db, msg, customer.id)
-            stored = await self._insert_message(
-                db,
-                conversation.id,
-                direction="in",
-                channel=msg.channel,
-                sender=msg.customer.external_id,
-                client_message_id=msg.platform_message_id,
-                type="customer",
-                kind=None,
-                text=msg.text,
-                payload={"attachments": list(msg.attachments)} if msg.attachments else {},
-                in_reply_to=None,
-                status=MessageStatus.RECEIVED,
-                at=msg.received_at,
-            )
-            await self._event(
-                db,
-                "received",
-                msg.received_at,
-                conversation.id,
-                stored.id,
-                None,
-                {"channel": msg.channel, "chars": len(msg.text)},
-            )
-            return Received(stored, conversation, customer, duplicate=False)
+        return await self._tx(self._receive, msg)
 
-    async def _customer_for(self, db: aiosqlite.Connection, msg: InboundMessage) -> CustomerRecord:
-        row = await (
-            await db.execute(
-                "SELECT c.id, c.name, c.email, c.tier FROM channel_accounts a "
-                "JOIN customers c ON c.id = a.customer_id "
-                "WHERE a.channel = ? AND a.external_id = ?",
-                (msg.channel, msg.customer.external_id),
-            )
-        ).fetchone()
+    def _receive(self, msg: InboundMessage) -> Received:
+        customer = self._customer_for(msg)
+        existing = self._one(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE direction = 'in' "
+            "AND channel = ? AND sender = ? AND client_message_id = ?",
+            (msg.channel, msg.customer.external_id, msg.platform_message_id),
+        )
+        if existing is not None:
+            stored = _message(existing)
+            conversation = self._get_conversation(stored.conversation_id)
+            assert conversation is not None
+            return Received(stored, conversation, customer, duplicate=True)
+        conversation = self._conversation_for(msg, customer.id)
+        stored = self._insert_message(
+            conversation.id,
+            direction="in",
+            channel=msg.channel,
+            sender=msg.customer.external_id,
+            client_message_id=msg.platform_message_id,
+            type="customer",
+            kind=None,
+            text=msg.text,
+            payload={"attachments": list(msg.attachments)} if msg.attachments else {},
+            in_reply_to=None,
+            status=MessageStatus.RECEIVED,
+            at=msg.received_at,
+        )
+        self._event(
+            "received",
+            msg.received_at,
+            conversation.id,
+            stored.id,
+            None,
+            {"channel": msg.channel, "chars": len(msg.text)},
+        )
+        return Received(stored, conversation, customer, duplicate=False)
+
+    def _customer_for(self, msg: InboundMessage) -> CustomerRecord:
+        row = self._one(
+            "SELECT c.id, c.name, c.email, c.tier FROM channel_accounts a "
+            "JOIN customers c ON c.id = a.customer_id "
+            "WHERE a.channel = ? AND a.external_id = ?",
+            (msg.channel, msg.customer.external_id),
+        )
         name, email = msg.customer.name, msg.customer.email
         if row is None:
             customer_id = uuid.uuid4().hex
-            await db.execute(
+            self._db.execute(
                 "INSERT INTO customers (id, name, email, tier, created_at) VALUES (?, ?, ?, ?, ?)",
                 (customer_id, name, email, "consumer", _ts(msg.received_at)),
             )
-            await db.execute(
+            self._db.execute(
                 "INSERT INTO channel_accounts (channel, external_id, customer_id) VALUES (?, ?, ?)",
                 (msg.channel, msg.customer.external_id, customer_id),
             )
             return CustomerRecord(customer_id, name, email, "consumer")
         record = CustomerRecord(row[0], row[1], row[2], row[3])
         if (name and name != record.name) or (email and email != record.email):
-            await db.execute(
+            self._db.execute(
                 "UPDATE customers SET name = coalesce(?, name), email = coalesce(?, email) "
                 "WHERE id = ?",
                 (name, email, record.id),
@@ -344,11 +374,9 @@ class SQLiteStore:
             )
         return record
 
-    async def _conversation_for(
-        self, db: aiosqlite.Connection, msg: InboundMessage, customer_id: str
-    ) -> Conversation:
+    def _conversation_for(self, msg: InboundMessage, customer_id: str) -> Conversation:
         if msg.conversation_id is not None:
-            conversation = await self._get_conversation(db, msg.conversation_id)
+            conversation = self._get_conversation(msg.conversation_id)
             if conversation is None:
                 raise NotFound(
                     "unknown_conversation", "no conversation with that id", field="conversation_id"
@@ -360,25 +388,22 @@ class SQLiteStore:
                     field="conversation_id",
                 )
             return conversation
-        row = await (
-            await db.execute(
-                "SELECT id, customer_id, channel, state, created_at FROM conversations "
-                "WHERE customer_id = ? AND channel = ? ORDER BY created_at DESC LIMIT 1",
-                (customer_id, msg.channel),
-            )
-        ).fetchone()
+        row = self._one(
+            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations "
+            "WHERE customer_id = ? AND channel = ? ORDER BY created_at DESC LIMIT 1",
+            (customer_id, msg.channel),
+        )
         if row is not None:
             return _conversation(row)
         conversation = Conversation(
             uuid.uuid4().hex, customer_id, msg.channel, ConversationState.BOT, msg.received_at
         )
-        await db.execute(
+        self._db.execute(
             "INSERT INTO conversations (id, customer_id, channel, state, created_at) "
             "VALUES (?, ?, ?, ?, ?)",
             (conversation.id, customer_id, msg.channel, conversation.state, _ts(msg.received_at)),
         )
-        await self._event(
-            db,
+        self._event(
             "conversation_started",
             msg.received_at,
             conversation.id,
@@ -388,21 +413,14 @@ class SQLiteStore:
         )
         return conversation
 
-    async def _get_conversation(
-        self, db: aiosqlite.Connection, conversation_id: str
-    ) -> Conversation | None:
-        row = await (
-            await db.execute(
-                "SELECT id, customer_id, channel, state, created_at FROM conversations "
-                "WHERE id = ?",
-                (conversation_id,),
-            )
-        ).fetchone()
+    def _get_conversation(self, conversation_id: str) -> Conversation | None:
+        row = self._one(
+            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
+        )
         return None if row is None else _conversation(row)
 
-    async def _insert_message(
+    def _insert_message(
         self,
-        db: aiosqlite.Connection,
         conversation_id: str,
         *,
         direction: str,
@@ -418,7 +436,7 @@ class SQLiteStore:
         at: datetime,
     ) -> StoredMessage:
         message_id = uuid.uuid4().hex
-        cursor = await db.execute(
+        cursor = self._db.execute(
             "INSERT INTO messages (id, conversation_id, direction, channel, sender, "
             "client_message_id, type, kind, text, payload, in_reply_to, status, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -455,9 +473,8 @@ class SQLiteStore:
             acked_at=None,
         )
 
-    async def _event(
+    def _event(
         self,
-        db: aiosqlite.Connection,
         type: str,
         at: datetime,
         conversation_id: str | None,
@@ -465,7 +482,7 @@ class SQLiteStore:
         ticket_id: str | None,
         data: dict[str, Any] | None,
     ) -> None:
-        await db.execute(
+        self._db.execute(
             "INSERT INTO events (at, type, conversation_id, message_id, ticket_id, data) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (_ts(at), type, conversation_id, message_id, ticket_id, json.dumps(data or {})),
@@ -481,87 +498,91 @@ class SQLiteStore:
         acks: str | None = None,
         at: datetime | None = None,
     ) -> StoredMessage:
+        return await self._tx(self._add_reply, conversation_id, reply, event, data, acks, at)
+
+    def _add_reply(
+        self,
+        conversation_id: str,
+        reply: OutboundMessage,
+        event: str,
+        data: dict[str, Any] | None,
+        acks: str | None,
+        at: datetime | None,
+    ) -> StoredMessage:
         at = at or _now()
-        async with self._tx() as db:
-            conversation = await self._get_conversation(db, conversation_id)
-            if conversation is None:
-                raise NotFound("unknown_conversation", "no conversation with that id")
-            stored = await self._insert_message(
-                db,
-                conversation_id,
-                direction="out",
-                channel=conversation.channel,
-                sender=None,
-                client_message_id=None,
-                type=reply.type,
-                kind=reply.kind,
-                text=reply.text,
-                payload=_payload(reply),
-                in_reply_to=reply.in_reply_to,
-                status=None,
-                at=at,
+        conversation = self._get_conversation(conversation_id)
+        if conversation is None:
+            raise NotFound("unknown_conversation", "no conversation with that id")
+        stored = self._insert_message(
+            conversation_id,
+            direction="out",
+            channel=conversation.channel,
+            sender=None,
+            client_message_id=None,
+            type=reply.type,
+            kind=reply.kind,
+            text=reply.text,
+            payload=_payload(reply),
+            in_reply_to=reply.in_reply_to,
+            status=None,
+            at=at,
+        )
+        if acks is not None:
+            self._db.execute(
+                "UPDATE messages SET acked_at = ? WHERE id = ? AND acked_at IS NULL",
+                (_ts(at), acks),
             )
-            if acks is not None:
-                await db.execute(
-                    "UPDATE messages SET acked_at = ? WHERE id = ? AND acked_at IS NULL",
-                    (_ts(at), acks),
-                )
-            await self._event(db, event, at, conversation_id, acks or stored.id, None, data)
-            return stored
+        self._event(event, at, conversation_id, acks or stored.id, None, data)
+        return stored
 
     async def messages(self, conversation_id: str, after: int = 0) -> list[StoredMessage]:
-        async with self._read() as db:
-            rows = await db.execute_fetchall(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND seq > ? "
-                "ORDER BY seq",
-                (conversation_id, after),
-            )
+        rows = await self._read(
+            self._all,
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND seq > ? "
+            "ORDER BY seq",
+            (conversation_id, after),
+        )
         return [_message(row) for row in rows]
 
     async def message(self, message_id: str) -> StoredMessage | None:
-        async with self._read() as db:
-            row = await (
-                await db.execute(
-                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)
-                )
-            ).fetchone()
+        row = await self._read(
+            self._one, f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)
+        )
         return None if row is None else _message(row)
 
     async def set_status(self, message_id: str, status: MessageStatus) -> None:
-        async with self._tx() as db:
-            await db.execute("UPDATE messages SET status = ? WHERE id = ?", (status, message_id))
+        await self._tx(
+            self._execute, "UPDATE messages SET status = ? WHERE id = ?", (status, message_id)
+        )
+
+    def _execute(self, query: str, args: tuple[Any, ...]) -> None:
+        self._db.execute(query, args)
 
     async def unanswered(self) -> list[StoredMessage]:
-        async with self._read() as db:
-            rows = await db.execute_fetchall(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE direction = 'in' "
-                "AND status IN ('received', 'pending') ORDER BY seq"
-            )
+        rows = await self._read(
+            self._all,
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE direction = 'in' "
+            "AND status IN ('received', 'pending') ORDER BY seq",
+        )
         return [_message(row) for row in rows]
 
     async def conversation(self, conversation_id: str) -> Conversation | None:
-        async with self._read() as db:
-            return await self._get_conversation(db, conversation_id)
+        return await self._read(self._get_conversation, conversation_id)
 
     async def customer(self, customer_id: str) -> CustomerRecord | None:
-        async with self._read() as db:
-            row = await (
-                await db.execute(
-                    "SELECT id, name, email, tier, language FROM customers WHERE id = ?",
-                    (customer_id,),
-                )
-            ).fetchone()
+        row = await self._read(
+            self._one,
+            "SELECT id, name, email, tier, language FROM customers WHERE id = ?",
+            (customer_id,),
+        )
         return None if row is None else CustomerRecord(*row)
 
     async def customer_id_for(self, channel: str, external_id: str) -> str | None:
-        async with self._read() as db:
-            row = await (
-                await db.execute(
-                    "SELECT customer_id FROM channel_accounts "
-                    "WHERE channel = ? AND external_id = ?",
-                    (channel, external_id),
-                )
-            ).fetchone()
+        row = await self._read(
+            self._one,
+            "SELECT customer_id FROM channel_accounts WHERE channel = ? AND external_id = ?",
+            (channel, external_id),
+        )
         return None if row is None else str(row[0])
 
     async def link_customer(
@@ -574,131 +595,131 @@ class SQLiteStore:
         email: str | None = None,
         language: str | None = None,
     ) -> tuple[str, bool]:
-        async with self._tx() as db:
-            row = await (
-                await db.execute(
-                    "SELECT customer_id FROM channel_accounts "
-                    "WHERE channel = ? AND external_id = ?",
-                    (channel, external_id),
-                )
-            ).fetchone()
-            if row is not None:
-                await db.execute(
-                    "UPDATE customers SET tier = ?, name = coalesce(?, name), "
-                    "email = coalesce(?, email), language = coalesce(?, language) WHERE id = ?",
-                    (tier, name, email, language, row[0]),
-                )
-                return str(row[0]), False
-            customer_id = uuid.uuid4().hex
-            await db.execute(
-                "INSERT INTO customers (id, name, email, tier, language, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (customer_id, name, email, tier, language, _ts(_now())),
+        return await self._tx(
+            self._link_customer, channel, external_id, tier, name, email, language
+        )
+
+    def _link_customer(
+        self,
+        channel: str,
+        external_id: str,
+        tier: str,
+        name: str | None,
+        email: str | None,
+        language: str | None,
+    ) -> tuple[str, bool]:
+        row = self._one(
+            "SELECT customer_id FROM channel_accounts WHERE channel = ? AND external_id = ?",
+            (channel, external_id),
+        )
+        if row is not None:
+            self._db.execute(
+                "UPDATE customers SET tier = ?, name = coalesce(?, name), "
+                "email = coalesce(?, email), language = coalesce(?, language) WHERE id = ?",
+                (tier, name, email, language, row[0]),
             )
-            await db.execute(
-                "INSERT INTO channel_accounts (channel, external_id, customer_id) VALUES (?, ?, ?)",
-                (channel, external_id, customer_id),
-            )
-            return customer_id, True
+            return str(row[0]), False
+        customer_id = uuid.uuid4().hex
+        self._db.execute(
+            "INSERT INTO customers (id, name, email, tier, language, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (customer_id, name, email, tier, language, _ts(_now())),
+        )
+        self._db.execute(
+            "INSERT INTO channel_accounts (channel, external_id, customer_id) VALUES (?, ?, ?)",
+            (channel, external_id, customer_id),
+        )
+        return customer_id, True
 
     # -- tickets -------------------------------------------------------------------------
 
     async def create_ticket(self, ticket: NewTicket) -> Ticket:
-        async with self._tx() as db:
-            open_row = await (
-                await db.execute(
-                    f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE conversation_id = ? "
-                    "AND status != 'resolved'",
-                    (ticket.conversation_id,),
-                )
-            ).fetchone()
-            if open_row is not None:
-                return _ticket(open_row)
-            conversation = await self._get_conversation(db, ticket.conversation_id)
-            if conversation is None:
-                raise NotFound("unknown_conversation", "no conversation with that id")
-            for _ in range(10):
-                reference = new_reference()
-                taken = await (
-                    await db.execute("SELECT 1 FROM tickets WHERE reference = ?", (reference,))
-                ).fetchone()
-                if taken is None:
-                    break
-            created = Ticket(
-                id=uuid.uuid4().hex,
-                reference=reference,
-                conversation_id=ticket.conversation_id,
-                customer_id=conversation.customer_id,
-                queue=ticket.queue,
-                priority=ticket.priority,
-                tier=ticket.tier,
-                status=TicketStatus.NEW,
-                reason=ticket.reason,
-                created_at=ticket.created_at,
-                first_response_due=ticket.first_response_due,
-                first_responded_at=None,
-                next_response_due=None,
-                resolved_at=None,
-                assignee=None,
-                resolution_due=ticket.resolution_due,
-                assigned_at=None,
-                sla=ticket.sla,
-            )
-            await db.execute(
-                f"INSERT INTO tickets (id, reference, conversation_id, customer_id, reason, "
-                f"created_at, {_TICKET_MUTABLE}) VALUES ({', '.join('?' * 18)})",
-                (
-                    created.id,
-                    created.reference,
-                    created.conversation_id,
-                    created.customer_id,
-                    created.reason,
-                    _ts(created.created_at),
-                    *_ticket_values(created),
-                ),
-            )
-            await db.execute(
-                "UPDATE conversations SET state = ? WHERE id = ?",
-                (ConversationState.WAITING_AGENT, ticket.conversation_id),
-            )
-            await self._event(
-                db,
-                "handed_off",
-                ticket.created_at,
-                ticket.conversation_id,
-                None,
+        return await self._tx(self._create_ticket, ticket)
+
+    def _create_ticket(self, ticket: NewTicket) -> Ticket:
+        open_row = self._one(
+            f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE conversation_id = ? "
+            "AND status != 'resolved'",
+            (ticket.conversation_id,),
+        )
+        if open_row is not None:
+            return _ticket(open_row)
+        conversation = self._get_conversation(ticket.conversation_id)
+        if conversation is None:
+            raise NotFound("unknown_conversation", "no conversation with that id")
+        for _ in range(10):
+            reference = new_reference()
+            if self._one("SELECT 1 FROM tickets WHERE reference = ?", (reference,)) is None:
+                break
+        created = Ticket(
+            id=uuid.uuid4().hex,
+            reference=reference,
+            conversation_id=ticket.conversation_id,
+            customer_id=conversation.customer_id,
+            queue=ticket.queue,
+            priority=ticket.priority,
+            tier=ticket.tier,
+            status=TicketStatus.NEW,
+            reason=ticket.reason,
+            created_at=ticket.created_at,
+            first_response_due=ticket.first_response_due,
+            first_responded_at=None,
+            next_response_due=None,
+            resolved_at=None,
+            assignee=None,
+            resolution_due=ticket.resolution_due,
+            assigned_at=None,
+            sla=ticket.sla,
+        )
+        self._db.execute(
+            f"INSERT INTO tickets (id, reference, conversation_id, customer_id, reason, "
+            f"created_at, {_TICKET_MUTABLE}) VALUES ({', '.join('?' * 18)})",
+            (
                 created.id,
-                {
-                    "queue": created.queue,
-                    "priority": created.priority,
-                    "tier": created.tier,
-                    "reason": created.reason,
-                    "policy": created.sla.policy.get("name"),
-                    "first_response_due": _ts(created.first_response_due),
-                    "resolution_due": _opt_ts(created.resolution_due),
-                },
-            )
-            return created
+                created.reference,
+                created.conversation_id,
+                created.customer_id,
+                created.reason,
+                _ts(created.created_at),
+                *_ticket_values(created),
+            ),
+        )
+        self._db.execute(
+            "UPDATE conversations SET state = ? WHERE id = ?",
+            (ConversationState.WAITING_AGENT, ticket.conversation_id),
+        )
+        self._event(
+            "handed_off",
+            ticket.created_at,
+            ticket.conversation_id,
+            None,
+            created.id,
+            {
+                "queue": created.queue,
+                "priority": created.priority,
+                "tier": created.tier,
+                "reason": created.reason,
+                "policy": created.sla.policy.get("name"),
+                "first_response_due": _ts(created.first_response_due),
+                "resolution_due": _opt_ts(created.resolution_due),
+            },
+        )
+        return created
 
-    async def ticket(self, ticket_id: str) -> Ticket | None:
-        async with self._read() as db:
-            return await self._get_ticket(db, ticket_id)
-
-    async def _get_ticket(self, db: aiosqlite.Connection, ticket_id: str) -> Ticket | None:
-        row = await (
-            await db.execute(f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE id = ?", (ticket_id,))
-        ).fetchone()
+    def _get_ticket(self, ticket_id: str) -> Ticket | None:
+        row = self._one(f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE id = ?", (ticket_id,))
         return None if row is None else _ticket(row)
 
+    async def ticket(self, ticket_id: str) -> Ticket | None:
+        return await self._read(self._get_ticket, ticket_id)
+
     async def open_ticket(self, conversation_id: str) -> Ticket | None:
-        async with self._read() as db:
-            row = await (
-                await db.execute(
-                    f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE conversation_id = ? "
-                    "AND status != 'resolved'",
-                    (conversation_id,),
-                )
-            ).fetchone()
+        row = await self._read(
+            self._one,
+            f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE conversation_id = ? "
+            "AND status != 'resolved'",
+            (conversation_id,),
+        )
         return None if row is None else _ticket(row)
 
     async def tickets(self, status: str | None = None) -> list[Ticket]:
@@ -709,17 +730,16 @@ class SQLiteStore:
         elif status is not None:
             query += " WHERE status = ?"
             args = (status,)
-        async with self._read() as db:
-            rows = await db.execute_fetchall(query + " ORDER BY created_at", args)
+        rows = await self._read(self._all, query + " ORDER BY created_at", args)
         return [_ticket(row) for row in rows]
 
     async def first_responses(self, queue: str, limit: int) -> list[tuple[datetime, datetime]]:
-        async with self._read() as db:
-            rows = await db.execute_fetchall(
-                "SELECT created_at, first_responded_at FROM tickets WHERE queue = ? "
-                "AND first_responded_at IS NOT NULL ORDER BY first_responded_at DESC LIMIT ?",
-                (queue, limit),
-            )
+        rows = await self._read(
+            self._all,
+            "SELECT created_at, first_responded_at FROM tickets WHERE queue = ? "
+            "AND first_responded_at IS NOT NULL ORDER BY first_responded_at DESC LIMIT ?",
+            (queue, limit),
+        )
         return [(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in rows]
 
     async def save_ticket(
@@ -731,19 +751,28 @@ class SQLiteStore:
         data: dict[str, Any] | None = None,
         conversation_state: ConversationState | None = None,
     ) -> Ticket:
-        async with self._tx() as db:
-            await self._write_ticket(db, ticket)
-            if conversation_state is not None:
-                await db.execute(
-                    "UPDATE conversations SET state = ? WHERE id = ?",
-                    (conversation_state, ticket.conversation_id),
-                )
-            await self._event(db, event, at, ticket.conversation_id, None, ticket.id, data)
+        await self._tx(self._save_ticket, ticket, event, at, data, conversation_state)
         return ticket
 
-    async def _write_ticket(self, db: aiosqlite.Connection, ticket: Ticket) -> None:
+    def _save_ticket(
+        self,
+        ticket: Ticket,
+        event: str,
+        at: datetime,
+        data: dict[str, Any] | None,
+        conversation_state: ConversationState | None,
+    ) -> None:
+        self._write_ticket(ticket)
+        if conversation_state is not None:
+            self._db.execute(
+                "UPDATE conversations SET state = ? WHERE id = ?",
+                (conversation_state, ticket.conversation_id),
+            )
+        self._event(event, at, ticket.conversation_id, None, ticket.id, data)
+
+    def _write_ticket(self, ticket: Ticket) -> None:
         assignments = ", ".join(f"{column.strip()} = ?" for column in _TICKET_MUTABLE.split(","))
-        cursor = await db.execute(
+        cursor = self._db.execute(
             f"UPDATE tickets SET {assignments} WHERE id = ?", (*_ticket_values(ticket), ticket.id)
         )
         if cursor.rowcount != 1:
@@ -757,33 +786,39 @@ class SQLiteStore:
         at: datetime,
         data: dict[str, Any],
     ) -> StoredMessage:
-        async with self._tx() as db:
-            conversation = await self._get_conversation(db, ticket.conversation_id)
-            assert conversation is not None
-            stored = await self._insert_message(
-                db,
-                ticket.conversation_id,
-                direction="out",
-                channel=conversation.channel,
-                sender=agent_id,
-                client_message_id=None,
-                type=reply.type,
-                kind=None,
-                text=reply.text,
-                payload=_payload(reply),
-                in_reply_to=None,
-                status=None,
-                at=at,
-            )
-            await self._write_ticket(db, ticket)
-            await db.execute(
-                "UPDATE conversations SET state = ? WHERE id = ?",
-                (ConversationState.WITH_AGENT, ticket.conversation_id),
-            )
-            await self._event(
-                db, "agent_replied", at, ticket.conversation_id, stored.id, ticket.id, data
-            )
-            return stored
+        return await self._tx(self._record_agent_reply, ticket, reply, agent_id, at, data)
+
+    def _record_agent_reply(
+        self,
+        ticket: Ticket,
+        reply: OutboundMessage,
+        agent_id: str,
+        at: datetime,
+        data: dict[str, Any],
+    ) -> StoredMessage:
+        conversation = self._get_conversation(ticket.conversation_id)
+        assert conversation is not None
+        stored = self._insert_message(
+            ticket.conversation_id,
+            direction="out",
+            channel=conversation.channel,
+            sender=agent_id,
+            client_message_id=None,
+            type=reply.type,
+            kind=None,
+            text=reply.text,
+            payload=_payload(reply),
+            in_reply_to=None,
+            status=None,
+            at=at,
+        )
+        self._write_ticket(ticket)
+        self._db.execute(
+            "UPDATE conversations SET state = ? WHERE id = ?",
+            (ConversationState.WITH_AGENT, ticket.conversation_id),
+        )
+        self._event("agent_replied", at, ticket.conversation_id, stored.id, ticket.id, data)
+        return stored
 
     async def fire_timer(
         self,
@@ -794,56 +829,63 @@ class SQLiteStore:
         event: str,
         data: dict[str, Any],
     ) -> bool:
-        async with self._tx() as db:
-            cursor = await db.execute(
-                "INSERT OR IGNORE INTO sla_fired (ticket_id, name, due, fired_at) "
-                "VALUES (?, ?, ?, ?)",
-                (ticket_id, name, _ts(due), _ts(at)),
-            )
-            if cursor.rowcount != 1:
-                return False
-            ticket = await self._get_ticket(db, ticket_id)
-            conversation_id = ticket.conversation_id if ticket else None
-            await self._event(db, event, at, conversation_id, None, ticket_id, data)
-            return True
+        return await self._tx(self._fire_timer, ticket_id, name, due, at, event, data)
+
+    def _fire_timer(
+        self,
+        ticket_id: str,
+        name: str,
+        due: datetime,
+        at: datetime,
+        event: str,
+        data: dict[str, Any],
+    ) -> bool:
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO sla_fired (ticket_id, name, due, fired_at) VALUES (?, ?, ?, ?)",
+            (ticket_id, name, _ts(due), _ts(at)),
+        )
+        if cursor.rowcount != 1:
+            return False
+        ticket = self._get_ticket(ticket_id)
+        conversation_id = ticket.conversation_id if ticket else None
+        self._event(event, at, conversation_id, None, ticket_id, data)
+        return True
 
     # -- agents --------------------------------------------------------------------------
 
     async def save_agent(self, agent: AgentRecord, at: datetime) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                f"INSERT INTO agents ({_AGENT_COLUMNS}, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
-                "presence = excluded.presence, capacity = excluded.capacity, "
-                "skills = excluded.skills, queues = excluded.queues, "
-                "last_assigned = excluded.last_assigned, updated_at = excluded.updated_at",
-                (
-                    agent.id,
-                    agent.name,
-                    agent.presence,
-                    agent.capacity,
-                    json.dumps(list(agent.skills)),
-                    json.dumps(list(agent.queues)),
-                    agent.last_assigned,
-                    _ts(at),
-                ),
-            )
+        await self._tx(
+            self._execute,
+            f"INSERT INTO agents ({_AGENT_COLUMNS}, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
+            "presence = excluded.presence, capacity = excluded.capacity, "
+            "skills = excluded.skills, queues = excluded.queues, "
+            "last_assigned = excluded.last_assigned, updated_at = excluded.updated_at",
+            (
+                agent.id,
+                agent.name,
+                agent.presence,
+                agent.capacity,
+                json.dumps(list(agent.skills)),
+                json.dumps(list(agent.queues)),
+                agent.last_assigned,
+                _ts(at),
+            ),
+        )
 
     async def agents(self) -> list[AgentRecord]:
-        async with self._read() as db:
-            rows = await db.execute_fetchall(f"SELECT {_AGENT_COLUMNS} FROM agents ORDER BY id")
+        rows = await self._read(self._all, f"SELECT {_AGENT_COLUMNS} FROM agents ORDER BY id")
         return [_agent(row) for row in rows]
 
     async def next_assignment(self) -> int:
-        async with self._tx() as db:
-            await db.execute(
-                "INSERT INTO counters (name, value) VALUES ('assignment', 1) "
-                "ON CONFLICT (name) DO UPDATE SET value = value + 1"
-            )
-            row = await (
-                await db.execute("SELECT value FROM counters WHERE name = 'assignment'")
-            ).fetchone()
+        return await self._tx(self._next_assignment)
+
+    def _next_assignment(self) -> int:
+        self._db.execute(
+            "INSERT INTO counters (name, value) VALUES ('assignment', 1) "
+            "ON CONFLICT (name) DO UPDATE SET value = value + 1"
+        )
+        row = self._one("SELECT value FROM counters WHERE name = 'assignment'")
         assert row is not None
         return int(row[0])
 
@@ -859,29 +901,18 @@ class SQLiteStore:
         data: dict[str, Any] | None = None,
         at: datetime | None = None,
     ) -> None:
-        async with self._tx() as db:
-            await self._event(db, type, at or _now(), conversation_id, message_id, ticket_id, data)
+        await self._tx(
+            self._event, type, at or _now(), conversation_id, message_id, ticket_id, data
+        )
 
     async def events(self, conversation_id: str | None = None) -> list[Event]:
         query = "SELECT seq, at, type, conversation_id, message_id, ticket_id, data FROM events"
-        args: Iterable[str] = ()
+        args: tuple[str, ...] = ()
         if conversation_id is not None:
             query += " WHERE conversation_id = ?"
             args = (conversation_id,)
-        async with self._read() as db:
-            rows = await db.execute_fetchall(query + " ORDER BY seq", tuple(args))
-        return [
-            Event(
-                row[0],
-                datetime.fromisoformat(row[1]),
-                row[2],
-                row[3],
-                row[4],
-                row[5],
-                json.loads(row[6]),
-            )
-            for row in rows
-        ]
+        rows = await self._read(self._all, query + " ORDER BY seq", args)
+        return [_event(row) for row in rows]
 
 
 def _payload(reply: OutboundMessage) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -222,6 +223,37 @@ async def test_async_wrappers_run_off_the_event_loop_thread() -> None:
     assert hits[0].article_id == "password-reset" and answer.hit == hits[0]
     assert len(embedder.threads) == 2
     assert threading.current_thread().name not in embedder.threads
+
+
+async def test_questions_asked_together_are_embedded_together_with_the_same_results() -> None:
+    embedder = CountingEmbedder()
+    kb = KnowledgeBase.build(ARTICLES, embedder)
+    questions = ["forgot my password", "  ", "where is my refund", "forgot my password"] * 5
+    expected = [kb.search(q, k=2) for q in questions]
+    embedder.threads.clear()
+
+    results = await asyncio.gather(*(kb.asearch(q, k=2) for q in questions))
+
+    assert results == expected
+    assert 1 <= len(embedder.threads) < len(questions)  # blank questions are not embedded
+
+
+async def test_a_failed_encode_fails_its_batch_and_the_next_questions_still_work() -> None:
+    embedder = CountingEmbedder()
+    kb = KnowledgeBase.build(ARTICLES, embedder)
+    broken = RuntimeError("model crashed")
+
+    def encode_once_broken(texts: Sequence[str]) -> Vectors:
+        embedder.encode = embedder._inner.encode  # type: ignore[method-assign]
+        raise broken
+
+    embedder.encode = encode_once_broken  # type: ignore[method-assign]
+    results = await asyncio.gather(
+        kb.asearch("forgot my password"), kb.aanswer("refund", 0.3), return_exceptions=True
+    )
+
+    assert results == [broken, broken]
+    assert (await kb.aanswer("forgot my password", floor=0.3)).hit is not None
 
 
 # --- persistence ---

@@ -1,5 +1,6 @@
 """Storage contract: every backend must pass these (PostgreSQL joins the parametrization)."""
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -73,6 +74,21 @@ async def test_unknown_and_foreign_conversations_are_refused_and_not_stored(stor
             inbound(mid="3", customer="intruder", conversation_id=owned.conversation.id)
         )
     assert [m.client_message_id for m in await store.messages(owned.conversation.id)] == ["1"]
+
+
+async def test_concurrent_writes_commit_or_fail_each_on_their_own(store):
+    owned = await store.receive(inbound(mid="0"))
+    results = await asyncio.gather(
+        *(store.receive(inbound(mid=str(i), customer=f"c{i}")) for i in range(1, 20)),
+        store.receive(inbound(mid="x", customer="intruder", conversation_id=owned.conversation.id)),
+        *(store.receive(inbound(mid=str(i), customer=f"c{i}")) for i in range(20, 40)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[19], Forbidden)
+    assert all(not isinstance(r, BaseException) for r in results[:19] + results[20:])
+    # The refused message's new customer was rolled back with it, nothing else was.
+    assert await store.customer_id_for("web", "intruder") is None
+    assert len(await store.unanswered()) == 40
 
 
 async def test_reply_marks_the_ack_and_logs_events_in_order(store):
