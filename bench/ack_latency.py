@@ -971,6 +971,7 @@ class Orchestrator:
             print(f"training the Rasa model {self.model.name} first", flush=True)
             train(settings)
         self.rasa_exe = rasa_executable(settings)
+        self.rasa_nice = int(os.environ.get("PROMPTLY_BENCH_RASA_NICE", settings.rasa.nice))
         self.rasa_startups: list[float] = []
 
     @contextlib.contextmanager
@@ -986,7 +987,13 @@ class Orchestrator:
                     folder / "endpoints.yml", f"{gateway.url}/actions/webhook", self.token
                 )
                 rasa = RasaServer(
-                    self.rasa_exe, self.model, endpoints, rasa_port, folder / "rasa.log", ROOT
+                    self.rasa_exe,
+                    self.model,
+                    endpoints,
+                    rasa_port,
+                    folder / "rasa.log",
+                    ROOT,
+                    nice=self.rasa_nice,
                 )
                 rasa.start()
             gateway.wait_ready(timeout=300)

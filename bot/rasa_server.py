@@ -54,9 +54,12 @@ class RasaServer:
         log: Path,
         cwd: Path,
         host: str = "127.0.0.1",
+        nice: int = 0,
     ) -> None:
         self.url = f"http://{host}:{port}"
+        # A positive niceness gives the gateway (the acks) the CPU first when both are busy.
         self._command = [
+            *(["nice", "-n", str(nice)] if nice else []),
             str(rasa),
             "run",
             "--enable-api",

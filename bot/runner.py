@@ -75,6 +75,7 @@ def _rasa_server(settings: Settings) -> RasaServer:
         settings.rasa.port,
         settings.path(settings.storage.database).parent / "rasa.log",
         settings.path(settings.rasa.project),
+        nice=settings.rasa.nice,
     )
 
 

@@ -63,6 +63,8 @@ class RasaSettings(_Section):
     concurrency: int = Field(4, ge=1, le=256)
     breaker_failures: int = Field(3, ge=1)
     probe_interval: Duration = timedelta(seconds=1)
+    # Niceness of the Rasa process `promptly run` starts: acks get the CPU first.
+    nice: int = Field(5, ge=0, le=19)
 
 
 class KBSettings(_Section):

@@ -39,12 +39,8 @@ class QueueModel:
     def calendar(self, queue: str) -> Calendar:
         return self._calendars[self._settings.queues[queue].calendar]
 
-    async def agent_loads(self, tickets: list[Ticket] | None = None) -> list[assignment.AgentLoad]:
-        tickets = await self._store.tickets("open") if tickets is None else tickets
-        load: dict[str, int] = {}
-        for ticket in tickets:
-            if ticket.assignee is not None:
-                load[ticket.assignee] = load.get(ticket.assignee, 0) + 1
+    async def agent_loads(self) -> list[assignment.AgentLoad]:
+        load = await self._store.assigned_load()
         return [
             assignment.AgentLoad(
                 id=a.id,
@@ -62,13 +58,10 @@ class QueueModel:
         """What to tell the customer of ``ticket``: the SLA deadline, and the queue's estimate
         when it is sooner, or later (a predicted breach, told honestly)."""
         now = self._clock()
-        open_tickets = await self._store.tickets("open")
-        ahead = [
-            t
-            for t in open_tickets
-            if t.queue == ticket.queue and t.assignee is None and t.created_at < ticket.created_at
-        ]
-        snapshot = await self._snapshot(ticket.queue, 0 if ticket.assignee else len(ahead))
+        position = 0
+        if ticket.assignee is None:
+            position = await self._store.queue_position(ticket.queue, ticket.created_at)
+        snapshot = await self._snapshot(ticket.queue, position)
         due = ticket.next_response_due or ticket.first_response_due
         if ticket.first_responded_at is not None and ticket.next_response_due is None:
             due = ticket.resolution_due or due
@@ -83,7 +76,7 @@ class QueueModel:
         rows = []
         for key in self._settings.queues:
             waiting = [t for t in open_tickets if t.queue == key and t.assignee is None]
-            snapshot = await self._snapshot(key, len(waiting), open_tickets)
+            snapshot = await self._snapshot(key, len(waiting))
             expected, _ = eta.expected_reply(now, snapshot, self.calendar(key))
             oldest = min((t.created_at for t in waiting), default=None)
             rows.append(
@@ -102,10 +95,8 @@ class QueueModel:
             )
         return rows
 
-    async def _snapshot(
-        self, queue: str, position: int, open_tickets: list[Ticket] | None = None
-    ) -> eta.QueueSnapshot:
-        loads = await self.agent_loads(open_tickets)
+    async def _snapshot(self, queue: str, position: int) -> eta.QueueSnapshot:
+        loads = await self.agent_loads()
         online = assignment.agents_online(loads, queue)
         return eta.QueueSnapshot(
             position=position,

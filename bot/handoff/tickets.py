@@ -356,9 +356,13 @@ class TicketService:
 
     async def assign_waiting(self) -> None:
         """Give unassigned open tickets to agents with free capacity, oldest first."""
+        if not any(a.presence == Presence.ONLINE for a in await self._store.agents()):
+            return
+        full: set[str] = set()  # queues nobody can take more of now
         for ticket in await self._store.tickets("open"):
-            if ticket.assignee is None:
-                await self._assign(ticket)
+            waiting = ticket.assignee is None and ticket.queue not in full
+            if waiting and await self._assign(ticket) is None:
+                full.add(ticket.queue)
 
     async def _assign(self, ticket: Ticket, exclude: frozenset[str] = frozenset()) -> Ticket | None:
         async with self._assigning:

@@ -205,6 +205,14 @@ class Store(Protocol):
 
     async def tickets(self, status: str | None = None) -> list[Ticket]: ...
 
+    async def assigned_load(self) -> dict[str, int]:
+        """Open tickets per assignee."""
+        ...
+
+    async def queue_position(self, queue: str, created_before: datetime) -> int:
+        """Unassigned open tickets of ``queue`` created before the given time."""
+        ...
+
     async def first_responses(self, queue: str, limit: int) -> list[tuple[datetime, datetime]]:
         """(created, first responded) of the queue's latest ``limit`` answered tickets."""
         ...

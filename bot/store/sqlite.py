@@ -733,6 +733,23 @@ class SQLiteStore:
         rows = await self._read(self._all, query + " ORDER BY created_at", args)
         return [_ticket(row) for row in rows]
 
+    async def assigned_load(self) -> dict[str, int]:
+        rows = await self._read(
+            self._all,
+            "SELECT assignee, count(*) FROM tickets WHERE status != 'resolved' "
+            "AND assignee IS NOT NULL GROUP BY assignee",
+        )
+        return {str(assignee): int(count) for assignee, count in rows}
+
+    async def queue_position(self, queue: str, created_before: datetime) -> int:
+        row = await self._read(
+            self._one,
+            "SELECT count(*) FROM tickets WHERE queue = ? AND status != 'resolved' "
+            "AND assignee IS NULL AND created_at < ?",
+            (queue, _ts(created_before)),
+        )
+        return int(row[0]) if row else 0
+
     async def first_responses(self, queue: str, limit: int) -> list[tuple[datetime, datetime]]:
         rows = await self._read(
             self._all,
