@@ -51,6 +51,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import numpy.typing as npt
+from report import write_section  # bench/report.py, beside this script
 
 from bot.errors import PromptlyError
 from bot.rasa_server import RasaServer, write_endpoints
@@ -960,6 +961,9 @@ class Stack:
     rasa: RasaServer | None = None
 
 
+RASA_NICE = load_settings(ROOT / "promptly.toml", env={}).rasa.nice
+
+
 class Orchestrator:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
@@ -971,7 +975,7 @@ class Orchestrator:
             print(f"training the Rasa model {self.model.name} first", flush=True)
             train(settings)
         self.rasa_exe = rasa_executable(settings)
-        self.rasa_nice = int(os.environ.get("PROMPTLY_BENCH_RASA_NICE", settings.rasa.nice))
+        self.rasa_nice = RASA_NICE
         self.rasa_startups: list[float] = []
 
     @contextlib.contextmanager
@@ -1223,7 +1227,9 @@ def method_text(args: argparse.Namespace, orchestrated: bool) -> str:
             "Everything runs on 127.0.0.1 on this one machine: the load generator (one asyncio "
             "loop, aiohttp), the gateway (`python -m bot gateway`, default settings: Rasa "
             "concurrency 4, 2 s window with 250 ms margin) and Rasa "
-            "(`rasa run --enable-api` with the trained model). Every run of every scenario "
+            "(`rasa run --enable-api` with the trained model, started under `nice -n "
+            f"{RASA_NICE}` as `promptly run` starts it, so acks get the CPU first; the "
+            "baseline's Rasa too). Every run of every scenario "
             "gets a fresh gateway with an empty database and a freshly started Rasa, so no "
             "backlog or conversation history carries over; the run with Rasa stopped simply "
             "never starts it."
@@ -1249,16 +1255,16 @@ def write_report(
     failures: Sequence[Failure],
 ) -> None:
     lines = [
-        "# Ack latency benchmark",
+        "## Ack latency (`ack_latency.py`)",
         "",
         f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Written by `bench/ack_latency.py` "
         "(see bench/README.md); the numbers below are as measured, with no adjustment.",
         "",
-        "## Machine",
+        "### Machine",
         "",
         *facts,
         "",
-        "## Command",
+        "### Command",
         "",
         "```sh",
         command,
@@ -1272,11 +1278,11 @@ def write_report(
             else "."
         ),
         "",
-        "## Method",
+        "### Method",
         "",
         method_text(args, orchestrated),
         "",
-        "## Results",
+        "### Results",
         "",
         f"Latencies in milliseconds, measured by the client. The window is {args.window:g} s.",
     ]
@@ -1284,7 +1290,7 @@ def write_report(
         group = [r for r in results if r.scenario == scenario]
         if not group:
             continue
-        lines += ["", f"### {TITLES[scenario]}", ""]
+        lines += ["", f"#### {TITLES[scenario]}", ""]
         if scenario == "baseline":
             lines.append(markdown(baseline_table(group)))
             errors = Counter[str]()
@@ -1304,11 +1310,11 @@ def write_report(
                 markdown(ws_detail_table(group)),
             ]
     if failures:
-        lines += ["", "### Failed runs", ""]
+        lines += ["", "#### Failed runs", ""]
         lines += [f"- {TITLES[s]} at {r:g} msg/s: {e}" for s, r, e in failures]
     lines += [
         "",
-        "## Targets",
+        "### Targets",
         "",
         "| target | measured | result |",
         "| --- | --- | --- |",
@@ -1318,7 +1324,7 @@ def write_report(
         lines.append(f"| {check.target} | {check.measured} | **{verdict}** |")
     lines.append("")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines), encoding="utf-8")
+    write_section(path, "ack_latency", "\n".join(lines))
 
 
 # --- main -------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ every open timer every ``--poll`` seconds, the way peers do it) as a baseline. W
 Markdown section to ``--out`` and prints it.
 
     .venv/bin/python bench/sla_monitor.py [--tickets 1000000] [--span 60] [--poll 1]
-        [--idle 10] [--seed 1] [--out docs/benchmarks-sla.md]
+        [--idle 10] [--seed 1] [--out docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
 from typing import Protocol
+
+from report import write_section  # bench/report.py, beside this script
 
 from bot.handoff.monitor import Fire, SLAMonitor, Timer
 
@@ -313,7 +315,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--poll", type=float, default=1.0, help="baseline's scan interval, s")
     parser.add_argument("--idle", type=float, default=10, help="seconds of idle CPU measured")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks-sla.md")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
     if not 1 <= args.tickets <= 5_000_000:
         parser.error("--tickets must be in [1, 5000000]")
@@ -345,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     runs, idle = asyncio.run(measure(args))
     text, ok = report(args, command, facts, runs, idle)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
+    write_section(args.out, "sla_monitor", text)
     print(f"\n{text}\nwrote {args.out}")
     if not ok:
         print("FAILED: not every timer fired exactly once", file=sys.stderr)
