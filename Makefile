@@ -23,6 +23,7 @@ lint: setup
 
 bench: setup train
 	.venv/bin/python bench/ack_latency.py
+	.venv/bin/python bench/sla_monitor.py
 
 clean:
 	rm -rf var .promptly .pytest_cache .mypy_cache .ruff_cache

@@ -18,7 +18,7 @@ from bot.channels.base import AckKind
 
 class Mode(StrEnum):
     BOT = "bot"
-    DEGRADED = "degraded"  # Rasa is down: only a confident knowledge-base answer can come now
+    DEGRADED = "degraded"  # Rasa is down: a receipt at once; a confident KB answer may follow
     HANDED_OFF = "handed_off"
 
 
@@ -26,17 +26,11 @@ class Mode(StrEnum):
 class Promise:
     window: timedelta
     margin: timedelta
-    # Without Rasa most messages get no answer at all (only confident FAQ hits do), so a
-    # receipt waits for the knowledge base only this long: never a long wait for nothing.
-    degraded_hold: timedelta = timedelta(milliseconds=50)
 
     @property
     def hold(self) -> timedelta:
         """How long the answer may take and still be the first reply."""
         return max(self.window - self.margin, timedelta(0))
-
-    def hold_for(self, mode: Mode) -> timedelta:
-        return min(self.hold, self.degraded_hold) if mode is Mode.DEGRADED else self.hold
 
 
 @dataclass(frozen=True)
@@ -55,10 +49,12 @@ def first_step(mode: Mode, promise: Promise, expected_answer_in: timedelta | Non
     """Decide the first step; ``expected_answer_in`` is None when the bot cannot answer now."""
     if mode is Mode.HANDED_OFF:
         return Plan(ack_now=AckKind.PLAN, wait=timedelta(0), run_bot=False)
-    hold = promise.hold_for(mode)
-    if expected_answer_in is None or expected_answer_in > hold:
+    # Without Rasa the ack never waits on the knowledge base: most messages get no answer
+    # from it at all, and the ack path must not depend on it.
+    late = expected_answer_in is None or expected_answer_in > promise.hold
+    if mode is Mode.DEGRADED or late:
         return Plan(ack_now=AckKind.RECEIPT, wait=timedelta(0), run_bot=True)
-    return Plan(ack_now=None, wait=hold, run_bot=True)
+    return Plan(ack_now=None, wait=promise.hold, run_bot=True)
 
 
 def answer_is_ack(elapsed: timedelta, promise: Promise, receipt_sent: bool) -> bool:

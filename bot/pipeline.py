@@ -39,8 +39,8 @@ logger = logging.getLogger(__name__)
 
 RECEIPT_TEXT = "Thanks, got it. I'm looking into this now."
 RECEIPT_DOWN_TEXT = (
-    "Thanks, we've received your message. Our assistant is briefly unavailable; "
-    "we'll reply here as soon as it's back."
+    "Thanks, we've received your message. Our assistant is running in a limited mode right "
+    "now; we'll reply here as soon as we can."
 )
 NO_ANSWER_TEXT = (
     "Sorry, I couldn't work that out. Could you rephrase, or say 'agent' to reach a person?"
@@ -161,7 +161,7 @@ class Pipeline:
         expected = self._nlu.expected_latency()
         mode = ack.Mode.BOT
         if expected is None and self._kb is not None:
-            mode = ack.Mode.DEGRADED  # the degraded path answers from the KB, or not at all
+            mode = ack.Mode.DEGRADED  # a confident KB answer may follow the receipt
             expected = self._kb_latency.expected()
         if expected is not None and self._locks.busy(conversation.id):
             expected *= 2  # an earlier message of this conversation is still with the bot

@@ -270,6 +270,12 @@ async def test_with_rasa_stopped_a_message_is_acked_kept_and_answered_when_it_re
                 "SELECT status FROM messages WHERE client_message_id = ?", (mid,)
             ).fetchone()[0]
         assert status == "pending"
+        # A question the help centre answers confidently: a receipt at once, then the answer.
+        faq = await customer.say("How long does delivery take?")
+        receipt = await customer.wait_reply(faq, timeout=WINDOW)
+        assert receipt["kind"] == "receipt" and customer.first_reply_latency(faq) < WINDOW
+        direct = await customer.wait_reply(faq, lambda f: f["type"] == "answer", timeout=10)
+        assert direct["citations"] and "Source:" in direct["text"]
         # The customer leaves; the answer must wait for them in the store.
         await customer.close()
     finally:

@@ -172,7 +172,7 @@ async def test_rasa_down_acks_in_time_keeps_the_message_and_answers_when_back(
     replies = await frames(client, accepted["conversation_id"])
     assert time.monotonic() - started < 0.6
     assert [(r["type"], r.get("kind")) for r in replies] == [("ack", "receipt")]
-    assert "unavailable" in replies[0]["text"]
+    assert "limited mode" in replies[0]["text"]
     store = await SQLiteStore.open(tmp_path / "promptly.db")
     try:
         unanswered = await store.unanswered()
