@@ -335,3 +335,18 @@ async def test_breach_alerts_are_signed_webhooks(tmp_path, engine, aiohttp_serve
         "queue": "support",
         "lead": "lead@example.com",
     }
+
+
+async def test_resolving_after_the_customers_goodbye_stops_the_next_response_clock(engine):
+    conversation = await engine.conversation()
+    ticket = await engine.tickets.escalate(conversation, "human_handoff", "hi")
+    engine.clock.now = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    await engine.tickets.reply(ticket.id, "Done, your refund is on its way.", "sam", "Sam")
+    bye = await engine.tickets.customer_wrote(
+        await engine.store.ticket(ticket.id), engine.clock.now
+    )
+    assert bye.next_response_due is not None  # "thanks, bye!" starts a next-response clock
+    resolved = await engine.tickets.resolve(ticket.id, "sam")
+    assert resolved.next_response_due is None and resolved.resolution_due is None
+    assert await engine.advance_to(bye.next_response_due + timedelta(days=7)) == 0
+    assert await engine.events("sla_warning", "sla_breach") == []
