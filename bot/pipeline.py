@@ -159,10 +159,8 @@ class Pipeline:
         promise = self._promise(conversation.channel)
         receipt_sent = message.acked_at is not None
         expected = self._nlu.expected_latency()
-        mode = ack.Mode.BOT
-        if expected is None and self._kb is not None:
-            mode = ack.Mode.DEGRADED  # a confident KB answer may follow the receipt
-            expected = self._kb_latency.expected()
+        # Without Rasa: a receipt at once; a confident KB answer may follow it.
+        mode = ack.Mode.DEGRADED if expected is None else ack.Mode.BOT
         if expected is not None and self._locks.busy(conversation.id):
             expected *= 2  # an earlier message of this conversation is still with the bot
         elapsed = time.monotonic() - started

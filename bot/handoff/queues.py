@@ -65,9 +65,10 @@ class QueueModel:
         due = ticket.next_response_due or ticket.first_response_due
         if ticket.first_responded_at is not None and ticket.next_response_due is None:
             due = ticket.resolution_due or due
-        estimate = eta.estimate(now, snapshot, due, self.calendar(ticket.queue))
-        tz = self.calendar(ticket.queue).timezone
-        return Promise(self._name(ticket.queue), estimate, eta.describe(estimate, tz, now))
+        calendar = self.calendar(ticket.queue)
+        estimate = eta.estimate(now, snapshot, due, calendar)
+        sentence = eta.describe(estimate, calendar.timezone, now)
+        return Promise(self._name(ticket.queue), estimate, sentence)
 
     async def overview(self) -> list[dict[str, Any]]:
         """Per queue: length, oldest wait, agents online and the ETA for a new ticket."""

@@ -9,8 +9,8 @@ open time only; "Nd" counts business days (same local time on the N-th open day)
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.handoff import calendar as cal
@@ -47,12 +47,6 @@ class Deadlines:
     first_response: datetime | None = None
     next_response: datetime | None = None
     resolution: datetime | None = None
-
-    def items(self) -> Iterator[tuple[str, datetime]]:
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if value is not None:
-                yield field.name, value
 
 
 @dataclass(frozen=True)

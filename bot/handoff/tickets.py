@@ -21,6 +21,7 @@ from bot.handoff import routing, schedule, sla
 from bot.handoff.assignment import Presence, choose_agent
 from bot.handoff.calendar import Calendar
 from bot.handoff.config import ALWAYS_OPEN, Priority, Tier
+from bot.handoff.eta import Estimate
 from bot.handoff.monitor import SLAMonitor, Timer
 from bot.handoff.notify import Notifier
 from bot.handoff.queues import QueueModel
@@ -156,7 +157,7 @@ class TicketService:
         """The ``plan`` ack for a handed-off conversation: commitment and honest estimate."""
         promise = await self.queues.promise(ticket)
         if promise.estimate.predicted_breach:
-            await self._predicted_breach(ticket, promise.estimate.stated_by)
+            await self._predicted_breach(ticket, promise.estimate)
         if waiting:
             text = (
                 f"Your request {ticket.reference} is with our {promise.queue_name} team. "
@@ -181,9 +182,9 @@ class TicketService:
             },
         )
 
-    async def _predicted_breach(self, ticket: Ticket, expected: datetime) -> None:
-        due = ticket.next_response_due or ticket.first_response_due
-        data = {"expected_by": expected.isoformat(), "due": due.isoformat()}
+    async def _predicted_breach(self, ticket: Ticket, estimate: Estimate) -> None:
+        due = estimate.committed_by
+        data = {"expected_by": estimate.stated_by.isoformat(), "due": due.isoformat()}
         fired = await self._store.fire_timer(
             ticket.id, "predicted:breach", due, self._clock(), "sla_predicted_breach", data
         )
@@ -274,9 +275,6 @@ class TicketService:
         )
 
     async def take(self, ticket_id: str, agent_id: str) -> Ticket:
-        agents = {a.id: a for a in await self._store.agents()}
-        if agent_id not in agents:
-            raise NotFound("unknown_agent", f"no agent {agent_id!r}", field="agent")
         return await self._give(ticket_id, agent_id, "taken", {"by": agent_id})
 
     async def transfer(
@@ -376,9 +374,11 @@ class TicketService:
     async def _give(
         self, ticket_id: str, agent_id: str, event: str, data: dict[str, Any]
     ) -> Ticket:
+        agent = next((a for a in await self._store.agents() if a.id == agent_id), None)
+        if agent is None:
+            raise NotFound("unknown_agent", f"no agent {agent_id!r}", field="agent")
         now = self._clock()
         counter = await self._store.next_assignment()
-        agent = {a.id: a for a in await self._store.agents()}[agent_id]
         await self._store.save_agent(replace(agent, last_assigned=counter), now)
         return await self._change(
             ticket_id,
