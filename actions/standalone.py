@@ -11,6 +11,7 @@ from bot.knowledge import load_knowledge_base
 from bot.outbox import Outbox
 from bot.settings import load_settings
 from bot.store.sqlite import SQLiteStore
+from knowledge_base import SentenceTransformerEmbedder
 
 
 async def build_services() -> Services:
@@ -19,6 +20,8 @@ async def build_services() -> Services:
     # The gateway publishes the plan ack when Rasa returns, so no one listens to this hub.
     clock = clock_from(settings.debug.clock_start, settings.debug.clock_start_at)
     tickets = TicketService(store, Outbox(store, Hub()), settings, clock)
-    kb = await load_knowledge_base(settings) if settings.kb.enabled else None
+    kb = None
+    if settings.kb.enabled:  # this process answers no acks: the model may share its GIL
+        kb = await load_knowledge_base(settings, SentenceTransformerEmbedder())
     orders = OrderBook.from_csv(settings.path(settings.kb.articles).parent / "demo_orders.csv")
     return Services(kb=kb, tickets=tickets, orders=orders, kb_floor=settings.kb.floor)

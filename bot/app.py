@@ -28,13 +28,14 @@ from bot.handoff.notify import Notifier
 from bot.handoff.tickets import TicketService
 from bot.http import cors_middleware, errors_middleware
 from bot.hub import Hub
-from bot.knowledge import load_knowledge_base
+from bot.knowledge import embedder_for, load_knowledge_base
 from bot.nlu import RasaClient
 from bot.outbox import Outbox
 from bot.pages import Pages
 from bot.pipeline import Pipeline
 from bot.settings import Settings
 from bot.store.sqlite import SQLiteStore
+from knowledge_base.isolated import IsolatedEmbedder
 
 logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -105,9 +106,17 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
 
 async def _knowledge_base(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    if settings.kb.enabled:
-        app[keys.KB] = await load_knowledge_base(settings)
-    yield
+    if not settings.kb.enabled:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    embedder = await loop.run_in_executor(None, embedder_for, settings)
+    try:
+        app[keys.KB] = await load_knowledge_base(settings, embedder)
+        yield
+    finally:
+        if isinstance(embedder, IsolatedEmbedder):
+            await loop.run_in_executor(None, embedder.close)
 
 
 async def _core(app: web.Application) -> AsyncIterator[None]:

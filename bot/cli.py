@@ -59,8 +59,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 1 if summary.rejected else 0
     elif args.command == "kb":
         from bot.knowledge import load_knowledge_base_sync
+        from knowledge_base import SentenceTransformerEmbedder
 
-        kb = load_knowledge_base_sync(settings)
+        kb = load_knowledge_base_sync(settings, SentenceTransformerEmbedder())
         print(f"knowledge base ready: {len(kb.articles)} articles")
     else:
         from bot.runner import serve

@@ -73,6 +73,9 @@ class KBSettings(_Section):
     floor: float = Field(0.55, ge=0, le=1)
     direct_floor: float = Field(0.6, ge=0, le=1)
     enabled: bool = True
+    # The gateway embeds in a child process so the model never holds the event loop's GIL.
+    isolate: bool = True
+    nice: int = Field(5, ge=0, le=19)  # the embedding process yields the CPU to the acks
 
 
 class WebChannelSettings(_Section):

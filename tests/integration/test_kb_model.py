@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -7,6 +10,7 @@ import numpy as np
 import pytest
 
 from knowledge_base import KnowledgeBase, SentenceTransformerEmbedder, load_markdown_dir
+from knowledge_base.isolated import IsolatedEmbedder
 
 pytestmark = pytest.mark.integration
 
@@ -151,3 +155,29 @@ def test_saved_index_is_reused_by_a_fresh_embedder_instance(
 
     question = "How many days is delivery?"
     assert reloaded.search(question) == kb.search(question)
+
+
+def test_isolated_embedder_matches_in_process_and_survives_its_child_dying(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    questions = ["Where is my parcel?", "Can I pay with PayPal?"]
+    isolated = IsolatedEmbedder()
+    try:
+        (child,) = multiprocessing.active_children()
+        assert child.pid != os.getpid()
+        assert (isolated.name, isolated.dim) == (embedder.name, embedder.dim)
+        np.testing.assert_allclose(
+            isolated.encode(questions), embedder.encode(questions), atol=1e-5
+        )
+
+        os.kill(child.pid, signal.SIGKILL)  # e.g. the kernel's OOM killer
+        child.join(timeout=10)
+
+        np.testing.assert_allclose(
+            isolated.encode(questions), embedder.encode(questions), atol=1e-5
+        )
+        (replacement,) = multiprocessing.active_children()
+        assert replacement.pid != child.pid
+    finally:
+        isolated.close()
+    assert multiprocessing.active_children() == []
