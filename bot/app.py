@@ -76,9 +76,10 @@ def _delegate(key: web.AppKey[Any], name: str) -> Handler:
 async def _freeze_heap(app: web.Application) -> None:
     """Hide start-up objects from the cyclic garbage collector.
 
-    The embedding model and libraries leave ~480k long-lived objects; each full collection
-    over them stopped every thread for ~0.3 s, so the messages arriving meanwhile were acked
-    that much later (the whole p99 tail at 200 msg/s). Full collections stay rare afterwards
+    Start-up leaves hundreds of thousands of long-lived objects (libraries, settings, the KB
+    index metadata); each full collection over them (measured when the embedding model still
+    ran in this process: ~480k objects) stopped every thread for ~0.3 s, so the messages
+    arriving meanwhile were acked that much later. Full collections stay rare afterwards
     too: while Rasa is saturated the backlog of waiting turns grows, and collecting it every
     few seconds tripled the ack p99 of a 60 s run (with the collector off as a check: 18 ms
     against 98 ms). Young collections, which free almost everything, run as before.

@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -26,9 +29,19 @@ _model: SentenceTransformerEmbedder | None = None  # in the child
 
 def _start(model_path: Path | None, threads: int | None, nice: int) -> None:
     global _model
+    # The host stops this process (``close``) on Ctrl-C; a host killed outright leaves it
+    # blocked on a pipe it holds both ends of, so it watches for that itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     if nice:
         os.nice(nice)
     _model = SentenceTransformerEmbedder(model_path, threads)
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
 
 
 def _describe() -> tuple[str, int]:

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -181,3 +185,59 @@ def test_isolated_embedder_matches_in_process_and_survives_its_child_dying(
     finally:
         isolated.close()
     assert multiprocessing.active_children() == []
+
+
+def test_isolated_embedder_exits_when_its_host_is_killed(tmp_path: Path) -> None:
+    host = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from knowledge_base.isolated import IsolatedEmbedder\n"
+            "IsolatedEmbedder()\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert host.stdout is not None and host.stdout.readline() == b"ready\n"
+        # The worker; spawn also starts multiprocessing's resource tracker beside it.
+        children = [pid for pid in _children(host.pid) if b"spawn_main" in _cmdline(pid)]
+        assert len(children) == 1
+    finally:
+        host.kill()
+        host.wait()
+        if host.stdout is not None:
+            host.stdout.close()
+    deadline = time.monotonic() + 10
+    while _alive(children[0]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(children[0]), "the embedding process outlived its killed host"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            fields = dict(
+                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
+            )
+            if fields.get("PPid", "").strip() == str(pid):
+                found.append(int(status.parent.name))
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status  # a zombie has exited; only its reaping is left
