@@ -9,7 +9,9 @@ from typing import Any, ClassVar, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.errors import NotFound, Unauthorized, Unprocessable
+from bot.clock import Clock, utc_now
+from bot.delivery import Dispatcher
+from bot.errors import Conflict, NotFound, Unauthorized, Unprocessable
 from bot.frames import frame
 from bot.handoff.assignment import Presence
 from bot.handoff.config import Priority, Tier
@@ -67,11 +69,25 @@ class CustomerIn(_In):
     language: str | None = Field(None, min_length=2, max_length=16)
 
 
+class MergeIn(_In):
+    from_customer: str = Field(min_length=1, max_length=64, alias="from")
+    agent: AgentIn
+
+
 class AgentAPI:
-    def __init__(self, store: Store, tickets: TicketService, token: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        tickets: TicketService,
+        token: str,
+        dispatcher: Dispatcher,
+        clock: Clock = utc_now,
+    ) -> None:
         self._store = store
         self._tickets = tickets
         self._token = token.encode()
+        self._dispatcher = dispatcher
+        self._clock = clock
 
     ROUTES: ClassVar[list[tuple[str, str, str]]] = [
         ("GET", "/api/agent/tickets", "list_tickets"),
@@ -85,6 +101,8 @@ class AgentAPI:
         ("GET", "/api/agent/agents", "list_agents"),
         ("PUT", "/api/agent/agents/{agent_id}", "put_agent"),
         ("POST", "/api/agent/customers", "put_customer"),
+        ("GET", "/api/agent/customers/{customer_id}", "get_customer"),
+        ("POST", "/api/agent/customers/{customer_id}/merge", "merge_customer"),
         ("GET", "/api/queues", "queues"),
     ]
 
@@ -161,6 +179,11 @@ class AgentAPI:
     async def reply(self, request: web.Request) -> web.Response:
         body = await self._body(request, ReplyIn)
         ticket = await self._require(request)
+        conversation = await self._store.conversation(ticket.conversation_id)
+        if conversation is not None:
+            refusal = await self._dispatcher.refusal(conversation, agent=True)
+            if refusal is not None:
+                raise Conflict("outside_messaging_window", refusal)
         stored = await self._tickets.reply(ticket.id, body.text, body.agent.id, body.agent.name)
         return web.json_response({"message_id": stored.id, "seq": stored.seq}, status=201)
 
@@ -247,6 +270,42 @@ class AgentAPI:
         return web.json_response(
             {"customer_id": customer_id, "tier": body.tier}, status=201 if created else 200
         )
+
+    async def get_customer(self, request: web.Request) -> web.Response:
+        """The customer with their history on every channel and their tickets."""
+        self._authorize(request)
+        customer_id = request.match_info["customer_id"]
+        customer = await self._store.customer(customer_id)
+        if customer is None:
+            raise NotFound("unknown_customer", "no customer with that id")
+        conversations = []
+        for conversation in await self._store.conversations_of(customer_id):
+            conversations.append(
+                {
+                    "id": conversation.id,
+                    "channel": conversation.channel,
+                    "state": conversation.state,
+                    "messages": [frame(m) for m in await self._store.messages(conversation.id)],
+                }
+            )
+        tickets = [t for t in await self._store.tickets("all") if t.customer_id == customer_id]
+        return web.json_response(
+            {
+                "id": customer.id,
+                "name": customer.name,
+                "email": customer.email,
+                "tier": customer.tier,
+                "conversations": conversations,
+                "tickets": [await self._ticket_json(t) for t in tickets],
+            }
+        )
+
+    async def merge_customer(self, request: web.Request) -> web.Response:
+        body = await self._body(request, MergeIn)
+        merged = await self._store.merge_customers(
+            request.match_info["customer_id"], body.from_customer, self._clock()
+        )
+        return web.json_response({"id": merged.id, "merged": body.from_customer})
 
     async def queues(self, request: web.Request) -> web.Response:
         self._authorize(request)

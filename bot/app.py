@@ -22,8 +22,12 @@ from actions.orderbook import OrderBook
 from bot import keys
 from bot.action_endpoint import ActionEndpoint
 from bot.agent_api import AgentAPI
+from bot.channels.platform import ListeningChannel, WebhookChannel
+from bot.channels.registry import build_channels, platform_settings
 from bot.channels.web import WebChannel
+from bot.channels.webhooks import WebhookEndpoint
 from bot.clock import clock_from
+from bot.delivery import Dispatcher
 from bot.handoff.notify import Notifier
 from bot.handoff.tickets import TicketService
 from bot.http import cors_middleware, errors_middleware
@@ -57,6 +61,7 @@ def create_app(settings: Settings) -> web.Application:
         (keys.AGENT_API, AgentAPI.ROUTES),
         (keys.ACTIONS, ActionEndpoint.ROUTES),
         (keys.PAGES, Pages.ROUTES),
+        (keys.WEBHOOKS, WebhookEndpoint.ROUTES),
     ):
         for method, path, name in routes:
             app.router.add_route(method, path, _delegate(key, name))
@@ -125,10 +130,12 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     store = app[keys.STORE]
     kb = app.get(keys.KB)
     hub = Hub()
-    outbox = Outbox(store, hub)
+    clock = clock_from(settings.debug.clock_start, settings.debug.clock_start_at)
+    channels = build_channels(settings, app[keys.HTTP])
+    dispatcher = Dispatcher(store, hub, channels, clock)
+    outbox = Outbox(store, hub, dispatcher)
     secret = settings.notify_secret.get_secret_value().encode() if settings.notify_secret else b""
     notifier = Notifier(app[keys.HTTP], settings.sla.notify_url, secret)
-    clock = clock_from(settings.debug.clock_start, settings.debug.clock_start_at)
     if settings.debug.clock_start is not None:
         logger.warning("debug.clock_start: the clock starts at %s", settings.debug.clock_start)
     tickets = TicketService(store, outbox, settings, clock, notifier)
@@ -159,15 +166,30 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     app[keys.RASA] = rasa
     app[keys.PIPELINE] = pipeline
     app[keys.WEB] = WebChannel(pipeline, store, hub, settings.channels.web, clock)
-    app[keys.AGENT_API] = AgentAPI(store, tickets, agent_token)
+    app[keys.AGENT_API] = AgentAPI(store, tickets, agent_token, dispatcher, clock)
     app[keys.ACTIONS] = ActionEndpoint(executor, action_token)
     app[keys.PAGES] = Pages(store, rasa, kb)
+    app[keys.DISPATCHER] = dispatcher
+    app[keys.WEBHOOKS] = WebhookEndpoint(
+        pipeline,
+        {name: c for name, c in channels.items() if isinstance(c, WebhookChannel)},
+        platform_settings(settings),
+        settings.server.public_url,
+        clock,
+    )
+    await dispatcher.start()
+    listeners = [c for c in channels.values() if isinstance(c, ListeningChannel)]
+    for listener in listeners:
+        await listener.start_listener(pipeline.accept_all)
     background = [asyncio.create_task(rasa.watch()), asyncio.create_task(tickets.monitor.run())]
     yield
+    for listener in listeners:
+        await listener.stop_listener()
     for task in background:
         task.cancel()
     await asyncio.gather(*background, return_exceptions=True)
     await notifier.close()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(pipeline.drain(), timeout=5)
+    await dispatcher.close()  # what is still pending is resumed from the store at next start
     services.configure(None)

@@ -22,7 +22,20 @@ def frame(message: StoredMessage) -> dict[str, Any]:
         body["kind"] = message.kind
     if message.direction == "in":
         body["client_message_id"] = message.client_message_id
-    for key in ("queue", "queue_name", "reference", "expected_reply_by", "deadline", "agent"):
+    for key in (
+        "queue",
+        "queue_name",
+        "reference",
+        "expected_reply_by",
+        "deadline",
+        "agent",
+        "attachments",
+    ):
         if key in message.payload:
             body[key] = message.payload[key]
+    if message.delivery_status is not None:
+        body["delivery"] = {"status": str(message.delivery_status)}
+        for key in ("error", "reason", "attempts"):
+            if key in message.delivery:
+                body["delivery"][key] = message.delivery[key]
     return body

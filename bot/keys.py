@@ -8,6 +8,8 @@ from aiohttp import web
 from bot.action_endpoint import ActionEndpoint
 from bot.agent_api import AgentAPI
 from bot.channels.web import WebChannel
+from bot.channels.webhooks import WebhookEndpoint
+from bot.delivery import Dispatcher
 from bot.nlu import RasaClient
 from bot.pages import Pages
 from bot.pipeline import Pipeline
@@ -25,3 +27,5 @@ WEB = web.AppKey("web_channel", WebChannel)
 AGENT_API = web.AppKey("agent_api", AgentAPI)
 ACTIONS = web.AppKey("action_endpoint", ActionEndpoint)
 PAGES = web.AppKey("pages", Pages)
+WEBHOOKS = web.AppKey("webhooks", WebhookEndpoint)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from bot.channels.base import OutboundMessage
 from bot.frames import frame
 from bot.hub import Hub
-from bot.store.base import Store, StoredMessage
+from bot.store.base import DeliveryStatus, Store, StoredMessage
+
+
+class Dispatch(Protocol):
+    def enqueue(self, message: StoredMessage) -> None: ...
 
 
 class Outbox:
-    def __init__(self, store: Store, hub: Hub) -> None:
+    def __init__(self, store: Store, hub: Hub, dispatcher: Dispatch | None = None) -> None:
         self._store = store
         self._hub = hub
+        self.dispatcher = dispatcher
 
     async def send(
         self,
@@ -33,6 +38,8 @@ class Outbox:
         return stored
 
     def publish(self, stored: StoredMessage) -> None:
-        # Only the web channel exists so far; platform channels will be looked up by
-        # the conversation's channel here.
+        # Web clients (and agents following the conversation) get the frame; a platform
+        # channel's reply is pushed by the dispatcher (the store marked it pending).
         self._hub.publish(stored.conversation_id, frame(stored))
+        if stored.delivery_status is DeliveryStatus.PENDING and self.dispatcher is not None:
+            self.dispatcher.enqueue(stored)

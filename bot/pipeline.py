@@ -17,7 +17,15 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bot import ack
-from bot.channels.base import AckKind, Citation, InboundMessage, OutboundMessage, ReplyType
+from bot.channels.base import (
+    EVENT_KINDS,
+    MEDIA_KINDS,
+    AckKind,
+    Citation,
+    InboundMessage,
+    OutboundMessage,
+    ReplyType,
+)
 from bot.errors import NLUUnavailable
 from bot.handoff.tickets import TicketService
 from bot.latency import LatencyGauge
@@ -41,6 +49,10 @@ RECEIPT_TEXT = "Thanks, got it. I'm looking into this now."
 RECEIPT_DOWN_TEXT = (
     "Thanks, we've received your message. Our assistant is running in a limited mode right "
     "now; we'll reply here as soon as we can."
+)
+MEDIA_TEXT = (
+    "Thanks. I can only read text, so I couldn't open that {kind}. Could you tell me in words? "
+    "If a person should look at it, say 'agent' and they will see it."
 )
 NO_ANSWER_TEXT = (
     "Sorry, I couldn't work that out. Could you rephrase, or say 'agent' to reach a person?"
@@ -91,10 +103,19 @@ class Pipeline:
         """Store the message durably and start its turn; returns before any reply is sent."""
         started = time.monotonic()
         received = await self._store.receive(msg)
+        if msg.kind in EVENT_KINDS:  # a reaction, an edit, a join: kept, never replied to
+            if not received.duplicate:
+                await self._store.set_status(received.message.id, MessageStatus.DONE)
+            return received
         if not received.duplicate:
             self._inflight.add(received.message.id)
             self._spawn(self._turn(received.message, received.conversation, started))
         return received
+
+    async def accept_all(self, messages: list[InboundMessage]) -> None:
+        """``accept`` each (a listener's batch); raises if any could not be stored."""
+        for msg in messages:
+            await self.accept(msg)
 
     async def resume(self) -> None:
         """Answer what is still unanswered (after Rasa returns, or after a restart)."""
@@ -158,6 +179,11 @@ class Pipeline:
     ) -> None:
         promise = self._promise(conversation.channel)
         receipt_sent = message.acked_at is not None
+        if message.kind in MEDIA_KINDS and not message.text.strip():
+            media = Outcome(replies=[_answer(MEDIA_TEXT.format(kind=_noun(message.kind)), [])])
+            media.source = "gateway"
+            await self._deliver(message, media, promise, started, receipt_sent)
+            return
         expected = self._nlu.expected_latency()
         # Without Rasa: a receipt at once; a confident KB answer may follow it.
         mode = ack.Mode.DEGRADED if expected is None else ack.Mode.BOT
@@ -313,6 +339,12 @@ class Pipeline:
     def _promise(self, channel: str) -> ack.Promise:
         settings = getattr(self._settings.channels, channel, self._settings.channels.web)
         return ack.Promise(window=settings.promise, margin=settings.margin)
+
+
+def _noun(kind: str | None) -> str:
+    return {"other": "message", "file": "file", "contact": "contact card"}.get(
+        kind or "", kind or "message"
+    )
 
 
 def _answer(text: str, citations: list[dict[str, Any]]) -> OutboundMessage:

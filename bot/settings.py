@@ -86,8 +86,39 @@ class WebChannelSettings(_Section):
     allowed_origins: tuple[str, ...] = ("*",)
 
 
+class PlatformChannelSettings(_Section):
+    """A messaging platform's channel; it also needs its secrets (see its adapter's
+    ``SECRETS``) or it stays disabled. ``options`` are the adapter's non-secret settings."""
+
+    enabled: bool = True
+    promise: Duration = timedelta(seconds=5)
+    margin: Duration = timedelta(milliseconds=500)
+    api_base: str = ""  # empty: the platform's public API
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    options: dict[str, str | int | bool] = Field(default_factory=dict)
+
+
+def _platform(promise: float, *, enabled: bool = True) -> Any:
+    return Field(
+        default_factory=lambda: PlatformChannelSettings(
+            promise=timedelta(seconds=promise), enabled=enabled
+        )
+    )
+
+
 class ChannelsSettings(_Section):
     web: WebChannelSettings = WebChannelSettings()
+    telegram: PlatformChannelSettings = _platform(3)
+    slack: PlatformChannelSettings = _platform(3)
+    whatsapp: PlatformChannelSettings = _platform(5)
+    messenger: PlatformChannelSettings = _platform(5)
+    twilio: PlatformChannelSettings = _platform(10)
+    # Email needs its addresses and SMTP server configured, not just secrets: off by default.
+    email: PlatformChannelSettings = _platform(300, enabled=False)
+
+    def platform(self, name: str) -> PlatformChannelSettings | None:
+        value = getattr(self, name, None)
+        return value if isinstance(value, PlatformChannelSettings) else None
 
 
 class DebugSettings(_Section):

@@ -45,12 +45,13 @@ class Stack:
     gateway_log: Path
     gateway: subprocess.Popen[bytes]
     config: Path
+    extra_env: dict[str, str] | None = None
 
     def restart_gateway(self) -> None:
         """Kill the gateway process (as a crash would) and start it again on the same port."""
         self.gateway.kill()
         self.gateway.wait()
-        self.gateway = _start_gateway(self.config, self.gateway_log)
+        self.gateway = _start_gateway(self.config, self.gateway_log, self.extra_env)
         _wait_http(f"{self.url}/health", self.gateway, self.gateway_log, timeout=120)
 
     def health(self) -> dict[str, object]:
@@ -106,12 +107,15 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: f
     raise RuntimeError(f"gateway not up after {timeout}s:\n{log.read_text()[-3000:]}")
 
 
-def _start_gateway(config: Path, log_path: Path) -> subprocess.Popen[bytes]:
+def _start_gateway(
+    config: Path, log_path: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "PROMPTLY_AGENT_TOKEN": AGENT_TOKEN,
         "PROMPTLY_ACTION_TOKEN": ACTION_TOKEN,
         "HF_HUB_OFFLINE": "1",
+        **(extra_env or {}),
     }
     with log_path.open("ab") as log:
         return subprocess.Popen(
@@ -125,7 +129,9 @@ def _start_gateway(config: Path, log_path: Path) -> subprocess.Popen[bytes]:
 
 
 @contextmanager
-def running_stack(tmp: Path, extra_config: str = "") -> Iterator[Stack]:
+def running_stack(
+    tmp: Path, extra_config: str = "", extra_env: dict[str, str] | None = None
+) -> Iterator[Stack]:
     """A gateway and a Rasa server (trained model) on free loopback ports, config + extra."""
     gateway_port, rasa_port = free_port(), free_port()
     config = _write_config(tmp, gateway_port, rasa_port, extra_config)
@@ -134,14 +140,16 @@ def running_stack(tmp: Path, extra_config: str = "") -> Iterator[Stack]:
     if not model.exists():  # `make test` trains first; this keeps a bare pytest run honest
         train(settings)
     gateway_log = tmp / "gateway.log"
-    gateway = _start_gateway(config, gateway_log)
+    gateway = _start_gateway(config, gateway_log, extra_env)
     url = f"http://127.0.0.1:{gateway_port}"
     endpoints = write_endpoints(tmp / "endpoints.yml", f"{url}/actions/webhook", ACTION_TOKEN)
     rasa = RasaServer(
         rasa_executable(settings), model, endpoints, rasa_port, tmp / "rasa.log", ROOT
     )
     rasa.start()
-    result = Stack(url, rasa, tmp / "promptly.db", AGENT_TOKEN, gateway_log, gateway, config)
+    result = Stack(
+        url, rasa, tmp / "promptly.db", AGENT_TOKEN, gateway_log, gateway, config, extra_env
+    )
     try:
         _wait_http(f"{url}/health", gateway, gateway_log, timeout=120)
         rasa.wait_ready()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -28,6 +29,10 @@ class Customer:
     external_id: str
     name: str | None = None
     email: str | None = None
+    phone: str | None = None  # E.164 ("+447700900123")
+    # The platform vouches for email/phone (WhatsApp's wa_id, Twilio's From, a shared
+    # Telegram contact, an email's sender): they link this sender to an existing customer.
+    verified: bool = False
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,11 @@ class InboundMessage:
     """A customer message parsed from a platform payload.
 
     ``platform_message_id`` is the idempotency key within (channel, customer): a platform
-    retry or a client resend with the same id is stored once.
+    retry or a client resend with the same id is stored once. ``kind`` is what the customer
+    sent: ``text``, or a non-text kind (``MEDIA_KINDS``, ``EVENT_KINDS``, ``other``) whose
+    ``text`` is its caption or empty and whose ``attachments`` describe it for the agent.
+    ``reply_to`` is where replies go, in the platform's terms (chat id, channel and thread,
+    phone number, email thread); the latest message's wins.
     """
 
     channel: str
@@ -45,6 +54,16 @@ class InboundMessage:
     received_at: datetime
     conversation_id: str | None = None
     attachments: tuple[dict[str, Any], ...] = ()
+    kind: str = "text"
+    reply_to: Mapping[str, Any] = field(default_factory=dict)
+
+
+# Content the bot cannot read but an agent can: the customer is told so, the agent gets it.
+MEDIA_KINDS = frozenset(
+    {"image", "sticker", "voice", "audio", "video", "file", "location", "contact", "other"}
+)
+# Events that are not messages: stored and acknowledged to the platform, never replied to.
+EVENT_KINDS = frozenset({"reaction", "edit", "join", "leave", "delete", "read", "delivery"})
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,14 @@ class MessageStatus(StrEnum):
     DONE = "done"
 
 
+class DeliveryStatus(StrEnum):
+    """A reply's delivery through a messaging platform (``bot.delivery``)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
 class TicketStatus(StrEnum):
     NEW = "new"  # no agent has replied yet
     OPEN = "open"
@@ -45,6 +53,7 @@ class Conversation:
     channel: str
     state: ConversationState
     created_at: datetime
+    reply_to: dict[str, Any] = field(default_factory=dict)  # where replies go (platforms)
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,8 @@ class StoredMessage:
     status: str | None
     created_at: datetime
     acked_at: datetime | None
+    delivery_status: DeliveryStatus | None = None  # None: nothing to push (inbound, web)
+    delivery: dict[str, Any] = field(default_factory=dict)  # attempts, error, platform ids
 
 
 @dataclass(frozen=True)
@@ -188,6 +199,29 @@ class Store(Protocol):
         ...
 
     async def conversation(self, conversation_id: str) -> Conversation | None: ...
+
+    async def conversations_of(self, customer_id: str) -> list[Conversation]:
+        """The customer's conversations on every channel, latest activity first."""
+        ...
+
+    async def set_delivery(
+        self, message_id: str, status: DeliveryStatus, info: dict[str, Any]
+    ) -> StoredMessage | None:
+        """Record a reply's delivery state (and ``delivered``/``delivery_failed`` events)."""
+        ...
+
+    async def pending_deliveries(self) -> list[StoredMessage]:
+        """Replies still to be pushed to a platform, oldest first."""
+        ...
+
+    async def last_inbound_at(self, conversation_id: str) -> datetime | None:
+        """When the customer last wrote in this conversation (platform messaging windows)."""
+        ...
+
+    async def merge_customers(self, into: str, other: str, at: datetime) -> CustomerRecord:
+        """Move ``other``'s channel accounts, identities, conversations and tickets to ``into``
+        and delete ``other``; logs ``customers_merged``. Raises ``NotFound``."""
+        ...
 
     async def customer(self, customer_id: str) -> CustomerRecord | None: ...
 

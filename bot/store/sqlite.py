@@ -16,18 +16,20 @@ import secrets
 import sqlite3
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from bot.channels.base import InboundMessage, OutboundMessage
-from bot.errors import Forbidden, NotFound
+from bot.errors import Conflict, Forbidden, NotFound
 from bot.store.base import (
     AgentRecord,
     Conversation,
     ConversationState,
     CustomerRecord,
+    DeliveryStatus,
     Event,
     MessageStatus,
     NewTicket,
@@ -43,10 +45,10 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 Row = tuple[Any, ...]
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _MESSAGE_COLUMNS = (
     "seq, id, conversation_id, direction, type, kind, text, payload, in_reply_to, "
-    "client_message_id, status, created_at, acked_at"
+    "client_message_id, status, created_at, acked_at, delivery_status, delivery"
 )
 _TICKET_COLUMNS = (
     "id, reference, conversation_id, customer_id, queue, priority, tier, status, reason, "
@@ -59,7 +61,7 @@ _TICKET_MUTABLE = (
     "resolved_at, assignee, resolution_due, assigned_at, sla"
 )
 _AGENT_COLUMNS = "id, name, presence, capacity, skills, queues, last_assigned"
-_CONVERSATION_COLUMNS = "id, customer_id, channel, state, created_at"
+_CONVERSATION_COLUMNS = "id, customer_id, channel, state, created_at, reply_to"
 _PRAGMAS = (
     "journal_mode=WAL",
     "synchronous=NORMAL",  # durable across process crashes; WAL keeps it consistent
@@ -107,6 +109,8 @@ def _message(row: Row) -> StoredMessage:
         status=row[10],
         created_at=datetime.fromisoformat(row[11]),
         acked_at=_dt(row[12]),
+        delivery_status=None if row[13] is None else DeliveryStatus(row[13]),
+        delivery=json.loads(row[14]),
     )
 
 
@@ -206,6 +210,7 @@ def _conversation(row: Row) -> Conversation:
         channel=row[2],
         state=ConversationState(row[3]),
         created_at=datetime.fromisoformat(row[4]),
+        reply_to=json.loads(row[5]),
     )
 
 
@@ -319,6 +324,13 @@ class SQLiteStore:
             assert conversation is not None
             return Received(stored, conversation, customer, duplicate=True)
         conversation = self._conversation_for(msg, customer.id)
+        if msg.reply_to and dict(msg.reply_to) != conversation.reply_to:
+            self._db.execute(
+                "UPDATE conversations SET reply_to = ? WHERE id = ?",
+                (json.dumps(dict(msg.reply_to)), conversation.id),
+            )
+            conversation = replace(conversation, reply_to=dict(msg.reply_to))
+        conversation = self._follow_open_ticket(conversation, msg.received_at)
         stored = self._insert_message(
             conversation.id,
             direction="in",
@@ -326,7 +338,7 @@ class SQLiteStore:
             sender=msg.customer.external_id,
             client_message_id=msg.platform_message_id,
             type="customer",
-            kind=None,
+            kind=None if msg.kind == "text" else msg.kind,
             text=msg.text,
             payload={"attachments": list(msg.attachments)} if msg.attachments else {},
             in_reply_to=None,
@@ -343,6 +355,40 @@ class SQLiteStore:
         )
         return Received(stored, conversation, customer, duplicate=False)
 
+    def _follow_open_ticket(self, conversation: Conversation, at: datetime) -> Conversation:
+        """The customer's open ticket moves to the conversation they wrote in last, so one
+        customer has one open ticket and agents answer where the customer is."""
+        if conversation.state is not ConversationState.BOT:
+            return conversation
+        row = self._one(
+            "SELECT t.id, t.conversation_id, c.state FROM tickets t "
+            "JOIN conversations c ON c.id = t.conversation_id "
+            "WHERE t.customer_id = ? AND t.status != 'resolved' AND t.conversation_id != ? "
+            "ORDER BY t.created_at DESC LIMIT 1",
+            (conversation.customer_id, conversation.id),
+        )
+        if row is None:
+            return conversation
+        ticket_id, previous, state = row
+        self._db.execute(
+            "UPDATE tickets SET conversation_id = ? WHERE id = ?", (conversation.id, ticket_id)
+        )
+        self._db.execute(
+            "UPDATE conversations SET state = ? WHERE id = ?", (state, conversation.id)
+        )
+        self._db.execute(
+            "UPDATE conversations SET state = ? WHERE id = ?", (ConversationState.BOT, previous)
+        )
+        self._event(
+            "ticket_followed",
+            at,
+            conversation.id,
+            None,
+            ticket_id,
+            {"from_conversation": previous, "channel": conversation.channel},
+        )
+        return replace(conversation, state=ConversationState(state))
+
     def _customer_for(self, msg: InboundMessage) -> CustomerRecord:
         row = self._one(
             "SELECT c.id, c.name, c.email, c.tier FROM channel_accounts a "
@@ -351,17 +397,31 @@ class SQLiteStore:
             (msg.channel, msg.customer.external_id),
         )
         name, email = msg.customer.name, msg.customer.email
+        identities = _identities(msg)
         if row is None:
-            customer_id = uuid.uuid4().hex
-            self._db.execute(
-                "INSERT INTO customers (id, name, email, tier, created_at) VALUES (?, ?, ?, ?, ?)",
-                (customer_id, name, email, "consumer", _ts(msg.received_at)),
-            )
+            known = self._customer_by_identity(identities)
+            if known is None:
+                customer_id = uuid.uuid4().hex
+                self._db.execute(
+                    "INSERT INTO customers (id, name, email, tier, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (customer_id, name, email, "consumer", _ts(msg.received_at)),
+                )
+            else:
+                customer_id = known
             self._db.execute(
                 "INSERT INTO channel_accounts (channel, external_id, customer_id) VALUES (?, ?, ?)",
                 (msg.channel, msg.customer.external_id, customer_id),
             )
-            return CustomerRecord(customer_id, name, email, "consumer")
+            self._claim_identities(customer_id, identities, msg.received_at)
+            if known is None:
+                return CustomerRecord(customer_id, name, email, "consumer")
+            row = self._one(
+                "SELECT id, name, email, tier FROM customers WHERE id = ?", (customer_id,)
+            )
+            assert row is not None
+        else:
+            self._claim_identities(row[0], identities, msg.received_at)
         record = CustomerRecord(row[0], row[1], row[2], row[3])
         if (name and name != record.name) or (email and email != record.email):
             self._db.execute(
@@ -373,6 +433,27 @@ class SQLiteStore:
                 record.id, name or record.name, email or record.email, record.tier
             )
         return record
+
+    def _customer_by_identity(self, identities: list[tuple[str, str]]) -> str | None:
+        for kind, value in identities:
+            row = self._one(
+                "SELECT customer_id FROM identities WHERE kind = ? AND value = ?", (kind, value)
+            )
+            if row is not None:
+                return str(row[0])
+        return None
+
+    def _claim_identities(
+        self, customer_id: str, identities: list[tuple[str, str]], at: datetime
+    ) -> None:
+        # First come, first served: an identity already linked elsewhere is left to an agent
+        # to merge, never moved silently.
+        for kind, value in identities:
+            self._db.execute(
+                "INSERT OR IGNORE INTO identities (kind, value, customer_id, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (kind, value, customer_id, _ts(at)),
+            )
 
     def _conversation_for(self, msg: InboundMessage, customer_id: str) -> Conversation:
         if msg.conversation_id is not None:
@@ -396,12 +477,24 @@ class SQLiteStore:
         if row is not None:
             return _conversation(row)
         conversation = Conversation(
-            uuid.uuid4().hex, customer_id, msg.channel, ConversationState.BOT, msg.received_at
+            uuid.uuid4().hex,
+            customer_id,
+            msg.channel,
+            ConversationState.BOT,
+            msg.received_at,
+            dict(msg.reply_to),
         )
         self._db.execute(
-            "INSERT INTO conversations (id, customer_id, channel, state, created_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (conversation.id, customer_id, msg.channel, conversation.state, _ts(msg.received_at)),
+            "INSERT INTO conversations (id, customer_id, channel, state, created_at, reply_to) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                conversation.id,
+                customer_id,
+                msg.channel,
+                conversation.state,
+                _ts(msg.received_at),
+                json.dumps(conversation.reply_to),
+            ),
         )
         self._event(
             "conversation_started",
@@ -436,10 +529,14 @@ class SQLiteStore:
         at: datetime,
     ) -> StoredMessage:
         message_id = uuid.uuid4().hex
+        # Replies on a platform channel wait for the dispatcher; web clients replay the store.
+        delivery_status = (
+            DeliveryStatus.PENDING if direction == "out" and channel != "web" else None
+        )
         cursor = self._db.execute(
             "INSERT INTO messages (id, conversation_id, direction, channel, sender, "
-            "client_message_id, type, kind, text, payload, in_reply_to, status, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "client_message_id, type, kind, text, payload, in_reply_to, status, created_at, "
+            "delivery_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 message_id,
                 conversation_id,
@@ -454,6 +551,7 @@ class SQLiteStore:
                 in_reply_to,
                 status,
                 _ts(at),
+                delivery_status,
             ),
         )
         assert cursor.lastrowid is not None
@@ -471,6 +569,7 @@ class SQLiteStore:
             status=status,
             created_at=at,
             acked_at=None,
+            delivery_status=delivery_status,
         )
 
     def _event(
@@ -568,6 +667,84 @@ class SQLiteStore:
 
     async def conversation(self, conversation_id: str) -> Conversation | None:
         return await self._read(self._get_conversation, conversation_id)
+
+    async def conversations_of(self, customer_id: str) -> list[Conversation]:
+        rows = await self._read(
+            self._all,
+            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations c WHERE customer_id = ? "
+            "ORDER BY (SELECT max(seq) FROM messages m WHERE m.conversation_id = c.id) DESC",
+            (customer_id,),
+        )
+        return [_conversation(row) for row in rows]
+
+    async def set_delivery(
+        self, message_id: str, status: DeliveryStatus, info: dict[str, Any]
+    ) -> StoredMessage | None:
+        return await self._tx(self._set_delivery, message_id, status, info)
+
+    def _set_delivery(
+        self, message_id: str, status: DeliveryStatus, info: dict[str, Any]
+    ) -> StoredMessage | None:
+        self._db.execute(
+            "UPDATE messages SET delivery_status = ?, delivery = ? WHERE id = ?",
+            (status, json.dumps(info), message_id),
+        )
+        row = self._one(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,))
+        return None if row is None else _message(row)
+
+    async def pending_deliveries(self) -> list[StoredMessage]:
+        rows = await self._read(
+            self._all,
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE delivery_status = 'pending' "
+            "ORDER BY seq",
+        )
+        return [_message(row) for row in rows]
+
+    async def last_inbound_at(self, conversation_id: str) -> datetime | None:
+        row = await self._read(
+            self._one,
+            "SELECT created_at FROM messages WHERE conversation_id = ? AND direction = 'in' "
+            "ORDER BY seq DESC LIMIT 1",
+            (conversation_id,),
+        )
+        return None if row is None else datetime.fromisoformat(row[0])
+
+    async def merge_customers(self, into: str, other: str, at: datetime) -> CustomerRecord:
+        return await self._tx(self._merge_customers, into, other, at)
+
+    def _merge_customers(self, into: str, other: str, at: datetime) -> CustomerRecord:
+        if into == other:
+            raise Conflict("same_customer", "a customer cannot be merged into itself")
+        rows = {
+            row[0]: row
+            for row in self._all(
+                "SELECT id, name, email, tier, language FROM customers WHERE id IN (?, ?)",
+                (into, other),
+            )
+        }
+        for customer_id, field in ((into, "into"), (other, "from")):
+            if customer_id not in rows:
+                raise NotFound("unknown_customer", f"no customer {customer_id!r}", field=field)
+        for table in ("channel_accounts", "conversations", "tickets"):
+            self._db.execute(
+                f"UPDATE {table} SET customer_id = ? WHERE customer_id = ?", (into, other)
+            )
+        # An identity both customers claimed stays with ``into``.
+        self._db.execute(
+            "UPDATE OR IGNORE identities SET customer_id = ? WHERE customer_id = ?", (into, other)
+        )
+        self._db.execute("DELETE FROM identities WHERE customer_id = ?", (other,))
+        kept, gone = rows[into], rows[other]
+        self._db.execute(
+            "UPDATE customers SET name = coalesce(name, ?), email = coalesce(email, ?), "
+            "language = coalesce(language, ?) WHERE id = ?",
+            (gone[1], gone[2], gone[4], into),
+        )
+        self._db.execute("DELETE FROM customers WHERE id = ?", (other,))
+        self._event("customers_merged", at, None, None, None, {"into": into, "from": other})
+        return CustomerRecord(
+            into, kept[1] or gone[1], kept[2] or gone[2], kept[3], kept[4] or gone[4]
+        )
 
     async def customer(self, customer_id: str) -> CustomerRecord | None:
         row = await self._read(
@@ -930,6 +1107,18 @@ class SQLiteStore:
             args = (conversation_id,)
         rows = await self._read(self._all, query + " ORDER BY seq", args)
         return [_event(row) for row in rows]
+
+
+def _identities(msg: InboundMessage) -> list[tuple[str, str]]:
+    """The verified email/phone a platform vouched for, normalised."""
+    if not msg.customer.verified:
+        return []
+    found = []
+    if msg.customer.email:
+        found.append(("email", msg.customer.email.strip().lower()))
+    if msg.customer.phone:
+        found.append(("phone", "+" + "".join(c for c in msg.customer.phone if c.isdigit())))
+    return found
 
 
 def _payload(reply: OutboundMessage) -> dict[str, Any]:

@@ -15,13 +15,14 @@ from bot.errors import Forbidden, NotFound
 from bot.store.base import (
     AgentRecord,
     ConversationState,
+    DeliveryStatus,
     MessageStatus,
     NewTicket,
     Store,
     TicketSLA,
     TicketStatus,
 )
-from bot.store.sqlite import SQLiteStore
+from bot.store.sqlite import SCHEMA_VERSION, SQLiteStore
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -236,7 +237,7 @@ async def test_a_version_1_database_is_migrated_in_place(tmp_path):
     finally:
         await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
 
 
 async def test_a_database_newer_than_the_code_is_refused(tmp_path):
@@ -272,3 +273,97 @@ async def test_reopening_keeps_data(tmp_path):
         assert [m.id for m in await second.unanswered()] == [received.message.id]
     finally:
         await second.close()
+
+
+def platform_message(
+    channel: str,
+    external_id: str,
+    mid: str,
+    *,
+    text: str = "hello",
+    email: str | None = None,
+    phone: str | None = None,
+    verified: bool = True,
+    at: datetime = NOW,
+) -> InboundMessage:
+    return InboundMessage(
+        channel=channel,
+        customer=Customer(external_id, "Ann", email, phone, verified),
+        platform_message_id=mid,
+        text=text,
+        received_at=at,
+        reply_to={"chat": external_id},
+    )
+
+
+async def test_a_verified_identity_links_channels_to_one_customer(store):
+    whatsapp = await store.receive(
+        platform_message("whatsapp", "447700900123", "w1", phone="+44 7700 900123")
+    )
+    sms = await store.receive(
+        platform_message("twilio", "+447700900123", "t1", phone="+447700900123")
+    )
+    unverified = await store.receive(
+        platform_message("telegram", "99", "g1", phone="+447700900123", verified=False)
+    )
+    assert sms.customer.id == whatsapp.customer.id
+    assert sms.conversation.id != whatsapp.conversation.id  # one conversation per channel
+    assert sms.conversation.reply_to == {"chat": "+447700900123"}
+    assert unverified.customer.id != whatsapp.customer.id  # a claimed phone proves nothing
+
+
+async def test_the_open_ticket_follows_the_customer_to_their_latest_channel(store):
+    first = await store.receive(platform_message("telegram", "7", "g1", email="ann@example.com"))
+    ticket = await store.create_ticket(new_ticket(first.conversation.id))
+    by_mail = await store.receive(
+        platform_message("email", "ann@example.com", "<m1@x>", email="ann@example.com")
+    )
+
+    assert by_mail.customer.id == first.customer.id
+    assert by_mail.conversation.state is ConversationState.WAITING_AGENT
+    moved = await store.ticket(ticket.id)
+    assert moved is not None and moved.conversation_id == by_mail.conversation.id
+    assert await store.open_ticket(first.conversation.id) is None
+    back = await store.receive(platform_message("telegram", "7", "g2", email="ann@example.com"))
+    assert back.conversation.id == first.conversation.id
+    assert back.conversation.state is ConversationState.WAITING_AGENT
+    assert [t.id for t in await store.tickets("open")] == [ticket.id]  # still one ticket
+    types = [e.type for e in await store.events() if e.ticket_id == ticket.id]
+    assert types.count("ticket_followed") == 2
+
+
+async def test_platform_replies_wait_for_delivery_and_web_replies_do_not(store):
+    web = await store.receive(inbound())
+    telegram = await store.receive(platform_message("telegram", "7", "g1"))
+    reply = OutboundMessage(type=ReplyType.ANSWER, text="hi")
+    web_reply = await store.add_reply(web.conversation.id, reply, event="answered")
+    pending = await store.add_reply(telegram.conversation.id, reply, event="answered")
+    assert web_reply.delivery_status is None
+    assert pending.delivery_status is DeliveryStatus.PENDING
+    assert [m.id for m in await store.pending_deliveries()] == [pending.id]
+
+    failed = await store.set_delivery(pending.id, DeliveryStatus.FAILED, {"error": "send_failed"})
+    assert failed is not None and failed.delivery == {"error": "send_failed"}
+    assert await store.pending_deliveries() == []
+    assert await store.last_inbound_at(telegram.conversation.id) == NOW
+
+
+async def test_merging_customers_moves_everything_to_one(store):
+    a = await store.receive(platform_message("telegram", "7", "g1", verified=False))
+    b = await store.receive(
+        platform_message("email", "ann@example.com", "<m1@x>", email="ann@example.com")
+    )
+    await store.create_ticket(new_ticket(b.conversation.id))
+
+    merged = await store.merge_customers(a.customer.id, b.customer.id, NOW)
+
+    assert merged.id == a.customer.id and merged.email == "ann@example.com"
+    assert await store.customer(b.customer.id) is None
+    assert {c.channel for c in await store.conversations_of(a.customer.id)} == {"telegram", "email"}
+    assert [t.customer_id for t in await store.tickets("open")] == [a.customer.id]
+    again = await store.receive(
+        platform_message("email", "ann@example.com", "<m2@x>", email="ann@example.com")
+    )
+    assert again.customer.id == a.customer.id
+    with pytest.raises(NotFound):
+        await store.merge_customers(a.customer.id, b.customer.id, NOW)

@@ -1,0 +1,228 @@
+"""Delivery of stored replies through messaging platforms.
+
+The outbox stores every reply first (``delivery_status = pending`` on a platform channel);
+the dispatcher then sends it with the conversation's adapter: in order per conversation,
+retrying 429/5xx/network errors with exponential backoff and full jitter, honouring
+Retry-After. A reply that still cannot be sent (a permanent error, too many attempts, the
+platform's messaging window closed, the channel disabled) is marked ``failed`` with the
+reason and stays visible to agents; nothing is dropped. Pending deliveries survive a restart:
+``start`` reloads them. A multi-part reply records how many parts went out, so a restart
+re-sends at most the part that was in flight (at-least-once, like the platforms themselves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.channels.base import OutboundMessage, ReplyType
+from bot.channels.platform import PlatformChannel, SendError, Window, backoff
+from bot.frames import frame
+from bot.hub import Hub
+from bot.store.base import Conversation, DeliveryStatus, Store, StoredMessage
+
+logger = logging.getLogger(__name__)
+
+
+def window_for(adapter: PlatformChannel, reply_to: Mapping[str, Any]) -> Window:
+    """The adapter's messaging window for this address (Twilio's depends on it)."""
+    per_address = getattr(adapter, "window_for", None)
+    return per_address(reply_to) if callable(per_address) else adapter.WINDOW
+
+
+def window_closed(
+    window: Window, last_inbound_at: datetime | None, now: datetime, *, agent: bool
+) -> bool:
+    """Would a free-form message now break the platform's rule? Pure."""
+    limit = window.agent if agent else window.automated
+    if limit is None:
+        return False
+    return last_inbound_at is None or now - last_inbound_at > limit
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        hub: Hub,
+        channels: Mapping[str, PlatformChannel],
+        clock: Callable[[], datetime],
+        *,
+        base_delay: float = 0.5,
+        max_delay: float = 60.0,
+        max_attempts: int = 8,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._hub = hub
+        self.channels = channels
+        self._clock = clock
+        self._base = base_delay
+        self._cap = max_delay
+        self._max_attempts = max_attempts
+        self._rng = rng or random.Random()
+        self._queues: dict[str, deque[StoredMessage]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+
+    async def start(self) -> None:
+        pending = await self._store.pending_deliveries()
+        if pending:
+            logger.info("resuming %d pending deliveries", len(pending))
+        for message in pending:
+            self.enqueue(message)
+
+    async def close(self) -> None:
+        workers = list(self._workers.values())
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+    async def refusal(self, conversation: Conversation, *, agent: bool) -> str | None:
+        """Why a free-form reply cannot go out in this conversation now, or None."""
+        adapter = self.channels.get(conversation.channel)
+        if adapter is None:
+            if conversation.channel == "web":
+                return None
+            return f"the {conversation.channel} channel is not enabled"
+        window = window_for(adapter, conversation.reply_to)
+        last_inbound = await self._store.last_inbound_at(conversation.id)
+        if not window_closed(window, last_inbound, self._clock(), agent=agent):
+            return None
+        limit = window.agent if agent else window.automated
+        return (
+            f"{conversation.channel} allows free-form replies only {_hours(limit)} after the "
+            "customer's last message; the customer has to write first"
+        )
+
+    def enqueue(self, message: StoredMessage) -> None:
+        queue = self._queues.setdefault(message.conversation_id, deque())
+        queue.append(message)
+        worker = self._workers.get(message.conversation_id)
+        if worker is None or worker.done():
+            self._workers[message.conversation_id] = asyncio.create_task(
+                self._run(message.conversation_id)
+            )
+
+    async def idle(self) -> None:
+        """Wait until nothing is queued (tests and shutdown)."""
+        while self._workers:
+            await asyncio.gather(*list(self._workers.values()), return_exceptions=True)
+
+    async def _run(self, conversation_id: str) -> None:
+        queue = self._queues[conversation_id]
+        try:
+            while queue:
+                try:
+                    await self._deliver(queue[0])
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # Stays pending in the store; the next start retries it.
+                    logger.exception("delivery of %s crashed", queue[0].id)
+                queue.popleft()
+        finally:
+            if not queue:
+                self._queues.pop(conversation_id, None)
+            self._workers.pop(conversation_id, None)
+
+    async def _deliver(self, message: StoredMessage) -> None:
+        conversation = await self._store.conversation(message.conversation_id)
+        if conversation is None:
+            await self._fail(message, "unknown_conversation", "conversation is gone")
+            return
+        adapter = self.channels.get(conversation.channel)
+        if adapter is None:
+            reason = f"the {conversation.channel} channel is not enabled"
+            await self._fail(message, "channel_disabled", reason)
+            return
+        agent = message.type == ReplyType.AGENT
+        refusal = await self.refusal(conversation, agent=agent)
+        if refusal is not None:
+            await self._fail(message, "outside_messaging_window", refusal)
+            return
+        parts = adapter.render(_outbound(message))
+        info = dict(message.delivery)
+        done = int(info.get("parts_sent", 0))
+        ids: list[str | None] = list(info.get("platform_ids", []))
+        for part in parts[done:]:
+            sent_id = await self._send_part(message, adapter, conversation.reply_to, part, agent)
+            if sent_id is False:
+                return
+            done += 1
+            ids.append(sent_id if isinstance(sent_id, str) else None)
+            info.update(parts_sent=done, platform_ids=ids)
+            if done < len(parts):
+                await self._store.set_delivery(message.id, DeliveryStatus.PENDING, info)
+        info.update(sent_at=self._clock().isoformat(), parts=len(parts))
+        await self._store.set_delivery(message.id, DeliveryStatus.SENT, info)
+
+    async def _send_part(
+        self,
+        message: StoredMessage,
+        adapter: PlatformChannel,
+        reply_to: Mapping[str, Any],
+        text: str,
+        agent: bool,
+    ) -> str | None | bool:
+        """The platform's id for the sent part (None if it gives none), or False if it failed."""
+        attempt = int(message.delivery.get("attempts", 0))
+        while True:
+            attempt += 1
+            try:
+                sent = await adapter.send(reply_to, text, agent=agent)
+            except SendError as e:
+                if not e.retryable or attempt >= self._max_attempts:
+                    code = "send_failed" if not e.retryable else "retries_exhausted"
+                    await self._fail(message, code, str(e), attempts=attempt)
+                    return False
+                delay = max(
+                    e.retry_after or 0.0, backoff(attempt, self._base, self._cap, self._rng)
+                )
+                logger.info(
+                    "delivery of %s: attempt %d failed (%s); retrying in %.2fs",
+                    message.id,
+                    attempt,
+                    e,
+                    delay,
+                )
+                await self._store.set_delivery(
+                    message.id,
+                    DeliveryStatus.PENDING,
+                    {**message.delivery, "attempts": attempt, "last_error": str(e)},
+                )
+                await asyncio.sleep(delay)
+                continue
+            return sent.platform_message_id
+
+    async def _fail(
+        self, message: StoredMessage, code: str, reason: str, *, attempts: int | None = None
+    ) -> None:
+        logger.warning("delivery of %s failed: %s (%s)", message.id, code, reason)
+        info = {**message.delivery, "error": code, "reason": reason}
+        if attempts is not None:
+            info["attempts"] = attempts
+        updated = await self._store.set_delivery(message.id, DeliveryStatus.FAILED, info)
+        await self._store.log_event(
+            "delivery_failed",
+            conversation_id=message.conversation_id,
+            message_id=message.id,
+            data={"error": code, "reason": reason},
+        )
+        if updated is not None:  # agents following the conversation see it fail
+            self._hub.publish(updated.conversation_id, frame(updated))
+
+
+def _outbound(message: StoredMessage) -> OutboundMessage:
+    return OutboundMessage(type=ReplyType(message.type), text=message.text)
+
+
+def _hours(limit: timedelta | None) -> str:
+    if limit is None:
+        return "any time"
+    hours = limit.total_seconds() / 3600
+    return f"{hours:g} hours" if hours < 48 else f"{hours / 24:g} days"
