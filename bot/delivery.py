@@ -29,12 +29,6 @@ from bot.store.base import Conversation, DeliveryStatus, Store, StoredMessage
 logger = logging.getLogger(__name__)
 
 
-def window_for(adapter: PlatformChannel, reply_to: Mapping[str, Any]) -> Window:
-    """The adapter's messaging window for this address (Twilio's depends on it)."""
-    per_address = getattr(adapter, "window_for", None)
-    return per_address(reply_to) if callable(per_address) else adapter.WINDOW
-
-
 def window_closed(
     window: Window, last_inbound_at: datetime | None, now: datetime, *, agent: bool
 ) -> bool:
@@ -89,7 +83,7 @@ class Dispatcher:
             if conversation.channel == "web":
                 return None
             return f"the {conversation.channel} channel is not enabled"
-        window = window_for(adapter, conversation.reply_to)
+        window = adapter.window_for(conversation.reply_to)
         last_inbound = await self._store.last_inbound_at(conversation.id)
         if not window_closed(window, last_inbound, self._clock(), agent=agent):
             return None
@@ -140,23 +134,18 @@ class Dispatcher:
             reason = f"the {conversation.channel} channel is not enabled"
             await self._fail(message, "channel_disabled", reason)
             return
-        agent = message.type == ReplyType.AGENT
-        refusal = await self.refusal(conversation, agent=agent)
+        refusal = await self.refusal(conversation, agent=message.type == ReplyType.AGENT)
         if refusal is not None:
             await self._fail(message, "outside_messaging_window", refusal)
             return
-        parts = adapter.render(_outbound(message))
-        info = dict(message.delivery)
-        done = int(info.get("parts_sent", 0))
-        ids: list[str | None] = list(info.get("platform_ids", []))
-        for part in parts[done:]:
-            sent_id = await self._send_part(message, adapter, conversation.reply_to, part, agent)
-            if sent_id is False:
+        parts = adapter.render_for(_outbound(message), conversation.reply_to)
+        info = dict(message.delivery)  # survives restarts: attempts, parts sent, their ids
+        info.setdefault("parts_sent", 0)
+        info.setdefault("platform_ids", [])
+        for part in parts[info["parts_sent"] :]:
+            if not await self._send_part(message, info, adapter, conversation.reply_to, part):
                 return
-            done += 1
-            ids.append(sent_id if isinstance(sent_id, str) else None)
-            info.update(parts_sent=done, platform_ids=ids)
-            if done < len(parts):
+            if info["parts_sent"] < len(parts):
                 await self._store.set_delivery(message.id, DeliveryStatus.PENDING, info)
         info.update(sent_at=self._clock().isoformat(), parts=len(parts))
         await self._store.set_delivery(message.id, DeliveryStatus.SENT, info)
@@ -164,48 +153,48 @@ class Dispatcher:
     async def _send_part(
         self,
         message: StoredMessage,
+        info: dict[str, Any],
         adapter: PlatformChannel,
         reply_to: Mapping[str, Any],
         text: str,
-        agent: bool,
-    ) -> str | None | bool:
-        """The platform's id for the sent part (None if it gives none), or False if it failed."""
-        attempt = int(message.delivery.get("attempts", 0))
+    ) -> bool:
+        """Send one part, retrying what is worth retrying; False once the reply failed."""
+        agent = message.type == ReplyType.AGENT
         while True:
-            attempt += 1
             try:
                 sent = await adapter.send(reply_to, text, agent=agent)
             except SendError as e:
-                if not e.retryable or attempt >= self._max_attempts:
-                    code = "send_failed" if not e.retryable else "retries_exhausted"
-                    await self._fail(message, code, str(e), attempts=attempt)
+                info["attempts"] = failed = info.get("attempts", 0) + 1
+                info["last_error"] = str(e)
+                if not e.retryable or failed >= self._max_attempts:
+                    code = "retries_exhausted" if e.retryable else "send_failed"
+                    await self._fail(message, code, str(e), info)
                     return False
-                delay = max(
-                    e.retry_after or 0.0, backoff(attempt, self._base, self._cap, self._rng)
-                )
+                # Never sooner than the platform asked; jitter spreads a burst of retries.
+                delay = max(e.retry_after or 0.0, backoff(failed, self._base, self._cap, self._rng))
                 logger.info(
                     "delivery of %s: attempt %d failed (%s); retrying in %.2fs",
                     message.id,
-                    attempt,
+                    failed,
                     e,
                     delay,
                 )
-                await self._store.set_delivery(
-                    message.id,
-                    DeliveryStatus.PENDING,
-                    {**message.delivery, "attempts": attempt, "last_error": str(e)},
-                )
+                await self._store.set_delivery(message.id, DeliveryStatus.PENDING, info)
                 await asyncio.sleep(delay)
                 continue
-            return sent.platform_message_id
+            info["parts_sent"] += 1
+            info["platform_ids"].append(sent.platform_message_id)
+            return True
 
     async def _fail(
-        self, message: StoredMessage, code: str, reason: str, *, attempts: int | None = None
+        self,
+        message: StoredMessage,
+        code: str,
+        reason: str,
+        info: dict[str, Any] | None = None,
     ) -> None:
         logger.warning("delivery of %s failed: %s (%s)", message.id, code, reason)
-        info = {**message.delivery, "error": code, "reason": reason}
-        if attempts is not None:
-            info["attempts"] = attempts
+        info = {**(message.delivery if info is None else info), "error": code, "reason": reason}
         updated = await self._store.set_delivery(message.id, DeliveryStatus.FAILED, info)
         await self._store.log_event(
             "delivery_failed",

@@ -110,6 +110,14 @@ class PlatformChannel(abc.ABC):
         """Send one rendered part to the conversation's ``reply_to`` (from the customer's last
         inbound message). Raise ``SendError`` on failure; never retry here."""
 
+    def render_for(self, reply: OutboundMessage, reply_to: Mapping[str, Any]) -> list[str]:
+        """``render`` for one address; platforms whose limits depend on it override this."""
+        return self.render(reply)
+
+    def window_for(self, reply_to: Mapping[str, Any]) -> Window:
+        """The messaging window for one address (default: the platform's ``WINDOW``)."""
+        return self.WINDOW
+
 
 class WebhookChannel(PlatformChannel):
     """A platform that calls ``/webhooks/<name>`` over HTTP."""
