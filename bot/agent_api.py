@@ -288,7 +288,7 @@ class AgentAPI:
                     "messages": [frame(m) for m in await self._store.messages(conversation.id)],
                 }
             )
-        tickets = [t for t in await self._store.tickets("all") if t.customer_id == customer_id]
+        tickets = [t for t in await self._store.tickets() if t.customer_id == customer_id]
         return web.json_response(
             {
                 "id": customer.id,

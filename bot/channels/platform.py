@@ -184,6 +184,25 @@ def split_text(text: str, limit: int) -> list[str]:
     return parts
 
 
+def split_escaped(text: str, limit: int, escape: Callable[[str], str]) -> list[str]:
+    """``text`` split into escaped parts of at most ``limit`` characters. Splitting comes
+    first, so no escape sequence is ever cut."""
+    return [p for part in split_text(text, limit) for p in _fit(part, limit, escape)]
+
+
+def _fit(part: str, limit: int, escape: Callable[[str], str]) -> list[str]:
+    """A part that escaping pushes over ``limit`` is split again, shorter by its own expansion;
+    every piece is shorter than the part, so this ends (``limit`` must hold one escaped
+    character)."""
+    escaped = escape(part)
+    if len(escaped) <= limit:
+        return [escaped]
+    shorter = len(part) * limit // len(escaped)
+    if shorter < 1:
+        raise ValueError(f"limit {limit} cannot hold {escaped!r}")
+    return [p for piece in split_text(part, shorter) for p in _fit(piece, limit, escape)]
+
+
 def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     """Parse a Retry-After header: delta-seconds or an HTTP date."""
     if not value:

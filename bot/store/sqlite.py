@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from bot.channels.base import InboundMessage, OutboundMessage
+from bot.channels.base import EVENT_KINDS, InboundMessage, OutboundMessage
 from bot.errors import Conflict, Forbidden, NotFound
 from bot.store.base import (
     AgentRecord,
@@ -324,7 +324,12 @@ class SQLiteStore:
             assert conversation is not None
             return Received(stored, conversation, customer, duplicate=True)
         conversation = self._conversation_for(msg, customer.id)
-        if msg.reply_to and dict(msg.reply_to) != conversation.reply_to:
+        # Events (reactions, joins) carry a coarser address (no thread): they never move it.
+        if (
+            msg.reply_to
+            and msg.kind not in EVENT_KINDS
+            and dict(msg.reply_to) != conversation.reply_to
+        ):
             self._db.execute(
                 "UPDATE conversations SET reply_to = ? WHERE id = ?",
                 (json.dumps(dict(msg.reply_to)), conversation.id),

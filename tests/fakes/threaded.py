@@ -36,6 +36,7 @@ class FakeThread:
                 self.run(fake.stop())
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
+            self.loop.close()
 
 
 def wait_calls(fake: FakePlatform, count: int, timeout: float = 20.0) -> list[Call]:
