@@ -17,7 +17,7 @@ from bot.handoff.assignment import Presence
 from bot.handoff.config import Priority, Tier
 from bot.handoff.tickets import TicketService
 from bot.http import NonBlankText, read_json, validate
-from bot.store.base import AgentRecord, Store, Ticket
+from bot.store.base import AgentRecord, Conversation, Store, Ticket
 
 MAX_BODY = 65536
 Model = TypeVar("Model", bound=BaseModel)
@@ -35,6 +35,8 @@ class AgentIn(_In):
 class ReplyIn(_In):
     text: NonBlankText = Field(max_length=4000)
     agent: AgentIn
+    # Default: where the customer last wrote. Another channel of theirs moves the ticket there.
+    channel: str | None = Field(None, min_length=1, max_length=32)
 
 
 class ByAgentIn(_In):
@@ -179,11 +181,16 @@ class AgentAPI:
     async def reply(self, request: web.Request) -> web.Response:
         body = await self._body(request, ReplyIn)
         ticket = await self._require(request)
-        conversation = await self._store.conversation(ticket.conversation_id)
-        if conversation is not None:
-            refusal = await self._dispatcher.refusal(conversation, agent=True)
+        current = await self._store.conversation(ticket.conversation_id)
+        target = current
+        if current is not None and body.channel not in (None, current.channel):
+            target = await self._conversation_on(ticket, str(body.channel))
+        if target is not None:
+            refusal = await self._dispatcher.refusal(target, agent=True)
             if refusal is not None:
                 raise Conflict("outside_messaging_window", refusal)
+            if target is not current:
+                await self._store.move_ticket(ticket.id, target.id, self._clock())
         stored = await self._tickets.reply(ticket.id, body.text, body.agent.id, body.agent.name)
         return web.json_response({"message_id": stored.id, "seq": stored.seq}, status=201)
 
@@ -269,6 +276,16 @@ class AgentAPI:
         )
         return web.json_response(
             {"customer_id": customer_id, "tier": body.tier}, status=201 if created else 200
+        )
+
+    async def _conversation_on(self, ticket: Ticket, channel: str) -> Conversation:
+        for conversation in await self._store.conversations_of(ticket.customer_id):
+            if conversation.channel == channel:
+                return conversation  # the latest one there
+        raise Unprocessable(
+            "no_conversation_on_channel",
+            f"the customer has never written on {channel}",
+            field="channel",
         )
 
     async def get_customer(self, request: web.Request) -> web.Response:

@@ -168,7 +168,9 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     app[keys.WEB] = WebChannel(pipeline, store, hub, settings.channels.web, clock)
     app[keys.AGENT_API] = AgentAPI(store, tickets, agent_token, dispatcher, clock)
     app[keys.ACTIONS] = ActionEndpoint(executor, action_token)
-    app[keys.PAGES] = Pages(store, rasa, kb)
+    app[keys.PAGES] = Pages(
+        store, rasa, kb, {name: name in channels for name in platform_settings(settings)}
+    )
     app[keys.DISPATCHER] = dispatcher
     app[keys.WEBHOOKS] = WebhookEndpoint(
         pipeline,

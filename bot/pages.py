@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any, ClassVar
 
@@ -50,10 +51,17 @@ class Pages:
         ("GET", "/health", "health"),
     ]
 
-    def __init__(self, store: Store, rasa: RasaClient, kb: KnowledgeBase | None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        rasa: RasaClient,
+        kb: KnowledgeBase | None,
+        channels: Mapping[str, bool] | None = None,
+    ) -> None:
         self._store = store
         self._rasa = rasa
         self._kb = kb
+        self._channels = dict(channels or {})  # platform channel -> enabled
 
     async def index(self, request: web.Request) -> web.Response:
         return aiohttp_jinja2.render_template(
@@ -95,4 +103,5 @@ class Pages:
             "database": database,
         }
         status = "ok" if all(v == "up" for v in components.values()) else "degraded"
-        return web.json_response({"status": status, "components": components})
+        channels = {name: "enabled" if on else "disabled" for name, on in self._channels.items()}
+        return web.json_response({"status": status, "components": components, "channels": channels})

@@ -218,6 +218,11 @@ class Store(Protocol):
         """When the customer last wrote in this conversation (platform messaging windows)."""
         ...
 
+    async def move_ticket(self, ticket_id: str, conversation_id: str, at: datetime) -> Ticket:
+        """Move an open ticket to another conversation of its customer (the agent answers on
+        another channel); logs ``ticket_followed``. Raises ``NotFound``."""
+        ...
+
     async def merge_customers(self, into: str, other: str, at: datetime) -> CustomerRecord:
         """Move ``other``'s channel accounts, identities, conversations and tickets to ``into``
         and delete ``other``; logs ``customers_merged``. Raises ``NotFound``."""

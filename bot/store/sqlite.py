@@ -375,6 +375,17 @@ class SQLiteStore:
         if row is None:
             return conversation
         ticket_id, previous, state = row
+        self._move_ticket(ticket_id, previous, conversation, ConversationState(state), at)
+        return replace(conversation, state=ConversationState(state))
+
+    def _move_ticket(
+        self,
+        ticket_id: str,
+        previous: str,
+        conversation: Conversation,
+        state: ConversationState,
+        at: datetime,
+    ) -> None:
         self._db.execute(
             "UPDATE tickets SET conversation_id = ? WHERE id = ?", (conversation.id, ticket_id)
         )
@@ -392,7 +403,24 @@ class SQLiteStore:
             ticket_id,
             {"from_conversation": previous, "channel": conversation.channel},
         )
-        return replace(conversation, state=ConversationState(state))
+
+    async def move_ticket(self, ticket_id: str, conversation_id: str, at: datetime) -> Ticket:
+        return await self._tx(self._move_ticket_to, ticket_id, conversation_id, at)
+
+    def _move_ticket_to(self, ticket_id: str, conversation_id: str, at: datetime) -> Ticket:
+        ticket = self._get_ticket(ticket_id)
+        conversation = self._get_conversation(conversation_id)
+        if ticket is None or not ticket.is_open:
+            raise NotFound("not_found", "no open ticket with that id")
+        if conversation is None or conversation.customer_id != ticket.customer_id:
+            raise NotFound("unknown_conversation", "the customer has no such conversation")
+        if conversation.id != ticket.conversation_id:
+            previous = self._get_conversation(ticket.conversation_id)
+            assert previous is not None
+            self._move_ticket(ticket.id, previous.id, conversation, previous.state, at)
+        moved = self._get_ticket(ticket_id)
+        assert moved is not None
+        return moved
 
     def _customer_for(self, msg: InboundMessage) -> CustomerRecord:
         row = self._one(

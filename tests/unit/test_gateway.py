@@ -6,15 +6,12 @@ rules (fast, slow, down, back) can be driven precisely; tests/integration runs t
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
@@ -22,50 +19,9 @@ from bot.handoff.config import SLASettings
 from bot.settings import Settings, load_settings
 from bot.store.base import NewTicket, Ticket, TicketSLA
 from bot.store.sqlite import SQLiteStore
+from tests.unit.conftest import FakeRasa
 
 TOKEN = "agent-test-token"
-
-
-@dataclass
-class FakeRasa:
-    delay: float = 0.0
-    calls: list[dict[str, Any]] = field(default_factory=list)
-    # Runs inside the webhook before it answers, like a custom action would.
-    action: Callable[[dict[str, Any]], Awaitable[list[dict[str, Any]] | None]] | None = None
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/", self.root)
-        app.router.add_post("/webhooks/rest/webhook", self.webhook)
-        return app
-
-    async def root(self, request: web.Request) -> web.Response:
-        return web.Response(text="Hello from Rasa: 3.6.21")
-
-    async def webhook(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self.calls.append(body)
-        await asyncio.sleep(self.delay)
-        if self.action is not None and (custom := await self.action(body)) is not None:
-            return web.json_response(custom)
-        return web.json_response(
-            [
-                {"recipient_id": body["sender"], "text": f"echo: {body['message']}"},
-            ]
-        )
-
-
-@pytest.fixture
-def fake_rasa() -> FakeRasa:
-    return FakeRasa()
-
-
-@pytest.fixture
-async def rasa_server(fake_rasa, unused_tcp_port) -> AsyncIterator[TestServer]:
-    server = TestServer(fake_rasa.app(), port=unused_tcp_port)
-    await server.start_server()
-    yield server
-    await server.close()
 
 
 def make_settings(tmp_path: Path, rasa_port: int, **web: str) -> Settings:
