@@ -7,11 +7,14 @@ It measures, at fixed open-loop message rates:
 * ``up``: Promptly over the WebSocket with Rasa running,
 * ``down``: Promptly over the WebSocket with Rasa stopped,
 * ``baseline``: Rasa's REST webhook alone (what a client waits for without the gateway),
+* ``channels``: the messaging platforms' webhooks and email, against local fakes of each
+  platform (bench/channel_load.py), once at ``--channel-rate``,
 
 prints a table and writes a Markdown report (``docs/benchmarks.md`` by default).
 
     .venv/bin/python bench/ack_latency.py [--rates 50,200,500] [--duration 60]
         [--out docs/benchmarks.md] [--url http://127.0.0.1:8080 --rasa-url http://127.0.0.1:5005]
+        [--scenarios up,down,baseline,channels] [--channel-rate 200]
 
 See bench/README.md for what each number means and how long a run takes.
 """
@@ -41,7 +44,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +65,7 @@ from knowledge_base import load_markdown_dir
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 SCENARIOS = ("up", "down", "baseline")
+CHANNELS = "channels"  # the platform-webhook scenario: bench/channel_load.py
 TITLES = {
     "up": "Promptly, Rasa up",
     "down": "Promptly, Rasa stopped",
@@ -868,7 +872,15 @@ def rasa_state(gateway_url: str) -> str:
 class Gateway:
     """``python -m bot --config <tmp>/promptly.toml gateway`` in its own process group."""
 
-    def __init__(self, folder: Path, index_dir: Path, rasa_port: int, action_token: str) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        index_dir: Path,
+        rasa_port: int,
+        action_token: str,
+        config: str = "",
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
@@ -892,7 +904,7 @@ model_dir = "{models}"
 [kb]
 articles = "{articles}"
 index_dir = "{index_dir}"
-""",
+{config}""",
             encoding="utf-8",
         )
         env = {
@@ -900,6 +912,7 @@ index_dir = "{index_dir}"
             "PROMPTLY_ACTION_TOKEN": action_token,
             "PROMPTLY_AGENT_TOKEN": secrets.token_urlsafe(18),
             "HF_HUB_OFFLINE": "1",
+            **(env or {}),
         }
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
@@ -979,10 +992,18 @@ class Orchestrator:
         self.rasa_startups: list[float] = []
 
     @contextlib.contextmanager
-    def stack(self, scenario: str, rate: float) -> Iterator[Stack]:
+    def stack(
+        self,
+        scenario: str,
+        rate: float,
+        config: str = "",
+        env: Mapping[str, str] | None = None,
+    ) -> Iterator[Stack]:
+        """Rasa (unless ``down``) and a fresh gateway; ``config`` is appended to the gateway's
+        TOML and ``env`` to its environment."""
         folder = self.tmp / f"{scenario}-{rate:g}"
         rasa_port = free_port()
-        gateway = Gateway(folder, self.index_dir, rasa_port, self.token)
+        gateway = Gateway(folder, self.index_dir, rasa_port, self.token, config, env)
         rasa: RasaServer | None = None
         started = time.monotonic()
         try:
@@ -1340,7 +1361,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--scenarios",
         default=None,
-        help="comma list of up, down, baseline (default: all three; with --url: up,baseline)",
+        help="comma list of up, down, baseline, channels (default: all four; with --url: "
+        "up,baseline)",
+    )
+    parser.add_argument(
+        "--channel-rate",
+        type=float,
+        default=200,
+        help="channels scenario: messages per second over all channels together (one run)",
     )
     parser.add_argument("--connections", type=int, default=50, help="WebSocket connections")
     parser.add_argument("--grace", type=float, default=15, help="seconds to wait for stragglers")
@@ -1363,10 +1391,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for url in (args.url, args.rasa_url):
         if url and urllib.parse.urlsplit(url).hostname != HOST:
             parser.error("only loopback targets are allowed (http://127.0.0.1:PORT)")
-    default = "up,baseline" if args.url else ",".join(SCENARIOS)
+    known = (*SCENARIOS, CHANNELS)
+    default = "up,baseline" if args.url else ",".join(known)
     args.scenarios = [s.strip() for s in (args.scenarios or default).split(",") if s.strip()]
-    if not args.scenarios or any(s not in SCENARIOS for s in args.scenarios):
-        parser.error(f"--scenarios: choose from {', '.join(SCENARIOS)}")
+    if not args.scenarios or any(s not in known for s in args.scenarios):
+        parser.error(f"--scenarios: choose from {', '.join(known)}")
+    if args.url and CHANNELS in args.scenarios:
+        parser.error("--scenarios channels starts its own gateway and fakes; not with --url")
+    if not 0 < args.channel_rate <= 10000:
+        parser.error("--channel-rate must be in (0, 10000]")
     return args
 
 
@@ -1398,7 +1431,8 @@ def main(argv: list[str] | None = None) -> int:
         facts = machine_facts(rasa_version)
         print("\n".join(facts), flush=True)
         run_number = 0
-        for scenario in args.scenarios:
+        web = [s for s in args.scenarios if s != CHANNELS]
+        for scenario in web:
             for rate in args.rates:
                 run_number += 1
                 print(f"\n== {TITLES[scenario]} at {rate:g} msg/s ==", flush=True)
@@ -1428,6 +1462,11 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(result)
                 print(summary_line(result), flush=True)
                 print(f"  run took {time.monotonic() - t:.0f}s", flush=True)
+        channel_run = None
+        if CHANNELS in args.scenarios and orchestrator is not None:
+            import channel_load  # not at the top: it imports this module
+
+            channel_run = channel_load.run_scenario(args, orchestrator)
         wall = time.monotonic() - began
         for scenario in SCENARIOS:
             group = [r for r in results if r.scenario == scenario]
@@ -1436,15 +1475,18 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\n{TITLES[scenario]}\n{plain(table)}")
                 if scenario != "baseline":
                     print(plain(ws_detail_table(group)))
-        print("\nTargets:")
-        for check in checks(results, args.window, failures):
-            verdict = "n/a " if check.passed is None else "PASS" if check.passed else "FAIL"
-            print(f"  {verdict}  {check.target}: {check.measured}")
-        write_report(
-            args.out, results, args, command, facts, wall, orchestrated, rasa_startups, failures
-        )
+        if web:
+            print("\nTargets:")
+            for check in checks(results, args.window, failures):
+                verdict = "n/a " if check.passed is None else "PASS" if check.passed else "FAIL"
+                print(f"  {verdict}  {check.target}: {check.measured}")
+            write_report(
+                args.out, results, args, command, facts, wall, orchestrated, rasa_startups, failures
+            )
+        if channel_run is not None:
+            channel_load.report(channel_run, args, command, facts)
         print(f"\nwrote {args.out} (wall time {wall / 60:.1f} min)")
-        ok = not failures
+        ok = not failures and (channel_run is None or channel_run.failure is None)
         return 0 if ok else 1
     finally:
         if tmp is not None and ok and not args.keep:
@@ -1454,4 +1496,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # One module, not two: channel_load's `import ack_latency` must get this running script.
+    sys.modules.setdefault("ack_latency", sys.modules[__name__])
     sys.exit(main())

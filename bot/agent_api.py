@@ -188,7 +188,7 @@ class AgentAPI:
         if target is not None:
             refusal = await self._dispatcher.refusal(target, agent=True)
             if refusal is not None:
-                raise Conflict("outside_messaging_window", refusal)
+                raise Conflict(*refusal)
             if target is not current:
                 await self._store.move_ticket(ticket.id, target.id, self._clock())
         stored = await self._tickets.reply(ticket.id, body.text, body.agent.id, body.agent.name)
@@ -320,7 +320,7 @@ class AgentAPI:
     async def merge_customer(self, request: web.Request) -> web.Response:
         body = await self._body(request, MergeIn)
         merged = await self._store.merge_customers(
-            request.match_info["customer_id"], body.from_customer, self._clock()
+            request.match_info["customer_id"], body.from_customer, self._clock(), by=body.agent.id
         )
         return web.json_response({"id": merged.id, "merged": body.from_customer})
 

@@ -76,19 +76,19 @@ class Dispatcher:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
 
-    async def refusal(self, conversation: Conversation, *, agent: bool) -> str | None:
-        """Why a free-form reply cannot go out in this conversation now, or None."""
+    async def refusal(self, conversation: Conversation, *, agent: bool) -> tuple[str, str] | None:
+        """(code, reason) why a free-form reply cannot go out in this conversation now."""
         adapter = self.channels.get(conversation.channel)
         if adapter is None:
             if conversation.channel == "web":
                 return None
-            return f"the {conversation.channel} channel is not enabled"
+            return "channel_disabled", f"the {conversation.channel} channel is not enabled"
         window = adapter.window_for(conversation.reply_to)
         last_inbound = await self._store.last_inbound_at(conversation.id)
         if not window_closed(window, last_inbound, self._clock(), agent=agent):
             return None
         limit = window.agent if agent else window.automated
-        return (
+        return "outside_messaging_window", (
             f"{conversation.channel} allows free-form replies only {_hours(limit)} after the "
             "customer's last message; the customer has to write first"
         )
@@ -129,14 +129,11 @@ class Dispatcher:
         if conversation is None:
             await self._fail(message, "unknown_conversation", "conversation is gone")
             return
-        adapter = self.channels.get(conversation.channel)
-        if adapter is None:
-            reason = f"the {conversation.channel} channel is not enabled"
-            await self._fail(message, "channel_disabled", reason)
-            return
         refusal = await self.refusal(conversation, agent=message.type == ReplyType.AGENT)
-        if refusal is not None:
-            await self._fail(message, "outside_messaging_window", refusal)
+        adapter = self.channels.get(conversation.channel)
+        if refusal is not None or adapter is None:
+            code, reason = refusal or ("channel_disabled", "no adapter")
+            await self._fail(message, code, reason)
             return
         parts = adapter.render_for(_outbound(message), conversation.reply_to)
         info = dict(message.delivery)  # survives restarts: attempts, parts sent, their ids

@@ -98,23 +98,39 @@ class PlatformChannelSettings(_Section):
     options: dict[str, str | int | bool] = Field(default_factory=dict)
 
 
-def _platform(promise: float, *, enabled: bool = True) -> Any:
-    return Field(
-        default_factory=lambda: PlatformChannelSettings(
-            promise=timedelta(seconds=promise), enabled=enabled
-        )
-    )
+# Each platform's promised window when its section does not set one: chat apps answer in
+# seconds, SMS a little slower, email in minutes. Email also needs its addresses: off unless
+# its section turns it on.
+PLATFORM_DEFAULTS: dict[str, dict[str, Any]] = {
+    "telegram": {"promise": "3s"},
+    "slack": {"promise": "3s"},
+    "whatsapp": {"promise": "5s"},
+    "messenger": {"promise": "5s"},
+    "twilio": {"promise": "10s"},
+    "email": {"promise": "5m"},
+}
 
 
 class ChannelsSettings(_Section):
     web: WebChannelSettings = WebChannelSettings()
-    telegram: PlatformChannelSettings = _platform(3)
-    slack: PlatformChannelSettings = _platform(3)
-    whatsapp: PlatformChannelSettings = _platform(5)
-    messenger: PlatformChannelSettings = _platform(5)
-    twilio: PlatformChannelSettings = _platform(10)
-    # Email needs its addresses and SMTP server configured, not just secrets: off by default.
-    email: PlatformChannelSettings = _platform(300, enabled=False)
+    telegram: PlatformChannelSettings
+    slack: PlatformChannelSettings
+    whatsapp: PlatformChannelSettings
+    messenger: PlatformChannelSettings
+    twilio: PlatformChannelSettings
+    email: PlatformChannelSettings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _platform_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        filled = dict(data)
+        for name, defaults in PLATFORM_DEFAULTS.items():
+            given = filled.get(name, {"enabled": False} if name == "email" else {})
+            if isinstance(given, dict):
+                filled[name] = {**defaults, **given}
+        return filled
 
     def platform(self, name: str) -> PlatformChannelSettings | None:
         value = getattr(self, name, None)
@@ -134,7 +150,7 @@ class Settings(_Section):
     storage: StorageSettings = StorageSettings()
     rasa: RasaSettings = RasaSettings()
     kb: KBSettings = KBSettings()
-    channels: ChannelsSettings = ChannelsSettings()
+    channels: ChannelsSettings = Field(default_factory=lambda: ChannelsSettings.model_validate({}))
     sla: SLASettings = SLASettings()
     routing: RoutingSettings = RoutingSettings()
     debug: DebugSettings = DebugSettings()

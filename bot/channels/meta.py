@@ -12,7 +12,7 @@ import hmac
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 
@@ -39,14 +39,7 @@ RETRYABLE_CODES = frozenset({2, 4, 17, 32, 613, 1200, 80006, 80007, 130429, 1310
 class MetaChannel(WebhookChannel):
     """Base of the Graph API channels; subclasses parse their own ``object``."""
 
-    def __init__(
-        self,
-        secrets: Mapping[str, str],
-        options: Mapping[str, Any],
-        session: aiohttp.ClientSession,
-        api_base: str,
-    ) -> None:
-        super().__init__(secrets, options, session, api_base or GRAPH_API)
+    DEFAULT_API_BASE: ClassVar[str] = GRAPH_API
 
     def verify(self, hook: Webhook) -> Response | None:
         if hook.method.upper() == "GET":

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import aiohttp
 
 from bot.channels.base import InboundMessage, OutboundMessage
+from bot.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class PlatformChannel(abc.ABC):
     SECRETS: ClassVar[Mapping[str, str]]
     MAX_CHARS: ClassVar[int]  # the platform's limit for one message's text
     WINDOW: ClassVar[Window] = Window()
+    DEFAULT_API_BASE: ClassVar[str] = ""  # the platform's public API, when api_base is empty
 
     def __init__(
         self,
@@ -93,10 +95,13 @@ class PlatformChannel(abc.ABC):
         session: aiohttp.ClientSession,
         api_base: str,
     ) -> None:
+        for role, variable in self.SECRETS.items():
+            if not secrets.get(role):
+                raise ConfigError(f"{variable}: required")
         self.secrets = secrets
         self.options = options
         self.session = session
-        self.api_base = api_base.rstrip("/")
+        self.api_base = (api_base or self.DEFAULT_API_BASE).rstrip("/")
 
     # -- outbound -----------------------------------------------------------------------------
 

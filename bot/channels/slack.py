@@ -29,7 +29,7 @@ from bot.channels.platform import (
     retry_after_seconds,
     split_escaped,
 )
-from bot.errors import BadRequest, ConfigError, Unauthorized
+from bot.errors import BadRequest, Unauthorized
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ _RETRYABLE_ERRORS = frozenset(
 
 class SlackChannel(WebhookChannel):
     name = "slack"
+    DEFAULT_API_BASE: ClassVar[str] = API_BASE
     SECRETS: ClassVar[Mapping[str, str]] = {
         "signing_secret": "PROMPTLY_SLACK_SIGNING_SECRET",
         "bot_token": "PROMPTLY_SLACK_BOT_TOKEN",
@@ -95,10 +96,7 @@ class SlackChannel(WebhookChannel):
         session: aiohttp.ClientSession,
         api_base: str,
     ) -> None:
-        super().__init__(secrets, options, session, api_base or API_BASE)
-        for role, variable in self.SECRETS.items():
-            if not secrets.get(role):
-                raise ConfigError(f"{variable}: required")
+        super().__init__(secrets, options, session, api_base)
         self._signing_secret = secrets["signing_secret"].encode()
         self._token = secrets["bot_token"]
 

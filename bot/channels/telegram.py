@@ -29,7 +29,7 @@ from bot.channels.platform import (
     retry_after_seconds,
     split_escaped,
 )
-from bot.errors import BadRequest, ConfigError, Unauthorized
+from bot.errors import BadRequest, Unauthorized
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ _STICKER_MIME = {"animated": "application/x-tgsticker", "video": "video/webm"}
 
 class TelegramChannel(WebhookChannel):
     name = "telegram"
+    DEFAULT_API_BASE: ClassVar[str] = API_BASE
     SECRETS: ClassVar[Mapping[str, str]] = {
         "bot_token": "PROMPTLY_TELEGRAM_BOT_TOKEN",
         "secret_token": "PROMPTLY_TELEGRAM_SECRET_TOKEN",
@@ -106,10 +107,7 @@ class TelegramChannel(WebhookChannel):
         session: aiohttp.ClientSession,
         api_base: str,
     ) -> None:
-        super().__init__(secrets, options, session, api_base or API_BASE)
-        for role, variable in self.SECRETS.items():
-            if not secrets.get(role):
-                raise ConfigError(f"{variable}: required")
+        super().__init__(secrets, options, session, api_base)
         self._token = secrets["bot_token"]
         self._secret = secrets["secret_token"].encode()
 

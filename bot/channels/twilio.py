@@ -46,6 +46,7 @@ MAX_MEDIA = 10  # "Messaging webhook request": NumMedia is at most 10
 
 class TwilioChannel(WebhookChannel):
     name: ClassVar[str] = "twilio"
+    DEFAULT_API_BASE: ClassVar[str] = TWILIO_API
     SECRETS: ClassVar[Mapping[str, str]] = {
         "account_sid": "PROMPTLY_TWILIO_ACCOUNT_SID",
         "auth_token": "PROMPTLY_TWILIO_AUTH_TOKEN",
@@ -58,15 +59,6 @@ class TwilioChannel(WebhookChannel):
     WHATSAPP_WINDOW: ClassVar[Window] = Window(
         automated=timedelta(hours=24), agent=timedelta(hours=24)
     )
-
-    def __init__(
-        self,
-        secrets: Mapping[str, str],
-        options: Mapping[str, Any],
-        session: aiohttp.ClientSession,
-        api_base: str,
-    ) -> None:
-        super().__init__(secrets, options, session, api_base or TWILIO_API)
 
     # -- inbound ------------------------------------------------------------------------------
 

@@ -215,7 +215,8 @@ class Store(Protocol):
         ...
 
     async def last_inbound_at(self, conversation_id: str) -> datetime | None:
-        """When the customer last wrote in this conversation (platform messaging windows)."""
+        """When the customer last wrote a message (not a reaction, edit or join) in this
+        conversation: what platform messaging windows count from."""
         ...
 
     async def move_ticket(self, ticket_id: str, conversation_id: str, at: datetime) -> Ticket:
@@ -223,9 +224,11 @@ class Store(Protocol):
         another channel); logs ``ticket_followed``. Raises ``NotFound``."""
         ...
 
-    async def merge_customers(self, into: str, other: str, at: datetime) -> CustomerRecord:
+    async def merge_customers(
+        self, into: str, other: str, at: datetime, *, by: str | None = None
+    ) -> CustomerRecord:
         """Move ``other``'s channel accounts, identities, conversations and tickets to ``into``
-        and delete ``other``; logs ``customers_merged``. Raises ``NotFound``."""
+        and delete ``other``; logs ``customers_merged`` (with who did it). Raises ``NotFound``."""
         ...
 
     async def customer(self, customer_id: str) -> CustomerRecord | None: ...

@@ -61,6 +61,7 @@ _TICKET_MUTABLE = (
     "resolved_at, assignee, resolution_due, assigned_at, sla"
 )
 _AGENT_COLUMNS = "id, name, presence, capacity, skills, queues, last_assigned"
+_EVENT_KIND_LIST = ", ".join(f"'{kind}'" for kind in sorted(EVENT_KINDS))
 _CONVERSATION_COLUMNS = "id, customer_id, channel, state, created_at, reply_to"
 _PRAGMAS = (
     "journal_mode=WAL",
@@ -335,7 +336,8 @@ class SQLiteStore:
                 (json.dumps(dict(msg.reply_to)), conversation.id),
             )
             conversation = replace(conversation, reply_to=dict(msg.reply_to))
-        conversation = self._follow_open_ticket(conversation, msg.received_at)
+        if msg.kind not in EVENT_KINDS:  # a reaction or a join is not the customer writing
+            conversation = self._follow_open_ticket(conversation, msg.received_at)
         stored = self._insert_message(
             conversation.id,
             direction="in",
@@ -737,15 +739,19 @@ class SQLiteStore:
         row = await self._read(
             self._one,
             "SELECT created_at FROM messages WHERE conversation_id = ? AND direction = 'in' "
-            "ORDER BY seq DESC LIMIT 1",
+            f"AND (kind IS NULL OR kind NOT IN ({_EVENT_KIND_LIST})) ORDER BY seq DESC LIMIT 1",
             (conversation_id,),
         )
         return None if row is None else datetime.fromisoformat(row[0])
 
-    async def merge_customers(self, into: str, other: str, at: datetime) -> CustomerRecord:
-        return await self._tx(self._merge_customers, into, other, at)
+    async def merge_customers(
+        self, into: str, other: str, at: datetime, *, by: str | None = None
+    ) -> CustomerRecord:
+        return await self._tx(self._merge_customers, into, other, at, by)
 
-    def _merge_customers(self, into: str, other: str, at: datetime) -> CustomerRecord:
+    def _merge_customers(
+        self, into: str, other: str, at: datetime, by: str | None
+    ) -> CustomerRecord:
         if into == other:
             raise Conflict("same_customer", "a customer cannot be merged into itself")
         rows = {
@@ -774,7 +780,8 @@ class SQLiteStore:
             (gone[1], gone[2], gone[4], into),
         )
         self._db.execute("DELETE FROM customers WHERE id = ?", (other,))
-        self._event("customers_merged", at, None, None, None, {"into": into, "from": other})
+        data = {"into": into, "from": other, "by": by}
+        self._event("customers_merged", at, None, None, None, data)
         return CustomerRecord(
             into, kept[1] or gone[1], kept[2] or gone[2], kept[3], kept[4] or gone[4]
         )

@@ -169,7 +169,8 @@ async def test_nothing_goes_out_after_the_platform_window_closes(env):
     assert stored is not None and stored.delivery["error"] == "outside_messaging_window"
     conv = await store.conversation(conversation_id)
     assert conv is not None
-    assert "24 hours" in (await dispatcher.refusal(conv, agent=False) or "")
+    code, reason = await dispatcher.refusal(conv, agent=False) or ("", "")
+    assert code == "outside_messaging_window" and "24 hours" in reason
     assert await dispatcher.refusal(conv, agent=True) is None
 
 

@@ -171,3 +171,20 @@ def test_bad_sla_config_stops_the_start_naming_the_key(tmp_path, change, message
 def test_signed_alerts_need_the_secret(tmp_path):
     with pytest.raises(ConfigError, match="PROMPTLY_NOTIFY_SECRET"):
         load_settings(write(tmp_path, SLA), env={})
+
+
+def test_each_platform_keeps_its_own_promise_when_its_section_omits_it(tmp_path):
+    path = tmp_path / "promptly.toml"
+    path.write_text(
+        '[channels.email]\noptions = { address = "help@example.com" }\n'
+        '[channels.twilio]\npromise = "20s"\n[channels.slack]\nenabled = false\n',
+        encoding="utf-8",
+    )
+    channels = load_settings(path, env={}).channels
+    assert channels.email.enabled and channels.email.promise == timedelta(minutes=5)
+    assert channels.twilio.promise == timedelta(seconds=20)
+    assert channels.telegram.promise == timedelta(seconds=3)
+    assert not channels.slack.enabled
+    empty = tmp_path / "empty.toml"
+    empty.write_text("", encoding="utf-8")
+    assert not load_settings(empty, env={}).channels.email.enabled
