@@ -19,7 +19,7 @@ class Outbox:
     def __init__(self, store: Store, hub: Hub, dispatcher: Dispatch | None = None) -> None:
         self._store = store
         self._hub = hub
-        self.dispatcher = dispatcher
+        self._dispatcher = dispatcher
 
     async def send(
         self,
@@ -41,5 +41,5 @@ class Outbox:
         # Web clients (and agents following the conversation) get the frame; a platform
         # channel's reply is pushed by the dispatcher (the store marked it pending).
         self._hub.publish(stored.conversation_id, frame(stored))
-        if stored.delivery_status is DeliveryStatus.PENDING and self.dispatcher is not None:
-            self.dispatcher.enqueue(stored)
+        if stored.delivery_status is DeliveryStatus.PENDING and self._dispatcher is not None:
+            self._dispatcher.enqueue(stored)
