@@ -124,10 +124,8 @@ def promised_windows() -> dict[str, timedelta]:
 
 
 def gateway_config(fakes: Fakes, email_port: int) -> str:
-    """Every channel enabled and sending to its fake (as tests/integration/test_channels.py).
-
-    ``promise`` is written out because a ``[channels.<name>]`` section otherwise gets the
-    generic 5 s of ``PlatformChannelSettings`` instead of the channel's own default."""
+    """Every channel enabled and sending to its fake (as tests/integration/test_channels.py),
+    with its promised window written out, so the gateway works to the windows checked."""
     api = {
         "telegram": fakes.telegram.url,
         "slack": fakes.slack.url,
@@ -292,9 +290,12 @@ class Replies:
     """Matches the send calls the fakes recorded to the messages, by recipient: the first call
     for a message's user is its ack, the first that is not a receipt its answer."""
 
-    def __init__(self, fakes: Fakes, plan: Plan, rec: Recording) -> None:
+    def __init__(
+        self, fakes: Fakes, plan: Plan, rec: Recording, windows: Mapping[str, float]
+    ) -> None:
         self.platforms = fakes.platforms()
         self.rec = rec
+        self.windows = np.array([windows[c] for c in plan.channels], dtype=np.float64)
         self.index: dict[Key, int] = {
             (channel, user(channel, n)[1]): i
             for i, (channel, n) in enumerate(zip(plan.channels, plan.users, strict=True))
@@ -323,6 +324,12 @@ class Replies:
         done = self.rec.answer if for_answers else self.rec.first
         return int((~np.isnan(self.rec.sent) & np.isnan(done)).sum())
 
+    def windows_end(self) -> float:
+        """When the last window of a message still without an ack ends (monotonic)."""
+        open_ = ~np.isnan(self.rec.sent) & np.isnan(self.rec.first)
+        ends = (self.rec.sent + self.windows)[open_]
+        return float(ends.max()) if ends.size else -math.inf
+
 
 class ChannelLoad:
     def __init__(
@@ -332,6 +339,7 @@ class ChannelLoad:
         fakes: Fakes,
         pool: SMTPPool,
         plan: Plan,
+        windows: Mapping[str, float],
     ) -> None:
         self.session = session
         self.gateway_url = gateway_url
@@ -340,7 +348,7 @@ class ChannelLoad:
         self.plan = plan
         self.rec = Recording.empty(plan.count)
         self.errors: dict[str, Counter[str]] = {name: Counter() for name in NAMES}
-        self.replies = Replies(fakes, plan, self.rec)
+        self.replies = Replies(fakes, plan, self.rec, windows)
         self.timeout = aiohttp.ClientTimeout(total=WEBHOOK_TIMEOUT)
 
     def signed(self, channel: str, n: int, text: str) -> tuple[dict[str, str], bytes]:
@@ -405,8 +413,9 @@ class ChannelLoad:
             rec.accepted[i] = time.monotonic()
 
     async def run(self, start: float, grace: float, *, for_answers: bool = False) -> Recording:
-        """Send on schedule, then wait up to ``grace`` seconds after the last send for every
-        ack (or every answer)."""
+        """Send on schedule, then wait for every ack: at least ``grace`` seconds after the
+        last send, and for a message still without one until its window (+1 s) is over.
+        ``for_answers`` (the warm-up): wait up to ``grace`` for every answer instead."""
         rec = self.rec
         rec.scheduled[:] = start + np.arange(self.plan.count, dtype=np.float64) / self.plan.rate
         tasks: set[asyncio.Task[None]] = set()
@@ -427,7 +436,11 @@ class ChannelLoad:
             channel = self.plan.channels[int(task.get_name())]
             self.errors[channel]["no response within the grace period"] += 1
         self.replies.poll()
-        while self.replies.waiting(for_answers) and monotonic() < deadline:
+        while self.replies.waiting(for_answers):
+            if not for_answers:
+                deadline = max(deadline, self.replies.windows_end() + 1)
+            if monotonic() >= deadline:
+                break
             await asyncio.sleep(0.05)
             self.replies.poll()
         return rec
@@ -440,7 +453,7 @@ def measured_plan(rate: float, args: argparse.Namespace) -> Plan:
 
 
 def warmup_plan() -> Plan:
-    """Each warm-up text on every channel at once, one text a second."""
+    """Each warm-up text on every channel, six messages a second."""
     channels = [name for _ in WARMUP for name in NAMES]
     texts = [text for text in WARMUP for _ in NAMES]
     users = [WARMUP_USER + i for i in range(len(texts))]
@@ -448,7 +461,12 @@ def warmup_plan() -> Plan:
 
 
 async def measure(
-    gateway_url: str, fakes: Fakes, email_port: int, plan: Plan, grace: float
+    gateway_url: str,
+    fakes: Fakes,
+    email_port: int,
+    plan: Plan,
+    windows: Mapping[str, float],
+    grace: float,
 ) -> ChannelLoad:
     """Warm up, then send ``plan``; the finished load (recording and errors)."""
     pool = SMTPPool(email_port, EMAIL_CONNECTIONS)
@@ -456,9 +474,9 @@ async def measure(
     async with aiohttp.ClientSession(connector=connector) as session:
         try:
             await pool.open()
-            warm = ChannelLoad(session, gateway_url, fakes, pool, warmup_plan())
+            warm = ChannelLoad(session, gateway_url, fakes, pool, warmup_plan(), windows)
             await warm.run(time.monotonic(), WARMUP_WAIT, for_answers=True)
-            load = ChannelLoad(session, gateway_url, fakes, pool, plan)
+            load = ChannelLoad(session, gateway_url, fakes, pool, plan, windows)
             cpu, wall = time.process_time(), time.monotonic()
             await load.run(wall + START_DELAY, grace)
             load.rec.cpu_seconds = time.process_time() - cpu
@@ -502,7 +520,9 @@ def run_scenario(args: argparse.Namespace, orchestrator: Orchestrator) -> Channe
             with orchestrator.stack("channels", rate, config, GATEWAY_ENV) as stack:
                 print(f"  stack ready in {time.monotonic() - began:.0f}s", flush=True)
                 plan = measured_plan(rate, args)
-                load = asyncio.run(measure(stack.gateway_url, fakes, email_port, plan, args.grace))
+                load = asyncio.run(
+                    measure(stack.gateway_url, fakes, email_port, plan, run.windows, args.grace)
+                )
                 run.rec, run.errors = load.rec, load.errors
                 run.channels = np.array([NAMES.index(c) for c in plan.channels], dtype=np.int8)
                 read_gateway(run, stack, plan)
@@ -772,15 +792,16 @@ def method_text(args: argparse.Namespace, windows: Mapping[str, float]) -> str:
             "the relay for each reply). *2xx* is from t0 to the complete response of the "
             "webhook (the gateway answers once the message is stored), for email to the 250 "
             "reply to DATA. A message with no ack at all counts as outside its window and as "
-            "infinitely late (∞) in the percentiles and maximum; after the last send the "
-            f"client waits up to {args.grace:g} s for outstanding acks, so an ack later than "
-            "that counts as never acked, even inside email's longer window. *lag* is the load "
-            "generator's own delay (send time minus scheduled time; for email it includes "
-            "waiting for a free connection, MAIL FROM and RCPT TO).",
-            f"Windows: each channel's default in bot/settings.py ({promised}), written into "
-            "the gateway's configuration as `promise` (a `[channels.<name>]` section without "
-            "it falls back to the generic 5 s). *first reply kinds* are read from the text of "
-            "the first send call: the receipt texts of bot/pipeline.py, the handoff plan's "
+            "infinitely late (∞) in the percentiles and maximum. After the last send the "
+            f"client waits at least {args.grace:g} s for outstanding acks, and for a message "
+            "still without one until its window (plus 1 s) is over, so the share inside the "
+            f"window is exact for every channel, email's {windows['email']:g} s included. "
+            "*lag* is the load generator's own delay (send time minus scheduled time; for "
+            "email it includes waiting for a free connection, MAIL FROM and RCPT TO).",
+            f"Windows: each channel's default in bot/settings.py ({promised}), also written "
+            "into the gateway's configuration as `promise`, so the gateway works to the "
+            "windows checked. *first reply kinds* are read from the text of the first send "
+            "call: the receipt texts of bot/pipeline.py, the handoff plan's "
             "wording, anything else is the answer itself (`solution`). When Rasa is expected "
             f"to answer within the window minus the channel's margin ({margin:g} ms), the "
             "gateway waits that long at most for the answer and sends it as the ack (else a "
@@ -805,7 +826,6 @@ def method_text(args: argparse.Namespace, windows: Mapping[str, float]) -> str:
 
 def report(run: ChannelRun, args: argparse.Namespace, command: str, facts: list[str]) -> None:
     """Print the tables and targets, and write the ``channel_ack`` section of ``args.out``."""
-    results: list[str] = []
     if run.rec is not None:
         print(f"\nChannels at {run.rate:g} msg/s\n{plain(table(run))}\n{plain(detail_table(run))}")
         print(f"  {notes(run)}")

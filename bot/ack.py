@@ -26,6 +26,9 @@ class Mode(StrEnum):
 class Promise:
     window: timedelta
     margin: timedelta
+    # False where a reply that arrives later should be preceded by a receipt anyway (email:
+    # a customer expects the "we've got it, expect an answer by ..." mail at once).
+    answer_as_ack: bool = True
 
     @property
     def hold(self) -> timedelta:
@@ -52,7 +55,7 @@ def first_step(mode: Mode, promise: Promise, expected_answer_in: timedelta | Non
     # Without Rasa the ack never waits on the knowledge base: most messages get no answer
     # from it at all, and the ack path must not depend on it.
     late = expected_answer_in is None or expected_answer_in > promise.hold
-    if mode is Mode.DEGRADED or late:
+    if mode is Mode.DEGRADED or late or not promise.answer_as_ack:
         return Plan(ack_now=AckKind.RECEIPT, wait=timedelta(0), run_bot=True)
     return Plan(ack_now=None, wait=promise.hold, run_bot=True)
 

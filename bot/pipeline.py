@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from bot import ack
 from bot.channels.base import (
@@ -27,6 +28,7 @@ from bot.channels.base import (
     ReplyType,
 )
 from bot.errors import NLUUnavailable
+from bot.handoff import eta
 from bot.handoff.tickets import TicketService
 from bot.latency import LatencyGauge
 from bot.locks import KeyedLocks
@@ -46,6 +48,7 @@ from bot.store.base import (
 logger = logging.getLogger(__name__)
 
 RECEIPT_TEXT = "Thanks, got it. I'm looking into this now."
+RECEIPT_BY_TEXT = "Thanks, we've received your message. You'll have our answer {when}."
 RECEIPT_DOWN_TEXT = (
     "Thanks, we've received your message. Our assistant is running in a limited mode right "
     "now; we'll reply here as soon as we can."
@@ -96,6 +99,9 @@ class Pipeline:
         self._resume_lock = asyncio.Lock()
         self._kb_latency = LatencyGauge(initial=0.05, parallelism=2)
         self._kb_budget = self._settings.channels.web.promise.total_seconds() / 2
+        queue = settings.queues.get(settings.routing.default_queue)
+        calendar = settings.calendars.get(queue.calendar if queue else "default")
+        self._tz = ZoneInfo(calendar.timezone if calendar else "UTC")  # receipts' clock times
 
     # -- entry points ----------------------------------------------------------------------
 
@@ -196,28 +202,37 @@ class Pipeline:
             None if expected is None else timedelta(seconds=elapsed + expected),
         )
         if step.ack_now is AckKind.RECEIPT and not receipt_sent:
-            await self._receipt(message, started)
+            await self._receipt(message, started, promise)
             receipt_sent = True
         work = asyncio.create_task(self._understand(message, conversation))
         remaining = step.wait.total_seconds() - (time.monotonic() - started)
         if not receipt_sent:
             done, _ = await asyncio.wait({work}, timeout=max(remaining, 0.0))
             if not done:
-                await self._receipt(message, started)
+                await self._receipt(message, started, promise)
                 receipt_sent = True
         outcome = await work
         if outcome.pending and not receipt_sent:
-            await self._receipt(message, started)
+            await self._receipt(message, started, promise)
             receipt_sent = True
         await self._deliver(message, outcome, promise, started, receipt_sent)
 
-    async def _receipt(self, message: StoredMessage, started: float) -> None:
+    async def _receipt(self, message: StoredMessage, started: float, promise: ack.Promise) -> None:
         text = RECEIPT_TEXT if self._nlu.up else RECEIPT_DOWN_TEXT
+        extra: dict[str, Any] = {}
+        expected = self._nlu.expected_latency()
+        if expected is not None and not promise.answer_as_ack:
+            # Receipt-first channels (email) say when the answer will come.
+            now = self._clock()
+            by = now + timedelta(seconds=expected)
+            text = RECEIPT_BY_TEXT.format(when=eta.soon(by, self._tz, now))
+            extra = {"expected_reply_by": by.isoformat()}
         receipt = OutboundMessage(
             type=ReplyType.ACK,
             kind=AckKind.RECEIPT,
             text=text,
             in_reply_to=message.client_message_id,
+            extra=extra,
         )
         await self._reply(message, receipt, started, first=True, source="gateway")
 
@@ -338,7 +353,9 @@ class Pipeline:
 
     def _promise(self, channel: str) -> ack.Promise:
         settings = getattr(self._settings.channels, channel, self._settings.channels.web)
-        return ack.Promise(window=settings.promise, margin=settings.margin)
+        return ack.Promise(
+            settings.promise, settings.margin, getattr(settings, "answer_as_ack", True)
+        )
 
 
 def _noun(kind: str | None) -> str:

@@ -93,6 +93,9 @@ class PlatformChannelSettings(_Section):
     enabled: bool = True
     promise: Duration = timedelta(seconds=5)
     margin: Duration = timedelta(milliseconds=500)
+    # False: a receipt stating when the answer will come goes out at once, even when the
+    # answer would be ready inside the window (email).
+    answer_as_ack: bool = True
     api_base: str = ""  # empty: the platform's public API
     max_body_bytes: int = Field(1_048_576, ge=1024)
     options: dict[str, str | int | bool] = Field(default_factory=dict)
@@ -107,7 +110,7 @@ PLATFORM_DEFAULTS: dict[str, dict[str, Any]] = {
     "whatsapp": {"promise": "5s"},
     "messenger": {"promise": "5s"},
     "twilio": {"promise": "10s"},
-    "email": {"promise": "5m"},
+    "email": {"promise": "5m", "answer_as_ack": False},
 }
 
 

@@ -143,6 +143,9 @@ class EmailChannel(ListeningChannel):
         store what it is given: the sender hears 250 only once it returned."""
         if self._server is not None:
             raise RuntimeError("the email listener is already running")
+        # aiosmtpd logs every SMTP command, customer addresses included, at INFO: keep the
+        # gateway's log to what matters (our own lines say what was received or refused).
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
         loop = asyncio.get_running_loop()
         handler = _Handler(self, on_messages, clock)
 

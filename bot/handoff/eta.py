@@ -123,10 +123,10 @@ def describe(est: Estimate, tz: ZoneInfo, now: datetime) -> str:
     latest = _clock(est.committed_by, tz, today, up=False)
     if est.expected_by is None or est.expected_by == est.committed_by:
         return f"an agent will reply by {latest}"
-    return f"usually {_soon(est.expected_by, tz, now)}, at the latest by {latest}"
+    return f"usually {soon(est.expected_by, tz, now)}, at the latest by {latest}"
 
 
-def _soon(expected: datetime, tz: ZoneInfo, now: datetime) -> str:
+def soon(expected: datetime, tz: ZoneInfo, now: datetime) -> str:
     """A wait today as a duration rounded up; a later day as a dated clock time."""
     today = now.astimezone(tz).date()
     if expected.astimezone(tz).date() != today:

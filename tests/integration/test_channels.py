@@ -367,7 +367,11 @@ def test_one_customer_on_telegram_then_email_keeps_one_history_and_one_ticket(
         )
     )
     assert code == 250
-    wait_calls(platforms.smtp, mails + 1)
+    receipt, answer = wait_calls(platforms.smtp, mails + 2)[-2:]
+    # Email acks at once with when the answer comes, then answers.
+    assert "You'll have our answer" in receipt.body.decode(errors="replace")
+    assert "Source:" in answer.body.decode(errors="replace")
+    assert receipt.headers.get("Auto-Submitted") == "auto-replied"
     email_customer = customer_of(channels_stack, "email", "ada@example.org")
 
     agent(
@@ -384,7 +388,7 @@ def test_one_customer_on_telegram_then_email_keeps_one_history_and_one_ticket(
         )
     )
     assert code == 250
-    plan = wait_calls(platforms.smtp, mails + 2)[-1]
+    plan = wait_calls(platforms.smtp, mails + 3)[-1]
     assert ticket["reference"] in plan.body.decode(errors="replace")
 
     reply = agent(
@@ -393,7 +397,7 @@ def test_one_customer_on_telegram_then_email_keeps_one_history_and_one_ticket(
         {"text": "Here is your answer.", "agent": {"id": "a1", "name": "Bea"}},
     )
     assert reply["message_id"]
-    answered = wait_calls(platforms.smtp, mails + 3)[-1]
+    answered = wait_calls(platforms.smtp, mails + 4)[-1]
     assert "Here is your answer." in answered.body.decode(errors="replace")  # where they wrote last
 
     history = agent(channels_stack, f"/api/agent/customers/{ticket['customer']['id']}")

@@ -8,7 +8,7 @@ from bot.ack import Mode, Promise, answer_is_ack, expected_reply_by, first_step
 from bot.channels.base import AckKind
 
 ms = st.integers(min_value=0, max_value=120_000).map(lambda v: timedelta(milliseconds=v))
-promises = st.builds(Promise, window=ms, margin=ms)
+promises = st.builds(Promise, window=ms, margin=ms, answer_as_ack=st.booleans())
 expectations = st.none() | ms
 
 
@@ -71,3 +71,10 @@ def test_expected_reply_by_prefers_the_estimate_and_needs_aware_times():
     assert expected_reply_by(deadline, later) == later  # honest, even past the deadline
     with pytest.raises(ValueError):
         expected_reply_by(datetime(2026, 11, 23, 15, 30), None)  # noqa: DTZ001
+
+
+@given(promises, expectations)
+def test_a_receipt_first_channel_always_gets_the_receipt_at_once(promise, expected):
+    receipt_first = Promise(promise.window, promise.margin, answer_as_ack=False)
+    step = first_step(Mode.BOT, receipt_first, expected)
+    assert (step.ack_now, step.wait, step.run_bot) == (AckKind.RECEIPT, timedelta(0), True)
