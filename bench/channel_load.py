@@ -59,7 +59,7 @@ from report import write_section
 
 from bot.durations import format_duration
 from bot.errors import PromptlyError
-from bot.pipeline import RECEIPT_DOWN_TEXT, RECEIPT_TEXT
+from bot.pipeline import RECEIPT_BY_TEXT, RECEIPT_DOWN_TEXT, RECEIPT_TEXT
 from bot.settings import ChannelsSettings, PlatformChannelSettings
 
 if str(ROOT) not in sys.path:
@@ -222,7 +222,8 @@ def sent_text(channel: str, call: Call) -> str:
 
 def kind_of(text: str) -> int:
     text = text.strip()
-    if text.startswith((RECEIPT_TEXT, RECEIPT_DOWN_TEXT[:40])):
+    receipt_by = RECEIPT_BY_TEXT.partition("{")[0]
+    if text.startswith((RECEIPT_TEXT, RECEIPT_DOWN_TEXT[:40], receipt_by)):
         return KIND_RECEIPT
     if PLAN.match(text):
         return KIND_PLAN
@@ -498,6 +499,7 @@ class ChannelRun:
     channels: npt.NDArray[np.int8] = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
     errors: dict[str, Counter[str]] = field(default_factory=dict)
     server_ack_ms: dict[str, Floats] = field(default_factory=dict)
+    send_call_ms: dict[str, Floats] = field(default_factory=dict)  # received -> send call
     failed_deliveries: Counter[str] = field(default_factory=Counter)
     log_levels: Counter[str] = field(default_factory=Counter)
     rasa_startup: float = math.nan
@@ -559,6 +561,15 @@ def read_gateway(run: ChannelRun, stack: Stack, plan: Plan) -> None:
                 "SELECT m.channel, m.sender, e.data FROM events e JOIN messages m "
                 "ON m.id = e.message_id WHERE e.type = 'acked' AND m.direction = 'in'"
             ).fetchall()
+            # Webhook received (the inbound message's time) to the first send call of the
+            # first reply to it, both on the gateway's clock.
+            calls = db.execute(
+                "SELECT i.channel, i.sender, i.created_at, min(json_extract(o.delivery, "
+                "'$.first_call_at')) FROM messages i JOIN messages o "
+                "ON o.conversation_id = i.conversation_id AND o.direction = 'out' "
+                "AND o.in_reply_to = i.client_message_id WHERE i.direction = 'in' "
+                "GROUP BY i.id"
+            ).fetchall()
             failed = db.execute(
                 "SELECT channel, count(*) FROM messages WHERE direction = 'out' "
                 "AND delivery_status = 'failed' GROUP BY channel"
@@ -571,6 +582,16 @@ def read_gateway(run: ChannelRun, stack: Stack, plan: Plan) -> None:
         if (channel, sender) in senders and isinstance(latency, int | float):
             latencies[channel].append(float(latency))
     run.server_ack_ms = {k: np.array(v, dtype=np.float64) for k, v in latencies.items()}
+    to_call: dict[str, list[float]] = {name: [] for name in NAMES}
+    for channel, sender, received, first_call in calls:
+        if (channel, sender) not in senders:
+            continue  # warm-up
+        if first_call is None:  # never sent: as late as can be
+            to_call[channel].append(math.inf)
+            continue
+        delta = datetime.fromisoformat(first_call) - datetime.fromisoformat(received)
+        to_call[channel].append(delta.total_seconds() * 1000.0)
+    run.send_call_ms = {k: np.array(v, dtype=np.float64) for k, v in to_call.items()}
     run.failed_deliveries = Counter({str(channel): int(n) for channel, n in failed})
 
 
@@ -642,8 +663,15 @@ class Stats:
 
     @property
     def server_ack_ms(self) -> Floats:
+        return self._gateway(self.run.server_ack_ms)
+
+    @property
+    def send_call_ms(self) -> Floats:
+        return self._gateway(self.run.send_call_ms)
+
+    def _gateway(self, measured: dict[str, Floats]) -> Floats:
         names = NAMES if self.name == "all" else (self.name,)
-        found = [self.run.server_ack_ms[n] for n in names if n in self.run.server_ack_ms]
+        found = [measured[n] for n in names if n in measured]
         return np.concatenate(found) if found else np.zeros(0)
 
 
@@ -695,11 +723,31 @@ def table(run: ChannelRun) -> list[list[str]]:
 
 
 def detail_table(run: ChannelRun) -> list[list[str]]:
-    rows = [["channel", "gateway-side ack p50 ms", "gateway-side ack p99 ms", "2xx responses"]]
+    rows = [
+        [
+            "channel",
+            "received → ack's send call p50 ms",
+            "p99 ms",
+            "max ms",
+            "gateway-side ack stored p50 ms",
+            "p99 ms",
+            "2xx responses",
+        ]
+    ]
     for s in stats(run):
-        server = s.server_ack_ms
+        server, call = s.server_ack_ms, s.send_call_ms
         ok = int(s.accepted_ms.size)
-        rows.append([s.name, _f(_pct(server, 50)), _f(_pct(server, 99)), f"{ok}/{s.sent}"])
+        rows.append(
+            [
+                s.name,
+                _f(_pct(call, 50)),
+                _f(_pct(call, 99)),
+                _f(_max(call)),
+                _f(_pct(server, 50)),
+                _f(_pct(server, 99)),
+                f"{ok}/{s.sent}",
+            ]
+        )
     return rows
 
 
@@ -707,10 +755,15 @@ def checks(run: ChannelRun) -> list[Check]:
     out: list[Check] = []
     channels = stats(run)[:-1] if run.rec is not None else []
     for s in channels:
-        p99 = _pct(s.ack_ms, 99)
-        measured = "∞ (more than 1 % never acked)" if math.isinf(p99) else f"{_f(p99)} ms"
+        # The measure: webhook received to the ack's send call, on the gateway's clock.
+        p99 = _pct(s.send_call_ms, 99) if s.send_call_ms.size else math.inf
+        measured = "∞ (more than 1 % never sent)" if math.isinf(p99) else f"{_f(p99)} ms"
         out.append(
-            Check(f"ack p99 ≤ {ACK_TARGET_MS:g} ms: {s.name}", measured, p99 <= ACK_TARGET_MS)
+            Check(
+                f"webhook received → ack's send call p99 ≤ {ACK_TARGET_MS:g} ms: {s.name}",
+                measured,
+                p99 <= ACK_TARGET_MS,
+            )
         )
     for s in channels:
         share = s.in_window / s.sent if s.sent else math.nan
@@ -796,6 +849,12 @@ def method_text(args: argparse.Namespace, windows: Mapping[str, float]) -> str:
             f"client waits at least {args.grace:g} s for outstanding acks, and for a message "
             "still without one until its window (plus 1 s) is over, so the share inside the "
             f"window is exact for every channel, email's {windows['email']:g} s included. "
+            "*received → ack's send call* is the issue's measure, taken inside the gateway: "
+            "from the inbound message's receive time (the webhook read and its signature "
+            "checked; for email, the mail parsed) to the moment the dispatcher first called the "
+            "platform's API with the first reply to it (`first_call_at` in the reply's delivery "
+            "record), both on the gateway's clock. The target check uses it; the client-side "
+            "ack latency adds the HTTP ways in and out and this process's own scheduling. "
             "*lag* is the load generator's own delay (send time minus scheduled time; for "
             "email it includes waiting for a free connection, MAIL FROM and RCPT TO).",
             f"Windows: each channel's default in bot/settings.py ({promised}), also written "
@@ -805,7 +864,9 @@ def method_text(args: argparse.Namespace, windows: Mapping[str, float]) -> str:
             "wording, anything else is the answer itself (`solution`). When Rasa is expected "
             f"to answer within the window minus the channel's margin ({margin:g} ms), the "
             "gateway waits that long at most for the answer and sends it as the ack (else a "
-            "receipt; bot/ack.py), so a `solution` ack takes as long as Rasa did. "
+            "receipt; bot/ack.py), so a `solution` ack takes as long as Rasa did. Email is "
+            "receipt-first (`answer_as_ack = false`): its ack is a receipt saying when the "
+            "answer will come, sent at once, and the answer follows. "
             "*gateway-side ack* is the gateway's own first-reply latency from its event log, "
             "from when it starts storing the message to when the reply is stored; the rest of "
             "the client's number is the webhook's way in (HTTP, signature check) and the "

@@ -57,6 +57,16 @@ class Conversation:
 
 
 @dataclass(frozen=True)
+class Route:
+    """Where a platform reply goes and what its messaging window counts from, read in the
+    transaction that stored the reply, so delivering it needs no further store access."""
+
+    channel: str
+    reply_to: dict[str, Any]
+    last_inbound_at: datetime | None
+
+
+@dataclass(frozen=True)
 class StoredMessage:
     """A message in a conversation: inbound (``direction == "in"``) or a reply we sent."""
 
@@ -75,6 +85,7 @@ class StoredMessage:
     acked_at: datetime | None
     delivery_status: DeliveryStatus | None = None  # None: nothing to push (inbound, web)
     delivery: dict[str, Any] = field(default_factory=dict)  # attempts, error, platform ids
+    route: Route | None = None  # set on a freshly stored platform reply; never persisted
 
 
 @dataclass(frozen=True)

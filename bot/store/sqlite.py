@@ -34,6 +34,7 @@ from bot.store.base import (
     MessageStatus,
     NewTicket,
     Received,
+    Route,
     StoredMessage,
     Ticket,
     TicketSLA,
@@ -605,6 +606,7 @@ class SQLiteStore:
             created_at=at,
             acked_at=None,
             delivery_status=delivery_status,
+            route=None if delivery_status is None else self._route(conversation_id),
         )
 
     def _event(
@@ -736,13 +738,22 @@ class SQLiteStore:
         return [_message(row) for row in rows]
 
     async def last_inbound_at(self, conversation_id: str) -> datetime | None:
-        row = await self._read(
-            self._one,
+        return await self._read(self._last_inbound_at, conversation_id)
+
+    def _last_inbound_at(self, conversation_id: str) -> datetime | None:
+        row = self._one(
             "SELECT created_at FROM messages WHERE conversation_id = ? AND direction = 'in' "
             f"AND (kind IS NULL OR kind NOT IN ({_EVENT_KIND_LIST})) ORDER BY seq DESC LIMIT 1",
             (conversation_id,),
         )
         return None if row is None else datetime.fromisoformat(row[0])
+
+    def _route(self, conversation_id: str) -> Route | None:
+        conversation = self._get_conversation(conversation_id)
+        if conversation is None:
+            return None
+        last = self._last_inbound_at(conversation_id)
+        return Route(conversation.channel, conversation.reply_to, last)
 
     async def merge_customers(
         self, into: str, other: str, at: datetime, *, by: str | None = None
