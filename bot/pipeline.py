@@ -245,11 +245,10 @@ class Pipeline:
         receipt_sent: bool,
     ) -> None:
         if outcome.pending:
-            await self._store.set_status(message.id, MessageStatus.PENDING)
-            await self._store.log_event(
-                "pending",
-                conversation_id=message.conversation_id,
-                message_id=message.id,
+            await self._store.set_status(
+                message.id,
+                MessageStatus.PENDING,
+                event="pending",
                 data={"reason": "rasa_unavailable"},
             )
             return

@@ -203,7 +203,16 @@ class Store(Protocol):
 
     async def message(self, message_id: str) -> StoredMessage | None: ...
 
-    async def set_status(self, message_id: str, status: MessageStatus) -> None: ...
+    async def set_status(
+        self,
+        message_id: str,
+        status: MessageStatus,
+        *,
+        event: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Set an inbound message's status, with an event about it in the same write."""
+        ...
 
     async def unanswered(self) -> list[StoredMessage]:
         """Inbound messages not yet answered (received or pending), oldest first."""

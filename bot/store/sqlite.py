@@ -62,6 +62,7 @@ _TICKET_MUTABLE = (
     "resolved_at, assignee, resolution_due, assigned_at, sla"
 )
 _AGENT_COLUMNS = "id, name, presence, capacity, skills, queues, last_assigned"
+_TIER_RANK = {"consumer": 0, "business": 1, "enterprise": 2}  # bot.handoff.config.Tier
 _EVENT_KIND_LIST = ", ".join(f"'{kind}'" for kind in sorted(EVENT_KINDS))
 _CONVERSATION_COLUMNS = "id, customer_id, channel, state, created_at, reply_to"
 _PRAGMAS = (
@@ -686,10 +687,28 @@ class SQLiteStore:
         )
         return None if row is None else _message(row)
 
-    async def set_status(self, message_id: str, status: MessageStatus) -> None:
-        await self._tx(
-            self._execute, "UPDATE messages SET status = ? WHERE id = ?", (status, message_id)
-        )
+    async def set_status(
+        self,
+        message_id: str,
+        status: MessageStatus,
+        *,
+        event: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        await self._tx(self._set_status, message_id, status, event, data)
+
+    def _set_status(
+        self,
+        message_id: str,
+        status: MessageStatus,
+        event: str | None,
+        data: dict[str, Any] | None,
+    ) -> None:
+        self._db.execute("UPDATE messages SET status = ? WHERE id = ?", (status, message_id))
+        if event is not None:
+            row = self._one("SELECT conversation_id FROM messages WHERE id = ?", (message_id,))
+            conversation_id = None if row is None else row[0]
+            self._event(event, _now(), conversation_id, message_id, None, data)
 
     def _execute(self, query: str, args: tuple[Any, ...]) -> None:
         self._db.execute(query, args)
@@ -785,16 +804,18 @@ class SQLiteStore:
         )
         self._db.execute("DELETE FROM identities WHERE customer_id = ?", (other,))
         kept, gone = rows[into], rows[other]
+        # The customer keeps the better of the two tiers: a merge never demotes anyone.
+        tier = max(kept[3], gone[3], key=lambda t: _TIER_RANK.get(t, -1))
         self._db.execute(
             "UPDATE customers SET name = coalesce(name, ?), email = coalesce(email, ?), "
-            "language = coalesce(language, ?) WHERE id = ?",
-            (gone[1], gone[2], gone[4], into),
+            "language = coalesce(language, ?), tier = ? WHERE id = ?",
+            (gone[1], gone[2], gone[4], tier, into),
         )
         self._db.execute("DELETE FROM customers WHERE id = ?", (other,))
         data = {"into": into, "from": other, "by": by}
         self._event("customers_merged", at, None, None, None, data)
         return CustomerRecord(
-            into, kept[1] or gone[1], kept[2] or gone[2], kept[3], kept[4] or gone[4]
+            into, kept[1] or gone[1], kept[2] or gone[2], tier, kept[4] or gone[4]
         )
 
     async def customer(self, customer_id: str) -> CustomerRecord | None:

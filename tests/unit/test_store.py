@@ -360,9 +360,11 @@ async def test_merging_customers_moves_everything_to_one(store):
     )
     await store.create_ticket(new_ticket(b.conversation.id))
 
+    await store.link_customer("email", "ann@example.com", tier="enterprise")
     merged = await store.merge_customers(a.customer.id, b.customer.id, NOW)
 
     assert merged.id == a.customer.id and merged.email == "ann@example.com"
+    assert merged.tier == "enterprise"  # never demoted by a merge
     assert await store.customer(b.customer.id) is None
     assert {c.channel for c in await store.conversations_of(a.customer.id)} == {"telegram", "email"}
     assert [t.customer_id for t in await store.tickets("open")] == [a.customer.id]
