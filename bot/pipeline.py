@@ -186,8 +186,8 @@ class Pipeline:
         promise = self._promise(conversation.channel)
         receipt_sent = message.acked_at is not None
         if message.kind in MEDIA_KINDS and not message.text.strip():
-            media = Outcome(replies=[_answer(MEDIA_TEXT.format(kind=_noun(message.kind)), [])])
-            media.source = "gateway"
+            text = MEDIA_TEXT.format(kind=_noun(message.kind))
+            media = Outcome(replies=[_answer(text, [])], source="gateway")
             await self._deliver(message, media, promise, started, receipt_sent)
             return
         expected = self._nlu.expected_latency()

@@ -84,6 +84,7 @@ class PlatformChannel(abc.ABC):
     name: ClassVar[str]
     # role -> environment variable holding it; a channel missing any is disabled at start.
     SECRETS: ClassVar[Mapping[str, str]]
+    OPTIONAL_SECRETS: ClassVar[Mapping[str, str]] = {}  # passed on when set (a relay password)
     MAX_CHARS: ClassVar[int]  # the platform's limit for one message's text
     WINDOW: ClassVar[Window] = Window()
     DEFAULT_API_BASE: ClassVar[str] = ""  # the platform's public API, when api_base is empty

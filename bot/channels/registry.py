@@ -65,7 +65,7 @@ def build_channels(
             continue
         secrets = {role: environ[var] for role, var in cls.SECRETS.items()}
         # Optional secrets an adapter reads when present (e.g. the SMTP password).
-        for role, var in getattr(cls, "OPTIONAL_SECRETS", {}).items():
+        for role, var in cls.OPTIONAL_SECRETS.items():
             if environ.get(var):
                 secrets[role] = environ[var]
         try:
