@@ -14,8 +14,12 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from bot.agent_api import AgentAPI
 from bot.app import create_app
+from bot.channels.web import WebChannel
+from bot.channels.webhooks import WebhookEndpoint
 from bot.handoff.config import SLASettings
+from bot.pages import Pages
 from bot.settings import Settings, load_settings
 from bot.store.base import NewTicket, Ticket, TicketSLA
 from bot.store.sqlite import SQLiteStore
@@ -372,7 +376,13 @@ async def test_health_and_pages(client):
     assert health["components"] == {"rasa": "up", "kb": "down", "database": "up"}
     assert (await client.get("/widget.js")).status == 200
     spec = await (await client.get("/api/openapi.json")).json()
-    assert "/api/web/messages" in spec["paths"]
+    served = {
+        (method.lower(), path)
+        for handler in (AgentAPI, WebChannel, WebhookEndpoint, Pages)
+        for method, path, _ in handler.ROUTES
+    }
+    documented = {(m, path) for path, item in spec["paths"].items() for m in item}
+    assert served - documented == set()  # every public route is in the spec
     missing = await client.get("/api/nothing-here")
     assert missing.status == 404 and (await missing.json())["error"]["code"] == "not_found"
 
