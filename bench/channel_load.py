@@ -65,9 +65,10 @@ from bot.settings import ChannelsSettings, PlatformChannelSettings
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the platform fakes live with the tests
 
-from tests.fakes import meta, slack, smtp, telegram, twilio  # noqa: E402
+from tests.fakes import smtp  # noqa: E402
 from tests.fakes.base import Call, FakePlatform  # noqa: E402
 from tests.fakes.meta import FakeGraph  # noqa: E402
+from tests.fakes.secrets import GATEWAY_ENV  # noqa: E402
 from tests.fakes.slack import FakeSlack  # noqa: E402
 from tests.fakes.smtp import FakeSMTPServer  # noqa: E402
 from tests.fakes.telegram import FakeTelegram  # noqa: E402
@@ -145,22 +146,6 @@ def gateway_config(fakes: Fakes, email_port: int) -> str:
         f'listen_host = "{HOST}", listen_port = {email_port} }}\n'
     )
     return "\n" + "".join(sections)
-
-
-GATEWAY_ENV = {
-    "PROMPTLY_TELEGRAM_BOT_TOKEN": telegram.BOT_TOKEN,
-    "PROMPTLY_TELEGRAM_SECRET_TOKEN": telegram.SECRET_TOKEN,
-    "PROMPTLY_SLACK_SIGNING_SECRET": slack.SIGNING_SECRET,
-    "PROMPTLY_SLACK_BOT_TOKEN": slack.BOT_TOKEN,
-    "PROMPTLY_WHATSAPP_APP_SECRET": meta.WHATSAPP_SECRET,
-    "PROMPTLY_WHATSAPP_ACCESS_TOKEN": meta.WHATSAPP_TOKEN,
-    "PROMPTLY_WHATSAPP_VERIFY_TOKEN": meta.VERIFY_TOKEN,
-    "PROMPTLY_MESSENGER_APP_SECRET": meta.MESSENGER_SECRET,
-    "PROMPTLY_MESSENGER_PAGE_TOKEN": meta.PAGE_TOKEN,
-    "PROMPTLY_MESSENGER_VERIFY_TOKEN": meta.VERIFY_TOKEN,
-    "PROMPTLY_TWILIO_ACCOUNT_SID": twilio.ACCOUNT_SID,
-    "PROMPTLY_TWILIO_AUTH_TOKEN": twilio.AUTH_TOKEN,
-}
 
 
 # --- platform users ---------------------------------------------------------------------------

@@ -78,9 +78,8 @@ class Dispatcher:
 
     async def refusal(self, conversation: Conversation, *, agent: bool) -> tuple[str, str] | None:
         """(code, reason) why a free-form reply cannot go out in this conversation now."""
-        last_inbound = await self._store.last_inbound_at(conversation.id)
-        route = Route(conversation.channel, conversation.reply_to, last_inbound)
-        return self._refusal(route, agent=agent)
+        route = await self._store.route(conversation.id)
+        return None if route is None else self._refusal(route, agent=agent)
 
     def _refusal(self, route: Route, *, agent: bool) -> tuple[str, str] | None:
         adapter = self.channels.get(route.channel)
@@ -129,7 +128,7 @@ class Dispatcher:
             self._workers.pop(conversation_id, None)
 
     async def _deliver(self, message: StoredMessage) -> None:
-        route = message.route or await self._route(message.conversation_id)
+        route = message.route or await self._store.route(message.conversation_id)
         if route is None:
             await self._fail(message, "unknown_conversation", "conversation is gone")
             return
@@ -150,14 +149,6 @@ class Dispatcher:
                 await self._store.set_delivery(message.id, DeliveryStatus.PENDING, info)
         info.update(sent_at=self._clock().isoformat(), parts=len(parts))
         await self._store.set_delivery(message.id, DeliveryStatus.SENT, info)
-
-    async def _route(self, conversation_id: str) -> Route | None:
-        """A reply reloaded after a restart: read where it goes."""
-        conversation = await self._store.conversation(conversation_id)
-        if conversation is None:
-            return None
-        last_inbound = await self._store.last_inbound_at(conversation_id)
-        return Route(conversation.channel, conversation.reply_to, last_inbound)
 
     async def _send_part(
         self,

@@ -234,9 +234,10 @@ class Store(Protocol):
         """Replies still to be pushed to a platform, oldest first."""
         ...
 
-    async def last_inbound_at(self, conversation_id: str) -> datetime | None:
-        """When the customer last wrote a message (not a reaction, edit or join) in this
-        conversation: what platform messaging windows count from."""
+    async def route(self, conversation_id: str) -> Route | None:
+        """Where a reply in this conversation goes now, and when the customer last wrote a
+        message (not a reaction, edit or join): what messaging windows count from. None for an
+        unknown conversation."""
         ...
 
     async def move_ticket(self, ticket_id: str, conversation_id: str, at: datetime) -> Ticket:

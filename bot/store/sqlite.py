@@ -756,9 +756,6 @@ class SQLiteStore:
         )
         return [_message(row) for row in rows]
 
-    async def last_inbound_at(self, conversation_id: str) -> datetime | None:
-        return await self._read(self._last_inbound_at, conversation_id)
-
     def _last_inbound_at(self, conversation_id: str) -> datetime | None:
         row = self._one(
             "SELECT created_at FROM messages WHERE conversation_id = ? AND direction = 'in' "
@@ -766,6 +763,9 @@ class SQLiteStore:
             (conversation_id,),
         )
         return None if row is None else datetime.fromisoformat(row[0])
+
+    async def route(self, conversation_id: str) -> Route | None:
+        return await self._read(self._route, conversation_id)
 
     def _route(self, conversation_id: str) -> Route | None:
         conversation = self._get_conversation(conversation_id)

@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import AGENT_TOKEN, Stack, free_port, running_stack
-from tests.fakes import meta, slack, smtp, telegram, twilio
+from tests.fakes import meta, smtp, telegram
 from tests.fakes.base import Call, FakePlatform
 from tests.fakes.meta import FakeGraph
+from tests.fakes.secrets import GATEWAY_ENV
 from tests.fakes.slack import FakeSlack
 from tests.fakes.smtp import FakeSMTPServer
 from tests.fakes.telegram import FakeTelegram
@@ -75,21 +76,7 @@ enabled = true
 api_base = "{platforms.smtp.url}"
 options = {{ address = "{smtp.SUPPORT}", listen_port = {platforms.email_port} }}
 """
-    env = {
-        "PROMPTLY_TELEGRAM_BOT_TOKEN": telegram.BOT_TOKEN,
-        "PROMPTLY_TELEGRAM_SECRET_TOKEN": telegram.SECRET_TOKEN,
-        "PROMPTLY_SLACK_SIGNING_SECRET": slack.SIGNING_SECRET,
-        "PROMPTLY_SLACK_BOT_TOKEN": slack.BOT_TOKEN,
-        "PROMPTLY_WHATSAPP_APP_SECRET": meta.WHATSAPP_SECRET,
-        "PROMPTLY_WHATSAPP_ACCESS_TOKEN": meta.WHATSAPP_TOKEN,
-        "PROMPTLY_WHATSAPP_VERIFY_TOKEN": meta.VERIFY_TOKEN,
-        "PROMPTLY_MESSENGER_APP_SECRET": meta.MESSENGER_SECRET,
-        "PROMPTLY_MESSENGER_PAGE_TOKEN": meta.PAGE_TOKEN,
-        "PROMPTLY_MESSENGER_VERIFY_TOKEN": meta.VERIFY_TOKEN,
-        "PROMPTLY_TWILIO_ACCOUNT_SID": twilio.ACCOUNT_SID,
-        "PROMPTLY_TWILIO_AUTH_TOKEN": twilio.AUTH_TOKEN,
-    }
-    with running_stack(tmp_path_factory.mktemp("channels"), config, env) as stack:
+    with running_stack(tmp_path_factory.mktemp("channels"), config, GATEWAY_ENV) as stack:
         yield stack
 
 

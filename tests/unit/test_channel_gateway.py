@@ -14,19 +14,16 @@ from aiohttp.test_utils import TestClient
 
 from bot.app import create_app
 from bot.settings import Settings, load_settings
-from tests.fakes import meta, telegram
 from tests.fakes.meta import FakeGraph
+from tests.fakes.secrets import GATEWAY_ENV
 from tests.fakes.telegram import FakeTelegram
 from tests.unit.test_gateway import TOKEN, open_ticket, wait_for_rasa
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 AGENT = {"id": "a1", "name": "Sam"}
+# Telegram and WhatsApp only: the others stay off for want of secrets.
 SECRETS = {
-    "PROMPTLY_TELEGRAM_BOT_TOKEN": telegram.BOT_TOKEN,
-    "PROMPTLY_TELEGRAM_SECRET_TOKEN": telegram.SECRET_TOKEN,
-    "PROMPTLY_WHATSAPP_APP_SECRET": meta.WHATSAPP_SECRET,
-    "PROMPTLY_WHATSAPP_ACCESS_TOKEN": meta.WHATSAPP_TOKEN,
-    "PROMPTLY_WHATSAPP_VERIFY_TOKEN": meta.VERIFY_TOKEN,
+    k: v for k, v in GATEWAY_ENV.items() if k.startswith(("PROMPTLY_TELEGRAM", "PROMPTLY_WHATSAPP"))
 }
 
 

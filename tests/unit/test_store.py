@@ -345,12 +345,14 @@ async def test_platform_replies_wait_for_delivery_and_web_replies_do_not(store):
     failed = await store.set_delivery(pending.id, DeliveryStatus.FAILED, {"error": "send_failed"})
     assert failed is not None and failed.delivery == {"error": "send_failed"}
     assert await store.pending_deliveries() == []
-    assert await store.last_inbound_at(telegram.conversation.id) == NOW
+    assert (await store.route(telegram.conversation.id)).last_inbound_at == NOW
     reaction = replace(
         platform_message("telegram", "7", "r1", at=NOW + timedelta(hours=30)), kind="reaction"
     )
     await store.receive(reaction)
-    assert await store.last_inbound_at(telegram.conversation.id) == NOW  # not the customer writing
+    assert (
+        await store.route(telegram.conversation.id)
+    ).last_inbound_at == NOW  # not the customer writing
 
 
 async def test_merging_customers_moves_everything_to_one(store):
