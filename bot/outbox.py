@@ -30,9 +30,10 @@ class Outbox:
         data: dict[str, Any] | None = None,
         acks: str | None = None,
         at: datetime | None = None,
+        pending: str | None = None,
     ) -> StoredMessage:
         stored = await self._store.add_reply(
-            conversation_id, reply, event=event, data=data, acks=acks, at=at
+            conversation_id, reply, event=event, data=data, acks=acks, at=at, pending=pending
         )
         self.publish(stored)
         return stored

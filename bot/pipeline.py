@@ -57,6 +57,7 @@ MEDIA_TEXT = (
     "Thanks. I can only read text, so I couldn't open that {kind}. Could you tell me in words? "
     "If a person should look at it, say 'agent' and they will see it."
 )
+RASA_UNAVAILABLE = "rasa_unavailable"  # why a message waits (its ``pending`` event)
 NO_ANSWER_TEXT = (
     "Sorry, I couldn't work that out. Could you rephrase, or say 'agent' to reach a person?"
 )
@@ -201,6 +202,14 @@ class Pipeline:
             promise,
             None if expected is None else timedelta(seconds=elapsed + expected),
         )
+        if mode is ack.Mode.DEGRADED and not self._kb_open():
+            # Nothing can answer before Rasa is back: one write acks the message and marks it
+            # pending, and the turn ends here (it runs again when Rasa returns).
+            if receipt_sent:
+                await self._mark_pending(message)
+            else:
+                await self._receipt(message, started, promise, pending=RASA_UNAVAILABLE)
+            return
         if step.ack_now is AckKind.RECEIPT and not receipt_sent:
             await self._receipt(message, started, promise)
             receipt_sent = True
@@ -217,7 +226,13 @@ class Pipeline:
             receipt_sent = True
         await self._deliver(message, outcome, promise, started, receipt_sent)
 
-    async def _receipt(self, message: StoredMessage, started: float, promise: ack.Promise) -> None:
+    async def _receipt(
+        self,
+        message: StoredMessage,
+        started: float,
+        promise: ack.Promise,
+        pending: str | None = None,
+    ) -> None:
         text = RECEIPT_TEXT if self._nlu.up else RECEIPT_DOWN_TEXT
         extra: dict[str, Any] = {}
         expected = self._nlu.expected_latency()
@@ -234,7 +249,12 @@ class Pipeline:
             in_reply_to=message.client_message_id,
             extra=extra,
         )
-        await self._reply(message, receipt, started, first=True, source="gateway")
+        await self._reply(message, receipt, started, first=True, source="gateway", pending=pending)
+
+    async def _mark_pending(self, message: StoredMessage) -> None:
+        await self._store.set_status(
+            message.id, MessageStatus.PENDING, event="pending", data={"reason": RASA_UNAVAILABLE}
+        )
 
     async def _deliver(
         self,
@@ -245,12 +265,7 @@ class Pipeline:
         receipt_sent: bool,
     ) -> None:
         if outcome.pending:
-            await self._store.set_status(
-                message.id,
-                MessageStatus.PENDING,
-                event="pending",
-                data={"reason": "rasa_unavailable"},
-            )
+            await self._mark_pending(message)
             return
         replies = list(outcome.replies)
         if outcome.ticket is not None:
@@ -280,6 +295,7 @@ class Pipeline:
         *,
         first: bool,
         source: str,
+        pending: str | None = None,
     ) -> None:
         latency_ms = round((time.monotonic() - started) * 1000, 3)
         data: dict[str, Any] = {"latency_ms": latency_ms, "source": source, "type": str(reply.type)}
@@ -292,6 +308,7 @@ class Pipeline:
             data=data,
             acks=message.id if first else None,
             at=self._clock(),
+            pending=pending,
         )
 
     # -- understanding ---------------------------------------------------------------------
@@ -314,7 +331,8 @@ class Pipeline:
             try:
                 bot_messages = await self._nlu.send(conversation.id, message.text, metadata)
             except NLUUnavailable as e:
-                logger.info("degraded turn for %s: %s", message.id, e)
+                # Per message, so debug: the client logs when Rasa goes down and comes back.
+                logger.debug("degraded turn for %s: %s", message.id, e)
                 return await self._without_rasa(message)
             return await self._from_rasa(bot_messages)
 
@@ -336,8 +354,7 @@ class Pipeline:
 
     async def _without_rasa(self, message: StoredMessage) -> Outcome:
         """Rasa is unavailable: answer straight from the KB when confident, else wait for Rasa."""
-        # A backed-up KB would only add CPU load that slows every ack: wait for Rasa instead.
-        if self._kb is not None and self._kb_latency.expected() <= self._kb_budget:
+        if self._kb is not None and self._kb_open():
             try:
                 with self._kb_latency.measure():
                     result = await self._kb.aanswer(message.text, self._settings.kb.direct_floor)
@@ -349,6 +366,11 @@ class Pipeline:
                     citation = {"title": result.hit.citation.title, "url": result.hit.citation.url}
                     return Outcome(replies=[_answer(text, [citation])], source="kb_direct")
         return Outcome(pending=True, source="none")
+
+    def _kb_open(self) -> bool:
+        """May a turn without Rasa ask the KB? Not when it is backed up: that would only add
+        CPU load that slows every ack, for answers that come late anyway."""
+        return self._kb is not None and self._kb_latency.expected() <= self._kb_budget
 
     def _promise(self, channel: str) -> ack.Promise:
         settings = getattr(self._settings.channels, channel, self._settings.channels.web)

@@ -195,8 +195,12 @@ class Store(Protocol):
         data: dict[str, Any] | None = None,
         acks: str | None = None,
         at: datetime | None = None,
+        pending: str | None = None,
     ) -> StoredMessage:
-        """Append a reply and its event; ``acks`` marks that inbound message id as acked."""
+        """Append a reply and its event; ``acks`` marks that inbound message id as acked.
+
+        ``pending`` (a reason) also marks it pending, with its event, in the same write.
+        """
         ...
 
     async def messages(self, conversation_id: str, after: int = 0) -> list[StoredMessage]: ...

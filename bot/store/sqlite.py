@@ -634,8 +634,11 @@ class SQLiteStore:
         data: dict[str, Any] | None = None,
         acks: str | None = None,
         at: datetime | None = None,
+        pending: str | None = None,
     ) -> StoredMessage:
-        return await self._tx(self._add_reply, conversation_id, reply, event, data, acks, at)
+        return await self._tx(
+            self._add_reply, conversation_id, reply, event, data, acks, at, pending
+        )
 
     def _add_reply(
         self,
@@ -645,6 +648,7 @@ class SQLiteStore:
         data: dict[str, Any] | None,
         acks: str | None,
         at: datetime | None,
+        pending: str | None,
     ) -> StoredMessage:
         at = at or _now()
         conversation = self._get_conversation(conversation_id)
@@ -670,6 +674,11 @@ class SQLiteStore:
                 (_ts(at), acks),
             )
         self._event(event, at, conversation_id, acks or stored.id, None, data)
+        if acks is not None and pending is not None:
+            self._db.execute(
+                "UPDATE messages SET status = ? WHERE id = ?", (MessageStatus.PENDING, acks)
+            )
+            self._event("pending", at, conversation_id, acks, None, {"reason": pending})
         return stored
 
     async def messages(self, conversation_id: str, after: int = 0) -> list[StoredMessage]:

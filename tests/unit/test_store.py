@@ -111,6 +111,26 @@ async def test_reply_marks_the_ack_and_logs_events_in_order(store):
     assert events[-1].data == {"latency_ms": 3.0}
 
 
+async def test_a_receipt_can_mark_its_message_pending_in_the_same_write(store):
+    received = await store.receive(inbound())
+    receipt = OutboundMessage(type=ReplyType.ACK, kind=AckKind.RECEIPT, text="got it")
+    await store.add_reply(
+        received.conversation.id,
+        receipt,
+        event="acked",
+        acks=received.message.id,
+        at=NOW,
+        pending="rasa_unavailable",
+    )
+    [waiting] = await store.unanswered()
+    assert (waiting.id, waiting.status, waiting.acked_at) == (received.message.id, "pending", NOW)
+    events = await store.events(received.conversation.id)
+    assert [(e.type, e.data) for e in events[-2:]] == [
+        ("acked", {}),
+        ("pending", {"reason": "rasa_unavailable"}),
+    ]
+
+
 async def test_unanswered_holds_received_and_pending_only(store):
     a = await store.receive(inbound(mid="1"))
     b = await store.receive(inbound(mid="2"))
