@@ -8,6 +8,8 @@ import gc
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -27,10 +29,19 @@ from bot.channels.registry import build_channels, platform_settings
 from bot.channels.web import WebChannel
 from bot.channels.webhooks import WebhookEndpoint
 from bot.clock import clock_from
+from bot.console.access import (
+    ACCOUNTS,
+    AUDIT,
+    THROTTLE,
+    Access,
+    login_throttle,
+    setup_sessions,
+)
+from bot.console.accounts import Accounts, Audit
 from bot.delivery import Dispatcher
 from bot.handoff.notify import Notifier
 from bot.handoff.tickets import TicketService
-from bot.http import cors_middleware, errors_middleware
+from bot.http import console_headers_middleware, cors_middleware, errors_middleware
 from bot.hub import Hub
 from bot.knowledge import embedder_for, load_knowledge_base
 from bot.nlu import RasaClient
@@ -49,19 +60,27 @@ FULL_COLLECTION_EVERY = 1000
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[errors_middleware, cors_middleware(settings.channels.web.allowed_origins)],
+        middlewares=[
+            errors_middleware,
+            console_headers_middleware,
+            cors_middleware(settings.channels.web.allowed_origins),
+        ],
         client_max_size=settings.channels.web.max_body_bytes,
     )
     app[keys.SETTINGS] = settings
     aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("bot", "templates"), autoescape=True)
-    app.cleanup_ctx.extend([_store, _http_client, _knowledge_base, _core])
+    setup_sessions(app, settings)
+    app.cleanup_ctx.extend([_store, _http_client, _knowledge_base, _accounts, _core])
     app.on_startup.append(_freeze_heap)  # runs after the cleanup contexts have started
+    # The console's scripts and styles (pages allow no inline script: see CONSOLE_CSP).
+    app.router.add_static("/console/static/", Path(str(resources.files("bot") / "static")))
     for key, routes in (
         (keys.WEB, WebChannel.ROUTES),
         (keys.AGENT_API, AgentAPI.ROUTES),
         (keys.ACTIONS, ActionEndpoint.ROUTES),
         (keys.PAGES, Pages.ROUTES),
         (keys.WEBHOOKS, WebhookEndpoint.ROUTES),
+        (keys.ACCESS, Access.ROUTES),
     ):
         for method, path, name in routes:
             app.router.add_route(method, path, _delegate(key, name))
@@ -108,6 +127,17 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
     async with aiohttp.ClientSession() as session:
         app[keys.HTTP] = session
         yield
+
+
+async def _accounts(app: web.Application) -> AsyncIterator[None]:
+    store = app[keys.STORE]
+    if not isinstance(store, SQLiteStore):
+        raise TypeError("console accounts live in the SQLite store")
+    app[ACCOUNTS] = Accounts(store)
+    app[AUDIT] = Audit(store)
+    app[THROTTLE] = login_throttle(app[keys.SETTINGS].console)
+    app[keys.ACCESS] = Access(app[ACCOUNTS], app[AUDIT], app[THROTTLE])
+    yield
 
 
 async def _knowledge_base(app: web.Application) -> AsyncIterator[None]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import sys
 from pathlib import Path
 
+from bot.console.accounts import ROLES
 from bot.customers import ImportSummary, import_customers
 from bot.errors import PromptlyError
 from bot.settings import Settings, load_settings
@@ -32,6 +34,14 @@ def main(argv: list[str] | None = None) -> int:
         "import", help="set tiers from a CSV: channel,external_id,tier[,name,email,language]"
     )
     importing.add_argument("csv", type=Path)
+    users = commands.add_parser("users", help="console accounts")
+    user_commands = users.add_subparsers(dest="users_command", required=True)
+    adding = user_commands.add_parser(
+        "add", help="add a console user; the password is asked for, or read from stdin"
+    )
+    adding.add_argument("username")
+    adding.add_argument("--role", choices=ROLES, required=True)
+    user_commands.add_parser("list", help="list console users")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -57,6 +67,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         summary = asyncio.run(_import_customers(settings, args.csv))
         print(summary)
         return 1 if summary.rejected else 0
+    elif args.command == "users":
+        print(asyncio.run(_users(settings, args)))
     elif args.command == "kb":
         from bot.knowledge import load_knowledge_base_sync
         from knowledge_base import SentenceTransformerEmbedder
@@ -82,6 +94,38 @@ async def _import_customers(settings: Settings, path: Path) -> ImportSummary:
         return await import_customers(store, path)
     finally:
         await store.close()
+
+
+async def _users(settings: Settings, args: argparse.Namespace) -> str:
+    from bot.console.accounts import Accounts, Audit
+    from bot.store.sqlite import SQLiteStore
+
+    password = _new_password() if args.users_command == "add" else ""
+    store = await SQLiteStore.open(settings.path(settings.storage.database))
+    try:
+        accounts = Accounts(store)
+        if args.users_command == "list":
+            users = await accounts.all()
+            if not users:
+                return "no users yet: promptly users add NAME --role admin"
+            return "\n".join(
+                "\t".join([u.username, u.role, *(["disabled"] if u.disabled else [])])
+                for u in users
+            )
+        user = await accounts.add(args.username, password, args.role)
+        await Audit(store).record("cli", "user.add", user.id, {"role": user.role})
+        return f"added {user.role} {user.username}"
+    finally:
+        await store.close()
+
+
+def _new_password() -> str:
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Repeat it: "):
+            raise PromptlyError("the two passwords differ")
+        return password
+    return sys.stdin.readline().rstrip("\n")
 
 
 if __name__ == "__main__":

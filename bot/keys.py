@@ -9,6 +9,7 @@ from bot.action_endpoint import ActionEndpoint
 from bot.agent_api import AgentAPI
 from bot.channels.web import WebChannel
 from bot.channels.webhooks import WebhookEndpoint
+from bot.console.access import Access
 from bot.delivery import Dispatcher
 from bot.nlu import RasaClient
 from bot.pages import Pages
@@ -29,3 +30,4 @@ ACTIONS = web.AppKey("action_endpoint", ActionEndpoint)
 PAGES = web.AppKey("pages", Pages)
 WEBHOOKS = web.AppKey("webhooks", WebhookEndpoint)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+ACCESS = web.AppKey("access", Access)

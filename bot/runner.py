@@ -13,11 +13,14 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from bot.app import create_app
+from bot.console.access import ACCOUNTS
+from bot.console.accounts import Accounts
 from bot.rasa_server import RasaServer, RasaStartError, write_endpoints
 from bot.settings import Settings
 from bot.training import TrainingError, model_path, rasa_executable
 
 logger = logging.getLogger(__name__)
+DEMO_ADMIN_FILE = "demo-admin.txt"
 
 
 def with_tokens(settings: Settings) -> tuple[Settings, bool]:
@@ -43,7 +46,8 @@ async def serve(settings: Settings, *, manage_rasa: bool) -> None:
         loop.add_signal_handler(sig, stop.set)
     rasa = _rasa_server(settings) if manage_rasa else None
     supervisor = asyncio.create_task(_supervise(rasa, stop)) if rasa else None
-    _banner(settings, generated_agent_token, rasa)
+    demo_login = await demo_admin(app[ACCOUNTS], settings) if manage_rasa else None
+    _banner(settings, generated_agent_token, rasa, demo_login)
     try:
         await stop.wait()
         print("\nStopping Promptly...", file=sys.stderr)
@@ -99,7 +103,27 @@ async def _supervise(rasa: RasaServer, stop: asyncio.Event) -> None:
         backoff = min(backoff * 2, 60)
 
 
-def _banner(settings: Settings, generated_agent_token: bool, rasa: RasaServer | None) -> None:
+async def demo_admin(accounts: Accounts, settings: Settings) -> str | None:
+    """On a database with no users, create ``admin`` with a random password, kept in a
+    git-ignored file beside the database and shown at each start until that file is deleted."""
+    path = settings.path(settings.storage.database).parent / DEMO_ADMIN_FILE
+    if await accounts.count() == 0:
+        password = secrets.token_urlsafe(12)
+        await accounts.add("admin", password, "admin")
+        path.touch(mode=0o600)
+        path.write_text(f"admin\n{password}\n")
+    if not path.exists():
+        return None
+    username, password = path.read_text().split()[:2]
+    return f"{username} / {password}  (from {path}; delete it once you have changed it)"
+
+
+def _banner(
+    settings: Settings,
+    generated_agent_token: bool,
+    rasa: RasaServer | None,
+    demo_login: str | None = None,
+) -> None:
     base = settings.server.public_url or f"http://{settings.server.host}:{settings.server.port}"
     lines = [
         "",
@@ -108,7 +132,10 @@ def _banner(settings: Settings, generated_agent_token: bool, rasa: RasaServer | 
         f'  Embed:         <script src="{base}/widget.js" async></script>',
         f"  Agent API:     {base}/api/agent/tickets  (Authorization: Bearer <token>)",
         f"  Health:        {base}/health",
+        f"  Console:       {base}/console  (KB editor: {base}/console/editor)",
     ]
+    if demo_login is not None:
+        lines.append(f"  Console login: {demo_login}")
     if generated_agent_token and settings.agent_token is not None:
         lines.append(
             f"  Agent token:   {settings.agent_token.get_secret_value()}"

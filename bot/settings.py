@@ -36,6 +36,7 @@ CONFIG_ENV = "PROMPTLY_CONFIG"
 AGENT_TOKEN_ENV = "PROMPTLY_AGENT_TOKEN"
 ACTION_TOKEN_ENV = "PROMPTLY_ACTION_TOKEN"
 NOTIFY_SECRET_ENV = "PROMPTLY_NOTIFY_SECRET"
+SESSION_KEY_ENV = "PROMPTLY_SESSION_KEY"
 
 
 class _Section(BaseModel):
@@ -76,6 +77,17 @@ class KBSettings(_Section):
     # The gateway embeds in a child process so the model never holds the event loop's GIL.
     isolate: bool = True
     nice: int = Field(5, ge=0, le=19)  # the embedding process yields the CPU to the acks
+
+
+class ConsoleSettings(_Section):
+    """Sign-in to the agent console and the KB editor."""
+
+    session_max_age: Duration = timedelta(hours=12)
+    secure_cookie: bool = False  # set true when served over HTTPS (a proxy in front)
+    # Failed sign-ins: past either limit inside the window, that account or address waits.
+    max_failures_per_account: int = Field(5, ge=1)
+    max_failures_per_address: int = Field(20, ge=1)
+    failure_window: Duration = timedelta(minutes=15)
 
 
 class WebChannelSettings(_Section):
@@ -157,6 +169,7 @@ class Settings(_Section):
     sla: SLASettings = SLASettings()
     routing: RoutingSettings = RoutingSettings()
     debug: DebugSettings = DebugSettings()
+    console: ConsoleSettings = ConsoleSettings()
     queues: dict[str, QueueSettings] = Field(default_factory=default_queues)
     calendars: dict[str, CalendarSettings] = Field(
         default_factory=lambda: {"default": CalendarSettings()}
@@ -164,6 +177,7 @@ class Settings(_Section):
     agent_token: SecretStr | None = None
     action_token: SecretStr | None = None
     notify_secret: SecretStr | None = None  # signs outgoing notification webhooks
+    session_key: SecretStr | None = None  # encrypts console session cookies
 
     @model_validator(mode="after")
     def _handoff_names_exist(self) -> Settings:
@@ -223,6 +237,7 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         ("agent_token", AGENT_TOKEN_ENV),
         ("action_token", ACTION_TOKEN_ENV),
         ("notify_secret", NOTIFY_SECRET_ENV),
+        ("session_key", SESSION_KEY_ENV),
     ):
         if env.get(var):
             data[key] = env[var]

@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 Row = tuple[Any, ...]
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _MESSAGE_COLUMNS = (
     "seq, id, conversation_id, direction, type, kind, text, payload, in_reply_to, "
     "client_message_id, status, created_at, acked_at, delivery_status, delivery"
@@ -267,6 +267,14 @@ class SQLiteStore:
 
     async def close(self) -> None:
         await self._worker.close()
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        """Run ``fn(connection)`` on the database thread, as one atomic write when ``write``.
+
+        For repositories that live in their own modules (accounts, articles) but share this
+        database, its thread and its write batching.
+        """
+        return await self._worker.run(functools.partial(fn, self._db), write=write)
 
     async def _read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn`` on the database thread (reads)."""
