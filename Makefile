@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine: `make run` and `make test`.
-.PHONY: setup run test lint bench train kb clean
+.PHONY: setup run test lint bench train kb screenshots clean
 
 setup:
 	@bash scripts/setup.sh
@@ -24,6 +24,10 @@ lint: setup
 bench: setup train
 	.venv/bin/python bench/ack_latency.py
 	.venv/bin/python bench/sla_monitor.py
+
+screenshots: setup train
+	@bash scripts/ensure-chromium.sh
+	PROMPTLY_SCREENSHOTS=1 .venv/bin/pytest -q tests/e2e/test_console.py
 
 clean:
 	rm -rf var .promptly .pytest_cache .mypy_cache .ruff_cache

@@ -5,9 +5,10 @@ from __future__ import annotations
 from actions.orderbook import OrderBook
 from actions.services import Services
 from bot.clock import clock_from
+from bot.console.articles import ArticleStore
 from bot.handoff.tickets import TicketService
 from bot.hub import Hub
-from bot.knowledge import load_knowledge_base
+from bot.knowledge import load_live_knowledge_base
 from bot.outbox import Outbox
 from bot.settings import load_settings
 from bot.store.sqlite import SQLiteStore
@@ -22,6 +23,11 @@ async def build_services() -> Services:
     tickets = TicketService(store, Outbox(store, Hub()), settings, clock)
     kb = None
     if settings.kb.enabled:  # this process answers no acks: the model may share its GIL
-        kb = await load_knowledge_base(settings, SentenceTransformerEmbedder())
+        # The articles as published when this server started (the gateway keeps them live);
+        # the Markdown folder is imported as the gateway does, in case this one starts first.
+        articles = ArticleStore(store)
+        await articles.import_markdown_dir(settings.path(settings.kb.articles))
+        published = await articles.published()
+        kb = await load_live_knowledge_base(settings, SentenceTransformerEmbedder(), published)
     orders = OrderBook.from_csv(settings.path(settings.kb.articles).parent / "demo_orders.csv")
     return Services(kb=kb, tickets=tickets, orders=orders, kb_floor=settings.kb.floor)

@@ -1,79 +1,48 @@
-"""Agent REST API (bearer token): tickets and their actions, agents' presence, queues,
-customer tiers. The console (a later page) is a client of the same API."""
+"""Agent REST API: tickets and their actions, internal notes, canned replies, KB suggestions,
+agents' presence, queues, customer tiers, and the console's live feed.
+
+Integrations call it with the bearer token; the agent console calls it with a signed-in
+session (``bot.console.actor``). Every write is recorded in the audit log.
+"""
 
 from __future__ import annotations
 
-import hmac
-from typing import Any, ClassVar, TypeVar
+from dataclasses import replace
+from typing import ClassVar, TypeVar
+from urllib.parse import urlsplit
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
+from bot.agent_models import (
+    AgentIn,
+    ByAgentIn,
+    CannedIn,
+    CustomerIn,
+    MergeIn,
+    NoteIn,
+    PresenceIn,
+    PriorityIn,
+    ReplyIn,
+    TransferIn,
+)
+from bot.agent_views import TicketViews, note_json
 from bot.clock import Clock, utc_now
+from bot.console import feed as live_feed
+from bot.console.actor import Actor, TokenOrSession, record
+from bot.console.canned import CannedReplies
+from bot.console.suggest import Searchable, suggestions
 from bot.delivery import Dispatcher
-from bot.errors import Conflict, NotFound, Unauthorized, Unprocessable
+from bot.errors import Conflict, Forbidden, NotFound, Unprocessable
 from bot.frames import frame
-from bot.handoff.assignment import Presence
-from bot.handoff.config import Priority, Tier
 from bot.handoff.tickets import TicketService
-from bot.http import NonBlankText, read_json, validate
+from bot.http import read_json, validate
 from bot.store.base import AgentRecord, Conversation, Store, Ticket
 
 MAX_BODY = 65536
+MAX_QUERY = 500
+DEFAULT_CAPACITY = 3
 Model = TypeVar("Model", bound=BaseModel)
-
-
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AgentIn(_In):
-    id: str = Field(min_length=1, max_length=128)
-    name: str = Field(min_length=1, max_length=200)
-
-
-class ReplyIn(_In):
-    text: NonBlankText = Field(max_length=4000)
-    agent: AgentIn
-    # Default: where the customer last wrote. Another channel of theirs moves the ticket there.
-    channel: str | None = Field(None, min_length=1, max_length=32)
-
-
-class ByAgentIn(_In):
-    agent: AgentIn | None = None
-
-
-class PriorityIn(_In):
-    priority: Priority
-    agent: AgentIn
-
-
-class TransferIn(_In):
-    queue: str | None = Field(None, min_length=1)
-    agent_id: str | None = Field(None, min_length=1)
-    agent: AgentIn
-
-
-class PresenceIn(_In):
-    name: str = Field(min_length=1, max_length=200)
-    presence: Presence
-    capacity: int = Field(3, ge=0, le=100)
-    skills: tuple[str, ...] = ()
-    queues: tuple[str, ...] = ()
-
-
-class CustomerIn(_In):
-    channel: str = Field(min_length=1, max_length=32)
-    external_id: str = Field(min_length=1, max_length=128)
-    tier: Tier
-    name: str | None = Field(None, max_length=200)
-    email: str | None = Field(None, max_length=320)
-    language: str | None = Field(None, min_length=2, max_length=16)
-
-
-class MergeIn(_In):
-    from_customer: str = Field(min_length=1, max_length=64, alias="from")
-    agent: AgentIn
 
 
 class AgentAPI:
@@ -84,22 +53,36 @@ class AgentAPI:
         token: str,
         dispatcher: Dispatcher,
         clock: Clock = utc_now,
+        *,
+        kb: Searchable | None = None,
+        canned: CannedReplies | None = None,
+        feed: live_feed.Feed | None = None,
     ) -> None:
         self._store = store
         self._tickets = tickets
-        self._token = token.encode()
+        self._auth = TokenOrSession(token)
         self._dispatcher = dispatcher
         self._clock = clock
+        self._kb = kb
+        self._canned = canned
+        self._feed = feed
+        self.views = TicketViews(store, tickets, clock)
 
     ROUTES: ClassVar[list[tuple[str, str, str]]] = [
         ("GET", "/api/agent/tickets", "list_tickets"),
         ("GET", "/api/agent/tickets/{ticket_id}", "get_ticket"),
         ("POST", "/api/agent/tickets/{ticket_id}/replies", "reply"),
+        ("POST", "/api/agent/tickets/{ticket_id}/notes", "add_note"),
         ("POST", "/api/agent/tickets/{ticket_id}/take", "take"),
         ("POST", "/api/agent/tickets/{ticket_id}/waiting", "waiting"),
         ("POST", "/api/agent/tickets/{ticket_id}/priority", "priority"),
         ("POST", "/api/agent/tickets/{ticket_id}/transfer", "transfer"),
         ("POST", "/api/agent/tickets/{ticket_id}/resolve", "resolve"),
+        ("GET", "/api/agent/canned", "list_canned"),
+        ("POST", "/api/agent/canned", "add_canned"),
+        ("DELETE", "/api/agent/canned/{canned_id}", "delete_canned"),
+        ("GET", "/api/agent/kb", "kb_search"),
+        ("GET", "/api/agent/live", "live"),
         ("GET", "/api/agent/agents", "list_agents"),
         ("PUT", "/api/agent/agents/{agent_id}", "put_agent"),
         ("POST", "/api/agent/customers", "put_customer"),
@@ -108,78 +91,58 @@ class AgentAPI:
         ("GET", "/api/queues", "queues"),
     ]
 
-    def _authorize(self, request: web.Request) -> None:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), self._token):
-            raise Unauthorized("unauthorized", "a valid agent bearer token is required")
+    # -- who acts ----------------------------------------------------------------------------
 
-    async def _body(self, request: web.Request, model: type[Model]) -> Model:
-        self._authorize(request)
-        return validate(model, await read_json(request, MAX_BODY))
+    async def _body(
+        self, request: web.Request, model: type[Model], *roles: str
+    ) -> tuple[Actor, Model]:
+        actor = await self._auth.actor(request, *roles)  # before reading what a stranger sent
+        return actor, validate(model, await read_json(request, MAX_BODY))
 
-    async def _ticket_json(self, ticket: Ticket) -> dict[str, Any]:
-        conversation = await self._store.conversation(ticket.conversation_id)
-        customer = await self._store.customer(ticket.customer_id)
-        messages = await self._store.messages(ticket.conversation_id)
-        last = next((m.text for m in reversed(messages) if m.direction == "in"), None)
-        return {
-            "id": ticket.id,
-            "reference": ticket.reference,
-            "conversation_id": ticket.conversation_id,
-            "channel": conversation.channel if conversation else None,
-            "queue": ticket.queue,
-            "priority": ticket.priority,
-            "tier": ticket.tier,
-            "status": ticket.status,
-            "reason": ticket.reason,
-            "created_at": ticket.created_at.isoformat(),
-            "assignee": ticket.assignee,
-            "assigned_at": _iso(ticket.assigned_at),
-            "first_responded_at": _iso(ticket.first_responded_at),
-            "resolved_at": _iso(ticket.resolved_at),
-            "deadlines": {
-                "first_response": ticket.first_response_due.isoformat(),
-                "next_response": _iso(ticket.next_response_due),
-                "resolution": _iso(ticket.resolution_due),
-            },
-            # Kept for clients of the first API version.
-            "first_response_due": ticket.first_response_due.isoformat(),
-            "next_response_due": _iso(ticket.next_response_due),
-            "sla": {
-                "policy": ticket.sla.policy,
-                "calendar": ticket.sla.calendar,
-                "paused": bool(ticket.sla.pauses) and ticket.sla.pauses[-1][1] is None,
-                "pauses": [[_iso(a), _iso(b)] for a, b in ticket.sla.pauses],
-            },
-            "customer": {
-                "id": ticket.customer_id,
-                "name": customer.name if customer else None,
-                "email": customer.email if customer else None,
-            },
-            "last_message": last,
-        }
+    async def _agent(self, actor: Actor, named: AgentIn | None) -> AgentIn:
+        """Who acts: the session's own agent, else the agent the token's caller names."""
+        if actor.user is None:
+            if named is None:
+                raise Unprocessable("validation_error", "agent: Field required", field="agent")
+            return named
+        agent_id = actor.agent_id or actor.user.username  # agent_id is set for a session
+        row = next((a for a in await self._store.agents() if a.id == agent_id), None)
+        return AgentIn(id=agent_id, name=row.name if row else actor.user.username)
+
+    async def _by(self, actor: Actor, named: AgentIn | None) -> str | None:
+        """The agent an optional ``agent`` names, or the session's own."""
+        if actor.user is None and named is None:
+            return None
+        return (await self._agent(actor, named)).id
+
+    # -- tickets -----------------------------------------------------------------------------
 
     async def list_tickets(self, request: web.Request) -> web.Response:
-        self._authorize(request)
+        await self._auth.actor(request)
         status = request.query.get("status", "open")
         tickets = await self._store.tickets(None if status == "all" else status)
-        return web.json_response({"tickets": [await self._ticket_json(t) for t in tickets]})
+        return web.json_response(
+            {
+                "now": self._clock().isoformat(),  # the gateway's clock, for countdowns
+                "tickets": [await self.views.ticket(t) for t in tickets],
+            }
+        )
 
     async def get_ticket(self, request: web.Request) -> web.Response:
-        self._authorize(request)
+        await self._auth.actor(request)
         ticket = await self._require(request)
-        body = await self._ticket_json(ticket)
+        body = await self.views.ticket(ticket)
+        log = await self._store.events(ticket.conversation_id)
+        events = [e for e in log if e.ticket_id == ticket.id]
+        body["now"] = self._clock().isoformat()
         body["messages"] = [frame(m) for m in await self._store.messages(ticket.conversation_id)]
-        body["events"] = [
-            {"at": e.at.isoformat(), "type": e.type, "data": e.data}
-            for e in await self._store.events(ticket.conversation_id)
-            if e.ticket_id == ticket.id
-        ]
+        body["events"] = [{"at": e.at.isoformat(), "type": e.type, "data": e.data} for e in events]
+        body["notes"] = [note_json(e) for e in events if e.type == "note"]
         return web.json_response(body)
 
     async def reply(self, request: web.Request) -> web.Response:
-        body = await self._body(request, ReplyIn)
+        actor, body = await self._body(request, ReplyIn)
+        agent = await self._agent(actor, body.agent)
         ticket = await self._require(request)
         current = await self._store.conversation(ticket.conversation_id)
         target = current
@@ -191,50 +154,135 @@ class AgentAPI:
                 raise Conflict(*refusal)
             if target is not current:
                 await self._store.move_ticket(ticket.id, target.id, self._clock())
-        stored = await self._tickets.reply(ticket.id, body.text, body.agent.id, body.agent.name)
+        stored = await self._tickets.reply(ticket.id, body.text, agent.id, agent.name)
+        channel = target.channel if target else None
+        await record(request, actor, "ticket.reply", ticket.id, message=stored.id, channel=channel)
         return web.json_response({"message_id": stored.id, "seq": stored.seq}, status=201)
 
+    async def add_note(self, request: web.Request) -> web.Response:
+        """An internal note: an event in the ticket's log, never a message to the customer."""
+        actor, body = await self._body(request, NoteIn)
+        agent = await self._agent(actor, body.agent)
+        ticket = await self._require(request)
+        at = self._clock()
+        data = {"text": body.text, "agent": {"id": agent.id, "name": agent.name}, "by": actor.name}
+        await self._store.log_event(
+            "note", conversation_id=ticket.conversation_id, ticket_id=ticket.id, data=data, at=at
+        )
+        await record(request, actor, "ticket.note", ticket.id, chars=len(body.text))
+        return web.json_response({"at": at.isoformat(), **data}, status=201)
+
     async def take(self, request: web.Request) -> web.Response:
-        body = await self._body(request, ByAgentIn)
-        if body.agent is None:
-            raise Unprocessable("validation_error", "agent: who takes the ticket", field="agent")
-        ticket = await self._tickets.take(request.match_info["ticket_id"], body.agent.id)
-        return web.json_response(await self._ticket_json(ticket))
+        actor, body = await self._body(request, ByAgentIn)
+        agent = await self._agent(actor, body.agent)
+        ticket = await self._tickets.take(request.match_info["ticket_id"], agent.id)
+        await record(request, actor, "ticket.take", ticket.id, agent=agent.id)
+        return web.json_response(await self.views.ticket(ticket))
 
     async def waiting(self, request: web.Request) -> web.Response:
-        body = await self._body(request, ByAgentIn)
-        by = body.agent.id if body.agent else "api"
+        actor, body = await self._body(request, ByAgentIn)
+        by = await self._by(actor, body.agent) or "api"
         ticket = await self._tickets.set_waiting(request.match_info["ticket_id"], by)
-        return web.json_response(await self._ticket_json(ticket))
+        await record(request, actor, "ticket.waiting", ticket.id, agent=by)
+        return web.json_response(await self.views.ticket(ticket))
 
     async def priority(self, request: web.Request) -> web.Response:
-        body = await self._body(request, PriorityIn)
+        actor, body = await self._body(request, PriorityIn)
+        agent = await self._agent(actor, body.agent)
         ticket_id = request.match_info["ticket_id"]
-        ticket = await self._tickets.set_priority(ticket_id, body.priority, body.agent.id)
-        return web.json_response(await self._ticket_json(ticket))
+        ticket = await self._tickets.set_priority(ticket_id, body.priority, agent.id)
+        await record(request, actor, "ticket.priority", ticket.id, priority=body.priority)
+        return web.json_response(await self.views.ticket(ticket))
 
     async def transfer(self, request: web.Request) -> web.Response:
-        body = await self._body(request, TransferIn)
+        actor, body = await self._body(request, TransferIn)
+        agent = await self._agent(actor, body.agent)
         ticket = await self._tickets.transfer(
-            request.match_info["ticket_id"],
-            queue=body.queue,
-            agent_id=body.agent_id,
-            by=body.agent.id,
+            request.match_info["ticket_id"], queue=body.queue, agent_id=body.agent_id, by=agent.id
         )
-        return web.json_response(await self._ticket_json(ticket))
+        await record(
+            request, actor, "ticket.transfer", ticket.id, queue=body.queue, agent=body.agent_id
+        )
+        return web.json_response(await self.views.ticket(ticket))
 
     async def resolve(self, request: web.Request) -> web.Response:
-        self._authorize(request)
+        actor = await self._auth.actor(request)
         ticket = await self._require(request)
-        agent_id = None
+        named = None
         if request.can_read_body:
-            body = validate(ByAgentIn, await read_json(request, MAX_BODY))
-            agent_id = body.agent.id if body.agent else None
+            named = validate(ByAgentIn, await read_json(request, MAX_BODY)).agent
+        agent_id = await self._by(actor, named)
         resolved = await self._tickets.resolve(ticket.id, agent_id)
-        return web.json_response(await self._ticket_json(resolved))
+        await record(request, actor, "ticket.resolve", ticket.id, agent=agent_id)
+        return web.json_response(await self.views.ticket(resolved))
+
+    async def _require(self, request: web.Request) -> Ticket:
+        ticket = await self._store.ticket(request.match_info["ticket_id"])
+        if ticket is None:
+            raise NotFound("not_found", "no ticket with that id")
+        return ticket
+
+    async def _conversation_on(self, ticket: Ticket, channel: str) -> Conversation:
+        for conversation in await self._store.conversations_of(ticket.customer_id):
+            if conversation.channel == channel:
+                return conversation  # the latest one there
+        raise Unprocessable(
+            "no_conversation_on_channel",
+            f"the customer has never written on {channel}",
+            field="channel",
+        )
+
+    # -- canned replies, knowledge, live feed ---------------------------------------------------
+
+    async def list_canned(self, request: web.Request) -> web.Response:
+        await self._auth.actor(request)
+        replies = await self._canned.all() if self._canned else []
+        return web.json_response({"canned": [vars(r) for r in replies]})
+
+    async def add_canned(self, request: web.Request) -> web.Response:
+        actor, body = await self._body(request, CannedIn, "admin")
+        added = await self._canned_replies().add(body.title, body.text)
+        await record(request, actor, "canned.add", added.id, title=added.title)
+        return web.json_response(vars(added), status=201)
+
+    async def delete_canned(self, request: web.Request) -> web.Response:
+        actor = await self._auth.actor(request, "admin")
+        canned_id = request.match_info["canned_id"]
+        if not await self._canned_replies().delete(canned_id):
+            raise NotFound("not_found", "no canned reply with that id")
+        await record(request, actor, "canned.delete", canned_id)
+        return web.json_response({"deleted": canned_id})
+
+    def _canned_replies(self) -> CannedReplies:
+        if self._canned is None:
+            raise NotFound("not_found", "canned replies are not set up on this gateway")
+        return self._canned
+
+    async def kb_search(self, request: web.Request) -> web.Response:
+        await self._auth.actor(request)
+        query = request.query.get("q", "").strip()
+        if not query or len(query) > MAX_QUERY:
+            raise Unprocessable(
+                "validation_error", f"q: 1–{MAX_QUERY} characters to search for", field="q"
+            )
+        hits = await suggestions(self._kb, query)
+        return web.json_response({"query": query, "available": self._kb is not None, "hits": hits})
+
+    async def live(self, request: web.Request) -> web.WebSocketResponse:
+        """The console's WebSocket: every ticket change (see ``bot.console.feed``)."""
+        actor = await self._auth.actor(request)
+        origin = request.headers.get("Origin")
+        if actor.user is not None and origin and urlsplit(origin).netloc != request.host:
+            # Browsers attach the cookie to sockets any site opens; only ours may read this.
+            raise Forbidden("forbidden", "the live feed is for this site's console only")
+        if self._feed is None:
+            raise NotFound("not_found", "the live feed is not running on this gateway")
+        return await live_feed.serve(self._feed, request, self._clock)
+
+    # -- agents, customers, queues ------------------------------------------------------------
 
     async def list_agents(self, request: web.Request) -> web.Response:
-        self._authorize(request)
+        await self._auth.actor(request)
         loads = {a.id: a.open_tickets for a in await self._tickets.queues.agent_loads()}
         agents = [
             {
@@ -251,8 +299,8 @@ class AgentAPI:
         return web.json_response({"agents": agents})
 
     async def put_agent(self, request: web.Request) -> web.Response:
-        body = await self._body(request, PresenceIn)
-        record = AgentRecord(
+        actor, body = await self._body(request, PresenceIn)
+        wanted = AgentRecord(
             id=request.match_info["agent_id"],
             name=body.name,
             presence=body.presence,
@@ -261,11 +309,23 @@ class AgentAPI:
             queues=body.queues,
             last_assigned=0,
         )
-        saved = await self._tickets.set_presence(record)
+        if not actor.is_admin:
+            wanted = await self._own_presence(actor, wanted)
+        saved = await self._tickets.set_presence(wanted)
+        await record(request, actor, "agent.put", saved.id, presence=saved.presence)
         return web.json_response({"id": saved.id, "presence": saved.presence})
 
+    async def _own_presence(self, actor: Actor, wanted: AgentRecord) -> AgentRecord:
+        """An agent sets their own presence only: capacity, skills and queues are an admin's."""
+        if wanted.id != actor.agent_id:
+            raise Forbidden("forbidden", "agents set their own presence only")
+        known = next((a for a in await self._store.agents() if a.id == wanted.id), None)
+        if known is not None:
+            return replace(known, presence=wanted.presence)
+        return replace(wanted, capacity=DEFAULT_CAPACITY, skills=(), queues=())
+
     async def put_customer(self, request: web.Request) -> web.Response:
-        body = await self._body(request, CustomerIn)
+        actor, body = await self._body(request, CustomerIn)
         customer_id, created = await self._store.link_customer(
             body.channel,
             body.external_id,
@@ -274,23 +334,14 @@ class AgentAPI:
             email=body.email,
             language=body.language,
         )
+        await record(request, actor, "customer.put", customer_id, tier=body.tier)
         return web.json_response(
             {"customer_id": customer_id, "tier": body.tier}, status=201 if created else 200
         )
 
-    async def _conversation_on(self, ticket: Ticket, channel: str) -> Conversation:
-        for conversation in await self._store.conversations_of(ticket.customer_id):
-            if conversation.channel == channel:
-                return conversation  # the latest one there
-        raise Unprocessable(
-            "no_conversation_on_channel",
-            f"the customer has never written on {channel}",
-            field="channel",
-        )
-
     async def get_customer(self, request: web.Request) -> web.Response:
         """The customer with their history on every channel and their tickets."""
-        self._authorize(request)
+        await self._auth.actor(request)
         customer_id = request.match_info["customer_id"]
         customer = await self._store.customer(customer_id)
         if customer is None:
@@ -313,27 +364,20 @@ class AgentAPI:
                 "email": customer.email,
                 "tier": customer.tier,
                 "conversations": conversations,
-                "tickets": [await self._ticket_json(t) for t in tickets],
+                "tickets": [await self.views.ticket(t) for t in tickets],
             }
         )
 
     async def merge_customer(self, request: web.Request) -> web.Response:
-        body = await self._body(request, MergeIn)
+        actor, body = await self._body(request, MergeIn)
+        agent = await self._agent(actor, body.agent)
+        into = request.match_info["customer_id"]
         merged = await self._store.merge_customers(
-            request.match_info["customer_id"], body.from_customer, self._clock(), by=body.agent.id
+            into, body.from_customer, self._clock(), by=agent.id
         )
+        await record(request, actor, "customer.merge", into, merged=body.from_customer)
         return web.json_response({"id": merged.id, "merged": body.from_customer})
 
     async def queues(self, request: web.Request) -> web.Response:
-        self._authorize(request)
+        await self._auth.actor(request)
         return web.json_response({"queues": await self._tickets.queues.overview()})
-
-    async def _require(self, request: web.Request) -> Ticket:
-        ticket = await self._store.ticket(request.match_info["ticket_id"])
-        if ticket is None:
-            raise NotFound("not_found", "no ticket with that id")
-        return ticket
-
-
-def _iso(value: Any) -> str | None:
-    return None if value is None else str(value.isoformat())

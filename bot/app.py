@@ -38,12 +38,17 @@ from bot.console.access import (
     setup_sessions,
 )
 from bot.console.accounts import Accounts, Audit
+from bot.console.agent import Console
+from bot.console.articles import ArticleStore
+from bot.console.canned import CannedReplies
+from bot.console.editor import Editor
+from bot.console.feed import Feed
 from bot.delivery import Dispatcher
 from bot.handoff.notify import Notifier
 from bot.handoff.tickets import TicketService
 from bot.http import console_headers_middleware, cors_middleware, errors_middleware
 from bot.hub import Hub
-from bot.knowledge import embedder_for, load_knowledge_base
+from bot.knowledge import embedder_for, load_live_knowledge_base
 from bot.nlu import RasaClient
 from bot.outbox import Outbox
 from bot.pages import Pages
@@ -81,6 +86,8 @@ def create_app(settings: Settings) -> web.Application:
         (keys.PAGES, Pages.ROUTES),
         (keys.WEBHOOKS, WebhookEndpoint.ROUTES),
         (keys.ACCESS, Access.ROUTES),
+        (keys.CONSOLE, Console.ROUTES),
+        (keys.EDITOR, Editor.ROUTES),
     ):
         for method, path, name in routes:
             app.router.add_route(method, path, _delegate(key, name))
@@ -137,18 +144,32 @@ async def _accounts(app: web.Application) -> AsyncIterator[None]:
     app[AUDIT] = Audit(store)
     app[THROTTLE] = login_throttle(app[keys.SETTINGS].console)
     app[keys.ACCESS] = Access(app[ACCOUNTS], app[AUDIT], app[THROTTLE])
+    settings = app[keys.SETTINGS]
+    app[keys.EDITOR] = Editor(app[keys.ARTICLES], app.get(keys.KB), app[AUDIT], settings.kb)
     yield
 
 
 async def _knowledge_base(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
+    store = app[keys.STORE]
+    if not isinstance(store, SQLiteStore):
+        raise TypeError("articles live in the SQLite store")
+    articles = app[keys.ARTICLES] = ArticleStore(store)
     if not settings.kb.enabled:
         yield
         return
+    report = await articles.import_markdown_dir(settings.path(settings.kb.articles))
+    logger.info(
+        "articles imported: %d new, %d changed, %d unchanged",
+        len(report.added),
+        len(report.updated),
+        report.unchanged,
+    )
     loop = asyncio.get_running_loop()
     embedder = await loop.run_in_executor(None, embedder_for, settings)
     try:
-        app[keys.KB] = await load_knowledge_base(settings, embedder)
+        published = await articles.published()
+        app[keys.KB] = await load_live_knowledge_base(settings, embedder, published)
         yield
     finally:
         if isinstance(embedder, IsolatedEmbedder):
@@ -196,7 +217,17 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     app[keys.RASA] = rasa
     app[keys.PIPELINE] = pipeline
     app[keys.WEB] = WebChannel(pipeline, store, hub, settings.channels.web, clock)
-    app[keys.AGENT_API] = AgentAPI(store, tickets, agent_token, dispatcher, clock)
+    if not isinstance(store, SQLiteStore):
+        raise TypeError("the agent console lives in the SQLite store")
+    canned = CannedReplies(store)
+    await canned.seed()
+    feed = Feed(store, clock)
+    await feed.start()
+    agent_api = AgentAPI(
+        store, tickets, agent_token, dispatcher, clock, kb=kb, canned=canned, feed=feed
+    )
+    app[keys.AGENT_API] = agent_api
+    app[keys.CONSOLE] = Console()
     app[keys.ACTIONS] = ActionEndpoint(executor, action_token)
     app[keys.PAGES] = Pages(
         store, rasa, kb, {name: name in channels for name in platform_settings(settings)}
@@ -213,8 +244,13 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     listeners = [c for c in channels.values() if isinstance(c, ListeningChannel)]
     for listener in listeners:
         await listener.start_listener(pipeline.accept_all)
-    background = [asyncio.create_task(rasa.watch()), asyncio.create_task(tickets.monitor.run())]
+    background = [
+        asyncio.create_task(rasa.watch()),
+        asyncio.create_task(tickets.monitor.run()),
+        asyncio.create_task(feed.run(agent_api.views.by_id)),
+    ]
     yield
+    feed.close()  # connected consoles are told to go; they reconnect to the next run
     for listener in listeners:
         await listener.stop_listener()
     for task in background:

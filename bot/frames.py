@@ -30,6 +30,7 @@ def frame(message: StoredMessage) -> dict[str, Any]:
         "deadline",
         "agent",
         "attachments",
+        "csat",
     ):
         if key in message.payload:
             body[key] = message.payload[key]

@@ -64,7 +64,8 @@ def cors_middleware(allowed: tuple[str, ...]) -> Callable[..., Awaitable[web.Str
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         origin = request.headers.get("Origin")
-        is_widget_api = request.path.startswith("/api/web/")
+        # The widget's routes: chat, and rating a resolved request.
+        is_widget_api = request.path.startswith(("/api/web/", "/api/conversations/"))
         if not (origin and is_widget_api and ("*" in allowed or origin in allowed)):
             return await handler(request)
         if request.method == "OPTIONS":

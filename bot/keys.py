@@ -10,18 +10,21 @@ from bot.agent_api import AgentAPI
 from bot.channels.web import WebChannel
 from bot.channels.webhooks import WebhookEndpoint
 from bot.console.access import Access
+from bot.console.agent import Console
+from bot.console.articles import ArticleStore
+from bot.console.editor import Editor
 from bot.delivery import Dispatcher
 from bot.nlu import RasaClient
 from bot.pages import Pages
 from bot.pipeline import Pipeline
 from bot.settings import Settings
 from bot.store.base import Store
-from knowledge_base import KnowledgeBase
+from knowledge_base.live import LiveKnowledgeBase
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
-KB = web.AppKey("kb", KnowledgeBase)
+KB = web.AppKey("kb", LiveKnowledgeBase)
 RASA = web.AppKey("rasa", RasaClient)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 WEB = web.AppKey("web_channel", WebChannel)
@@ -31,3 +34,6 @@ PAGES = web.AppKey("pages", Pages)
 WEBHOOKS = web.AppKey("webhooks", WebhookEndpoint)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 ACCESS = web.AppKey("access", Access)
+CONSOLE = web.AppKey("console", Console)
+ARTICLES = web.AppKey("articles", ArticleStore)
+EDITOR = web.AppKey("editor", Editor)

@@ -14,8 +14,8 @@ from markdown_it import MarkdownIt
 from bot.errors import NotFound
 from bot.nlu import RasaClient
 from bot.store.base import Store
-from knowledge_base import KnowledgeBase
 from knowledge_base.chunking import github_slug
+from knowledge_base.live import LiveKnowledgeBase
 
 _STATIC = resources.files("bot") / "static"
 
@@ -55,7 +55,7 @@ class Pages:
         self,
         store: Store,
         rasa: RasaClient,
-        kb: KnowledgeBase | None,
+        kb: LiveKnowledgeBase | None,
         channels: Mapping[str, bool] | None = None,
     ) -> None:
         self._store = store

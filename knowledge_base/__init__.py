@@ -8,6 +8,7 @@ from knowledge_base.chunking import DEFAULT_MAX_CHARS, Passage, chunk_article
 from knowledge_base.embedder import Embedder, HashingEmbedder, SentenceTransformerEmbedder
 from knowledge_base.errors import ArticleError, IndexLoadError, KnowledgeBaseError
 from knowledge_base.index import VectorIndex
+from knowledge_base.live import LiveKnowledgeBase
 from knowledge_base.search import Answer, Citation, Hit, KnowledgeBase
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "IndexLoadError",
     "KnowledgeBase",
     "KnowledgeBaseError",
+    "LiveKnowledgeBase",
     "Passage",
     "SentenceTransformerEmbedder",
     "VectorIndex",

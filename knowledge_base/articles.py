@@ -6,6 +6,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -13,7 +14,9 @@ from knowledge_base.errors import ArticleError
 
 logger = logging.getLogger(__name__)
 
-_KNOWN_KEYS = frozenset({"id", "title", "url", "tags", "questions"})
+Audience = Literal["customer", "internal"]
+AUDIENCES: tuple[Audience, ...] = ("customer", "internal")
+_KNOWN_KEYS = frozenset({"id", "title", "url", "tags", "questions", "audience"})
 # Ids end up in URLs (/kb/{id}) and in cache metadata, so keep them to a path-safe alphabet.
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _DELIMITER = "---"
@@ -21,7 +24,10 @@ _DELIMITER = "---"
 
 @dataclass(frozen=True)
 class Article:
-    """One help-centre article. ``body`` is Markdown without the front matter."""
+    """One help-centre article. ``body`` is Markdown without the front matter.
+
+    ``internal`` articles are for agents only: customer-facing searches never return them.
+    """
 
     id: str
     title: str
@@ -29,6 +35,7 @@ class Article:
     url: str | None
     tags: tuple[str, ...]
     questions: tuple[str, ...]
+    audience: Audience = "customer"
 
 
 def load_markdown_dir(path: Path) -> list[Article]:
@@ -84,6 +91,7 @@ def load_markdown_file(path: Path) -> Article:
         url=_optional_str(path, meta, "url"),
         tags=_str_list(path, meta, "tags"),
         questions=_str_list(path, meta, "questions"),
+        audience=_audience(path, meta),
     )
 
 
@@ -122,6 +130,14 @@ def _optional_str(path: Path, meta: dict[str, object], key: str) -> str | None:
             path, f"'{key}' must be a string, got {type(value).__name__} ({value!r})"
         )
     return value.strip() or None
+
+
+def _audience(path: Path, meta: dict[str, object]) -> Audience:
+    value = _optional_str(path, meta, "audience") or "customer"
+    for audience in AUDIENCES:
+        if value == audience:
+            return audience
+    raise ArticleError(path, f"'audience' must be 'customer' or 'internal', got {value!r}")
 
 
 def _str_list(path: Path, meta: dict[str, object], key: str) -> tuple[str, ...]:

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 R = TypeVar("R")
-Query = tuple[str, int]  # (question, k)
+
+
+class Query(NamedTuple):
+    question: str
+    k: int
+    include_internal: bool = False  # agents' searches also see internal articles
 
 
 class QueryBatcher(Generic[R]):
@@ -25,12 +30,12 @@ class QueryBatcher(Generic[R]):
         self._pending: list[tuple[Query, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def submit(self, question: str, k: int) -> R:
+    async def submit(self, query: Query) -> R:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop (tests): nothing carries over
             self._loop, self._pending, self._task = loop, [], None
         future: asyncio.Future[R] = loop.create_future()
-        self._pending.append(((question, k), future))
+        self._pending.append((query, future))
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._drain())
         return await future

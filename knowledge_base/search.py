@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from knowledge_base.articles import Article
-from knowledge_base.batching import QueryBatcher
+from knowledge_base.batching import Query, QueryBatcher
 from knowledge_base.chunking import DEFAULT_MAX_CHARS, Passage, chunk_article
 from knowledge_base.embedder import Embedder, Vectors
 from knowledge_base.errors import IndexLoadError, KnowledgeBaseError
@@ -65,14 +67,23 @@ class KnowledgeBase:
     as long as the embedder is.
     """
 
-    def __init__(self, articles: Sequence[Article], embedder: Embedder, index: VectorIndex) -> None:
+    def __init__(
+        self,
+        articles: Sequence[Article],
+        embedder: Embedder,
+        index: VectorIndex,
+        *,
+        max_chars: int = DEFAULT_MAX_CHARS,
+    ) -> None:
         by_id = {article.id: article for article in articles}
         if len(by_id) != len(articles):
             raise KnowledgeBaseError("article ids must be unique")
         if index.dim != embedder.dim:
             raise KnowledgeBaseError(f"index has dim {index.dim}, embedder {embedder.dim}")
         self._articles = {key: by_id[key] for key in sorted(by_id)}
+        self._internal = frozenset(a.id for a in articles if a.audience == "internal")
         self._embedder = embedder
+        self._max_chars = max_chars
         self._index = index
         self._passages = index.passages
         self._sections: dict[str, list[int]] = {}
@@ -101,7 +112,7 @@ class KnowledgeBase:
             batch = passages[start : start + _EMBED_BATCH]
             index.add(batch, embedder.encode([_embedding_text(p) for p in batch]))
         logger.info("indexed %d passages from %d articles", len(passages), len(articles))
-        return cls(articles, embedder, index)
+        return cls(articles, embedder, index, max_chars=max_chars)
 
     @classmethod
     def load(
@@ -125,7 +136,7 @@ class KnowledgeBase:
         else:
             if index.embedder_name == embedder.name and index.fingerprint == expected:
                 logger.info("reusing knowledge base index in %s", directory)
-                return cls(articles, embedder, index)
+                return cls(articles, embedder, index, max_chars=max_chars)
             logger.info("knowledge base index in %s is stale; rebuilding", directory)
         knowledge_base = cls.build(articles, embedder, max_chars=max_chars)
         try:
@@ -139,56 +150,115 @@ class KnowledgeBase:
         """Persist the index so ``load`` can skip embedding on the next start."""
         self._index.save(directory)
 
+    def with_changes(
+        self, upsert: Sequence[Article] = (), remove: Collection[str] = ()
+    ) -> KnowledgeBase:
+        """A new knowledge base with ``upsert`` added or replaced and ``remove`` dropped.
+
+        Every passage whose embedding text this index already holds for the same article keeps
+        its stored vector; only new text is embedded. This knowledge base is left unchanged.
+        """
+        if len({article.id for article in upsert}) != len(upsert):
+            raise KnowledgeBaseError("article ids must be unique")
+        changed = {article.id for article in upsert} | set(remove)
+        articles = [a for a in self._articles.values() if a.id not in changed] + list(upsert)
+        fingerprint = content_fingerprint(
+            articles, self._embedder.name, self._embedder.dim, self._max_chars
+        )
+        index = VectorIndex(self._embedder.dim, self._embedder.name, fingerprint)
+        kept = [i for i, p in enumerate(self._passages) if p.article_id not in changed]
+        if kept:
+            index.add([self._passages[i] for i in kept], self._index.vectors(kept))
+        fresh = [p for article in upsert for p in chunk_article(article, self._max_chars)]
+        if fresh:
+            index.add(fresh, self._vectors_for(fresh, changed))
+        return KnowledgeBase(articles, self._embedder, index, max_chars=self._max_chars)
+
+    def _vectors_for(self, passages: Sequence[Passage], changed: Collection[str]) -> Vectors:
+        known = {
+            (p.article_id, _embedding_text(p)): i
+            for i, p in enumerate(self._passages)
+            if p.article_id in changed
+        }
+        stored = [known.get((p.article_id, _embedding_text(p))) for p in passages]
+        matrix = np.zeros((len(passages), self._embedder.dim), dtype=np.float32)
+        reused = [row for row, i in enumerate(stored) if i is not None]
+        matrix[reused] = self._index.vectors([i for i in stored if i is not None])
+        missing = [row for row, i in enumerate(stored) if i is None]
+        if missing:
+            matrix[missing] = self._embedder.encode([_embedding_text(passages[r]) for r in missing])
+        logger.debug("re-embedded %d of %d passages", len(missing), len(passages))
+        return matrix
+
     @property
     def articles(self) -> tuple[Article, ...]:
-        """All articles, sorted by id."""
+        """All articles, internal ones included, sorted by id."""
         return tuple(self._articles.values())
 
-    def article(self, article_id: str) -> Article | None:
-        return self._articles.get(article_id)
+    def article(self, article_id: str, *, include_internal: bool = False) -> Article | None:
+        """The article with that id; an internal one only when ``include_internal``."""
+        article = self._articles.get(article_id)
+        if article is None or (article.id in self._internal and not include_internal):
+            return None
+        return article
 
-    def search(self, question: str, k: int = 3) -> list[Hit]:
-        """Up to ``k`` hits, one per article, best score first. Blank questions give ``[]``."""
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        if not question.strip():
-            return []
-        return self._hits(self._embedder.encode([question])[0], k)
+    def search(self, question: str, k: int = 3, *, include_internal: bool = False) -> list[Hit]:
+        """Up to ``k`` hits, one per article, best score first. Blank questions give ``[]``.
 
-    def search_many(self, queries: Sequence[tuple[str, int]]) -> list[list[Hit]]:
-        """``search`` for several ``(question, k)`` at once, embedding the questions together."""
-        for _, k in queries:
-            if k < 1:
-                raise ValueError(f"k must be at least 1, got {k}")
-        asked = [question for question, _ in queries if question.strip()]
+        Internal articles are searched only when ``include_internal`` (agents, never customers).
+        """
+        return self.search_many([Query(question, k, include_internal)])[0]
+
+    def search_many(self, queries: Sequence[Query]) -> list[list[Hit]]:
+        """``search`` for several queries at once, embedding the questions together."""
+        for query in queries:
+            if query.k < 1:
+                raise ValueError(f"k must be at least 1, got {query.k}")
+        asked = [query.question for query in queries if query.question.strip()]
         rows: list[Vectors] = list(self._embedder.encode(asked)) if asked else []
         vectors = iter(rows)
-        return [self._hits(next(vectors), k) if question.strip() else [] for question, k in queries]
-
-    def _hits(self, query: Vectors, k: int) -> list[Hit]:
         return [
-            self._hit(passage, score, query) for passage, score in self._best_per_article(query, k)
+            self._hits(next(vectors), query.k, query.include_internal)
+            if query.question.strip()
+            else []
+            for query in queries
         ]
 
-    def answer(self, question: str, floor: float) -> Answer:
-        """The single best hit, ``confident`` when its cosine score is at least ``floor``."""
-        return _answer(self.search(question, k=1), floor)
+    def _hits(self, query: Vectors, k: int, include_internal: bool) -> list[Hit]:
+        return [
+            self._hit(passage, score, query)
+            for passage, score in self._best_per_article(query, k, include_internal)
+        ]
 
-    async def asearch(self, question: str, k: int = 3) -> list[Hit]:
+    def answer(self, question: str, floor: float, *, include_internal: bool = False) -> Answer:
+        """The single best hit, ``confident`` when its cosine score is at least ``floor``."""
+        return _answer(self.search(question, k=1, include_internal=include_internal), floor)
+
+    async def asearch(
+        self, question: str, k: int = 3, *, include_internal: bool = False
+    ) -> list[Hit]:
         """``search`` off the event loop; questions asked meanwhile are embedded together."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        return await self._batcher.submit(question, k)
+        return await self._batcher.submit(Query(question, k, include_internal))
 
-    async def aanswer(self, question: str, floor: float) -> Answer:
+    async def aanswer(
+        self, question: str, floor: float, *, include_internal: bool = False
+    ) -> Answer:
         """``answer`` off the event loop, batched like ``asearch``."""
-        return _answer(await self.asearch(question, k=1), floor)
+        hits = await self.asearch(question, k=1, include_internal=include_internal)
+        return _answer(hits, floor)
 
-    def _best_per_article(self, query: Vectors, k: int) -> list[tuple[Passage, float]]:
+    def _best_per_article(
+        self, query: Vectors, k: int, include_internal: bool
+    ) -> list[tuple[Passage, float]]:
+        hidden = frozenset() if include_internal else self._internal
         width = k * _SEARCH_WIDTH
         while True:
             best: dict[str, tuple[Passage, float]] = {}
             for passage, score in self._index.search(query, width):
+                if passage.article_id in hidden:
+                    continue
                 # Results arrive best first, so the first passage seen is the article's best.
                 best.setdefault(passage.article_id, (passage, score))
                 if len(best) == k:

@@ -14,6 +14,7 @@ from bot.channels.base import Customer, InboundMessage
 from bot.clock import Clock, utc_now
 from bot.errors import Forbidden, NotFound, RequestError, Unprocessable
 from bot.frames import frame
+from bot.handoff.csat import SCALE, Ratings
 from bot.http import NonBlankText, error_body, parse_json, read_json, validate
 from bot.hub import Hub, Subscription
 from bot.pipeline import Pipeline
@@ -39,6 +40,14 @@ class MessageIn(BaseModel):
     conversation_id: str | None = Field(None, min_length=1, max_length=64)
 
 
+class RatingIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    customer_id: str = Field(min_length=1, max_length=128)
+    ticket_id: str = Field(min_length=1, max_length=64)
+    rating: int = Field(ge=SCALE[0], le=SCALE[-1], strict=True)  # "5" or 4.5 is a client bug
+    comment: str | None = Field(None, max_length=1000)
+
+
 class WebChannel:
     name = NAME
 
@@ -55,11 +64,13 @@ class WebChannel:
         self._store = store
         self._hub = hub
         self._settings = settings
+        self._ratings = Ratings(store, clock)
 
     ROUTES: ClassVar[list[tuple[str, str, str]]] = [
         ("POST", "/api/web/messages", "post_message"),
         ("GET", "/api/web/conversations/{conversation_id}/messages", "history"),
         ("GET", "/ws", "websocket"),
+        ("POST", "/api/conversations/{conversation_id}/csat", "rate"),
     ]
 
     def parse(self, data: Any) -> InboundMessage:
@@ -98,6 +109,20 @@ class WebChannel:
         messages = await self._store.messages(conversation_id, _after(request))
         return web.json_response(
             {"conversation_id": conversation_id, "messages": [frame(m) for m in messages]}
+        )
+
+    async def rate(self, request: web.Request) -> web.Response:
+        """The customer's 1–5 rating of a resolved request (the question comes on resolve)."""
+        body = validate(RatingIn, await read_json(request, self._settings.max_body_bytes))
+        conversation_id = request.match_info["conversation_id"]
+        await self._authorize(conversation_id, body.customer_id)
+        conversation = await self._store.conversation(conversation_id)
+        assert conversation is not None  # _authorize found it
+        comment = (body.comment or "").strip() or None
+        data = await self._ratings.rate(conversation, body.ticket_id, body.rating, comment)
+        replaced = data["replaces"] is not None
+        return web.json_response(
+            {"ticket_id": body.ticket_id, "rating": body.rating, "replaced": replaced}, status=201
         )
 
     async def _authorize(self, conversation_id: str, customer_external_id: str | None) -> None:

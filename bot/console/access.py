@@ -246,7 +246,7 @@ class Access:
 
     async def users_page(self, request: web.Request) -> web.Response:
         user, token = await require_page(request, "admin")
-        context = {"user": user, "csrf_token": token}
+        context = {"user": user, "csrf_token": token, "page": "users"}
         return aiohttp_jinja2.render_template("users.html", request, context)
 
     async def me(self, request: web.Request) -> web.Response:
@@ -272,9 +272,9 @@ class Access:
             raise NotFound("unknown_user", "no user with that id")
         if user_id == admin.id and (body.disabled or (body.role and body.role != "admin")):
             raise Forbidden("self_lockout", "an admin cannot disable or demote themselves")
-        user = await self._accounts.update(user_id, role=body.role, disabled=body.disabled)
-        if body.password is not None:
-            await self._accounts.set_password(user_id, body.password)
+        user = await self._accounts.update(
+            user_id, role=body.role, disabled=body.disabled, password=body.password
+        )
         changes: dict[str, Any] = body.model_dump(exclude_none=True, exclude={"password"})
         if body.password is not None:
             changes["password"] = "changed"

@@ -116,13 +116,23 @@ class Accounts:
         return int(row[0])
 
     async def update(
-        self, user_id: str, *, role: str | None = None, disabled: bool | None = None
+        self,
+        user_id: str,
+        *,
+        role: str | None = None,
+        disabled: bool | None = None,
+        password: str | None = None,
     ) -> User:
+        """Change what is given, all or nothing: every value is checked before any is saved."""
         changes: dict[str, Any] = {}
         if role is not None:
             changes["role"] = _valid_role(role)
         if disabled is not None:
             changes["disabled"] = int(disabled)
+        if password is not None:
+            changes["password_hash"] = await asyncio.to_thread(
+                _hasher.hash, _valid_password(password)
+            )
 
         def write(db: sqlite3.Connection) -> None:
             for column, value in changes.items():  # column names are ours, not the client's
@@ -135,13 +145,7 @@ class Accounts:
         return user
 
     async def set_password(self, user_id: str, password: str) -> None:
-        password_hash = await asyncio.to_thread(_hasher.hash, _valid_password(password))
-        await self._store.run(
-            lambda db: db.execute(
-                "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
-            ),
-            write=True,
-        )
+        await self.update(user_id, password=password)
 
 
 @dataclass(frozen=True)

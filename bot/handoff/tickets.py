@@ -17,7 +17,7 @@ from typing import Any
 
 from bot.channels.base import AckKind, OutboundMessage, ReplyType
 from bot.errors import Conflict, NotFound, Unprocessable
-from bot.handoff import routing, schedule, sla
+from bot.handoff import csat, routing, schedule, sla
 from bot.handoff.assignment import Presence, choose_agent
 from bot.handoff.calendar import Calendar
 from bot.handoff.config import ALWAYS_OPEN, Priority, Tier
@@ -324,7 +324,9 @@ class TicketService:
             OutboundMessage(
                 type=ReplyType.SYSTEM,
                 text=f"Your request {ticket.reference} has been resolved. "
-                "You can keep chatting with the assistant here.",
+                f"You can keep chatting with the assistant here.\n{csat.QUESTION}",
+                # The widget renders the scale as buttons; platforms show the text.
+                extra={"csat": csat.question(ticket)},
             ),
             event="system_sent",
             at=self._clock(),
@@ -404,6 +406,14 @@ class TicketService:
         for ticket in await self._store.tickets("open"):
             self._reschedule(ticket)
         logger.info("SLA monitor: %d timers", self.monitor.pending())
+
+    def sla_timers(self, ticket: Ticket) -> list[Timer]:
+        """The warnings and breaches still ahead of (or due on) an open ticket's running
+        clocks, as the monitor has them: what the agent console counts down to."""
+        if not ticket.is_open:
+            return []
+        calendar = self._calendars[ticket.sla.calendar]
+        return schedule.timers(ticket, calendar, self._settings.sla)
 
     def watch(self, ticket: Ticket) -> None:
         """Track the timers of a ticket another process created."""

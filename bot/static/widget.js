@@ -280,6 +280,15 @@ header h2 { flex: 1; margin: 0; font-size: 15px; font-weight: 600; }
 
 .system { align-self: center; max-width: 90%; text-align: center; color: var(--muted); font-size: 12px;
   white-space: pre-wrap; overflow-wrap: anywhere; }
+.csat { margin: 6px auto 0; width: max-content; color: var(--ink); }
+.csat-row { display: flex; gap: 6px; justify-content: center; }
+.csat-btn { width: 34px; height: 34px; border-radius: 50%; border: 1px solid var(--line); background: #fff;
+  color: var(--ink); font: inherit; font-weight: 600; cursor: pointer; }
+.csat-btn:hover, .csat-btn:focus-visible { border-color: var(--accent); }
+.csat-btn[aria-pressed="true"] { background: var(--accent); border-color: var(--accent); color: var(--accent-ink); }
+.csat-btn:disabled { opacity: .6; cursor: default; }
+.csat-scale { display: flex; justify-content: space-between; font-size: 11px; margin: 2px 4px 0; }
+.csat-status { font-size: 12px; min-height: 1em; }
 
 .typing { align-self: flex-start; display: flex; gap: 4px; padding: 10px 12px; background: #fff;
   border: 1px solid var(--line); border-radius: 14px; border-bottom-left-radius: 4px; }
@@ -624,7 +633,7 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
       place(node, seq);
     } else {
       // "system" and any type a newer gateway may add: shown as a neutral line
-      node = h("div", msgAttrs(type || "system", f.kind || "", seq, "system"), h("span", { text: textOf(f) }));
+      node = h("div", msgAttrs(type || "system", f.kind || "", seq, "system"), h("span", { text: textOf(f) }), csatPrompt(f));
       place(node, seq);
     }
 
@@ -641,6 +650,64 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
       }
     } else if (isOpen) {
       markSeen();
+    }
+  }
+
+  // ---------------------------------------------------------------- satisfaction rating
+  /** One-tap 1–5 buttons when a resolved request asks for a rating (frame field `csat`). */
+  function csatPrompt(f) {
+    const c = f.csat;
+    if (!c || typeof c !== "object" || typeof c.ticket_id !== "string" || !Array.isArray(c.scale)) return null;
+    const scale = c.scale.filter((n) => Number.isInteger(n) && n >= 0 && n <= 10);
+    if (!scale.length) return null;
+    const labels = c.labels && typeof c.labels === "object" ? c.labels : {};
+    const label = (n) => (typeof labels[String(n)] === "string" ? labels[String(n)] : "");
+    const given = Number.parseInt(store.get("csat:" + c.ticket_id) || "", 10);
+    const status = h("div", { class: "csat-status", role: "status" });
+    const buttons = scale.map((n) =>
+      h("button", {
+        type: "button",
+        class: "csat-btn",
+        "data-testid": "promptly-csat-rating",
+        "data-rating": String(n),
+        "aria-pressed": String(n === given),
+        "aria-label": label(n) ? `${n}: ${label(n)}` : String(n),
+        text: String(n),
+        onclick: () => rate(f.conversation_id || conversationId, c.ticket_id, n, buttons, status),
+      }),
+    );
+    return h(
+      "div",
+      { class: "csat", role: "group", "aria-label": "Rate the help you got", "data-testid": "promptly-csat" },
+      h("div", { class: "csat-row" }, ...buttons),
+      h("div", { class: "csat-scale" }, h("span", { text: label(scale[0]) }), h("span", { text: label(scale[scale.length - 1]) })),
+      status,
+    );
+  }
+
+  /** Post a rating with this client's credentials; tapping again replaces it. */
+  async function rate(convId, ticketId, rating, buttons, status) {
+    if (!convId) return;
+    for (const b of buttons) b.disabled = true;
+    try {
+      const r = await fetch(apiUrl(`api/conversations/${encodeURIComponent(convId)}/csat`).href, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify({ customer_id: customerId, ticket_id: ticketId, rating }),
+        credentials: "omit",
+      });
+      const data = await r.json().catch(() => null);
+      if (r.ok) {
+        for (const b of buttons) b.setAttribute("aria-pressed", String(Number(b.dataset.rating) === rating));
+        store.set("csat:" + ticketId, rating);
+        status.textContent = "Thanks for your rating!";
+      } else {
+        status.textContent = (data && data.error && data.error.message) || "Your rating could not be sent.";
+      }
+    } catch (_) {
+      status.textContent = "Your rating could not be sent. Please try again.";
+    } finally {
+      for (const b of buttons) b.disabled = false;
     }
   }
 

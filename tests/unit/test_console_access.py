@@ -157,6 +157,18 @@ async def test_only_admins_manage_users_and_every_write_needs_the_csrf_header(cl
     assert [(e.actor, e.action) for e in entries] == [("root", "user.add")]
 
 
+async def test_a_user_change_is_all_or_nothing(client):
+    csrf = await signed_in(client, "admin", "root")
+    alex = await add_user(client, "agent", "alex")
+    response = await client.patch(
+        f"/api/console/users/{alex.id}",
+        json={"role": "admin", "password": "short"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert response.status == 422
+    assert (await client.app[ACCOUNTS].get(alex.id)).role == "agent"
+
+
 async def test_an_editor_cannot_manage_users(client):
     await signed_in(client, "editor")
     response = await client.get("/api/console/users")

@@ -18,6 +18,9 @@ from bot.agent_api import AgentAPI
 from bot.app import create_app
 from bot.channels.web import WebChannel
 from bot.channels.webhooks import WebhookEndpoint
+from bot.console.access import Access
+from bot.console.agent import Console
+from bot.console.editor import Editor
 from bot.handoff.config import SLASettings
 from bot.pages import Pages
 from bot.settings import Settings, load_settings
@@ -378,7 +381,7 @@ async def test_health_and_pages(client):
     spec = await (await client.get("/api/openapi.json")).json()
     served = {
         (method.lower(), path)
-        for handler in (AgentAPI, WebChannel, WebhookEndpoint, Pages)
+        for handler in (AgentAPI, WebChannel, WebhookEndpoint, Pages, Access, Console, Editor)
         for method, path, _ in handler.ROUTES
     }
     documented = {(m, path) for path, item in spec["paths"].items() for m in item}
