@@ -3,34 +3,27 @@ replies, KB suggestions, the live feed, CSAT ratings, and the console page."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bot import keys
-from bot.agent_api import AgentAPI
 from bot.agent_views import clock_states, next_deadline
 from bot.app import create_app
 from bot.console.access import AUDIT
-from bot.console.agent import Console
 from bot.console.canned import DEFAULTS, CannedReplies
-from bot.console.feed import Feed
 from bot.handoff import csat
 from bot.handoff.monitor import Timer
 from bot.store.base import Ticket, TicketSLA, TicketStatus
 from bot.store.sqlite import SQLiteStore
-from knowledge_base import Article, HashingEmbedder, KnowledgeBase
+from knowledge_base import Article, HashingEmbedder, KnowledgeBase, LiveKnowledgeBase
 from tests.console_helpers import signed_in
 from tests.unit.test_gateway import TOKEN, make_settings, open_ticket, post, wait_for_rasa
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-CONSOLE = web.AppKey("test_console", Console)
 HOSTILE = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
 
 
@@ -56,48 +49,12 @@ def articles() -> list[Article]:
     ]
 
 
-def wire_console(app: web.Application, kb: KnowledgeBase) -> None:
-    """What the report asks ``bot/app.py`` to wire, laid over the factory until it does."""
-
-    async def console(app: web.Application) -> AsyncIterator[None]:
-        previous = app[keys.AGENT_API]
-        store = app[keys.STORE]
-        assert isinstance(store, SQLiteStore)
-        clock = previous._clock
-        canned = CannedReplies(store)
-        await canned.seed()
-        feed = Feed(store, clock, interval=0.02)
-        await feed.start()
-        api = AgentAPI(
-            store,
-            previous._tickets,
-            TOKEN,
-            app[keys.DISPATCHER],
-            clock,
-            kb=kb,
-            canned=canned,
-            feed=feed,
-        )
-        app[keys.AGENT_API] = api
-        app[CONSOLE] = Console()
-        task = asyncio.create_task(feed.run(api.views.by_id))
-        yield
-        feed.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-    async def page(request: web.Request) -> web.Response:
-        return await request.app[CONSOLE].page(request)
-
-    app.cleanup_ctx.append(console)
-    if not any(r.canonical == "/console" for r in app.router.resources()):
-        app.router.add_get("/console", page)
-
-
 @pytest.fixture
 async def client(tmp_path, rasa_server, aiohttp_client) -> TestClient:
     app = create_app(make_settings(tmp_path, rasa_server.port))
-    wire_console(app, KnowledgeBase.build(articles(), HashingEmbedder(256)))
+    # The settings say [kb] enabled = false, so the app loads no KB of its own: it builds the
+    # agent API (and the rest) over this in-memory one instead.
+    app[keys.KB] = LiveKnowledgeBase(KnowledgeBase.build(articles(), HashingEmbedder(256)))
     return await aiohttp_client(app)
 
 

@@ -6,26 +6,18 @@ versions and the swap, not about embedding quality (test_kb_live.py covers the r
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bot import keys
 from bot.app import create_app
 from bot.console.access import AUDIT
-from bot.console.articles import ArticleStore
-from bot.console.editor import Editor
-from bot.store.sqlite import SQLiteStore
 from knowledge_base import HashingEmbedder, KnowledgeBase, LiveKnowledgeBase
 from tests.console_helpers import signed_in
 from tests.unit.test_gateway import make_settings
 
-# Until bot/app.py mounts the editor itself, these tests mount it the way it will.
-EDITOR: web.AppKey[Editor] = getattr(keys, "EDITOR", None) or web.AppKey("test_editor", Editor)
-LIVE = web.AppKey("test_live_kb", LiveKnowledgeBase)
 ARTICLE = {
     "id": "gift-cards",
     "title": "Do gift cards expire?",
@@ -35,30 +27,12 @@ ARTICLE = {
 }
 
 
-def _delegate(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        response: web.StreamResponse = await getattr(request.app[EDITOR], name)(request)
-        return response
-
-    return handler
-
-
-async def _editor(app: web.Application) -> AsyncIterator[None]:
-    live = LiveKnowledgeBase(KnowledgeBase.build([], HashingEmbedder(256)))
-    store = app[keys.STORE]
-    assert isinstance(store, SQLiteStore)
-    app[LIVE] = live
-    app[EDITOR] = Editor(ArticleStore(store), live, app[AUDIT], app[keys.SETTINGS].kb)
-    yield
-
-
 @pytest.fixture
 async def client(tmp_path, rasa_server, aiohttp_client) -> TestClient:
     app = create_app(make_settings(tmp_path, rasa_server.port))
-    if not hasattr(keys, "EDITOR"):
-        for method, path, name in Editor.ROUTES:
-            app.router.add_route(method, path, _delegate(name))
-    app.cleanup_ctx.append(_editor)
+    # The settings say [kb] enabled = false, so the app loads no KB of its own: it builds the
+    # editor (and the rest) over this empty in-memory one instead.
+    app[keys.KB] = LiveKnowledgeBase(KnowledgeBase.build([], HashingEmbedder(256)))
     return await aiohttp_client(app)
 
 
@@ -151,7 +125,7 @@ async def test_the_api_refuses_signed_out_users_agents_and_missing_csrf(
 
 async def test_draft_publish_archive_with_versions_and_audit(client: TestClient) -> None:
     erin = await session(client, "editor", "erin")
-    live = client.app[LIVE]
+    live = client.app[keys.KB]
 
     created = await erin.call("POST", A, ARTICLE, status=201)
     assert (created["version"], created["status"], created["updated_by"]) == (1, "draft", "erin")
