@@ -49,6 +49,7 @@ from bot.handoff.tickets import TicketService
 from bot.http import console_headers_middleware, cors_middleware, errors_middleware
 from bot.hub import Hub
 from bot.knowledge import embedder_for, load_live_knowledge_base
+from bot.metrics import Metrics, MetricsEndpoint
 from bot.nlu import RasaClient
 from bot.outbox import Outbox
 from bot.pages import Pages
@@ -84,6 +85,7 @@ def create_app(settings: Settings) -> web.Application:
         (keys.AGENT_API, AgentAPI.ROUTES),
         (keys.ACTIONS, ActionEndpoint.ROUTES),
         (keys.PAGES, Pages.ROUTES),
+        (keys.METRICS, MetricsEndpoint.ROUTES),
         (keys.WEBHOOKS, WebhookEndpoint.ROUTES),
         (keys.ACCESS, Access.ROUTES),
         (keys.CONSOLE, Console.ROUTES),
@@ -184,7 +186,8 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     clock = clock_from(settings.debug.clock_start, settings.debug.clock_start_at)
     channels = build_channels(settings, app[keys.HTTP])
     dispatcher = Dispatcher(store, hub, channels, clock)
-    outbox = Outbox(store, hub, dispatcher)
+    metrics = Metrics(settings.channels)
+    outbox = Outbox(store, hub, dispatcher, metrics)
     secret = settings.notify_secret.get_secret_value().encode() if settings.notify_secret else b""
     notifier = Notifier(app[keys.HTTP], settings.sla.notify_url, secret)
     if settings.debug.clock_start is not None:
@@ -199,7 +202,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         breaker_failures=settings.rasa.breaker_failures,
         probe_interval=settings.rasa.probe_interval.total_seconds(),
     )
-    pipeline = Pipeline(store, outbox, rasa, kb, tickets, settings, clock)
+    pipeline = Pipeline(store, outbox, rasa, kb, tickets, settings, clock, metrics)
     rasa.on_recovery(pipeline.resume)
     orders = OrderBook.from_csv(settings.path(settings.kb.articles).parent / "demo_orders.csv")
     services.configure(
@@ -232,6 +235,10 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     app[keys.PAGES] = Pages(
         store, rasa, kb, {name: name in channels for name in platform_settings(settings)}
     )
+    app[keys.METRICS] = MetricsEndpoint(
+        metrics, store, tickets, rasa, kb_up=kb is not None, queues=settings.queues, clock=clock
+    )
+    await app[keys.METRICS].start()
     app[keys.DISPATCHER] = dispatcher
     app[keys.WEBHOOKS] = WebhookEndpoint(
         pipeline,

@@ -14,6 +14,7 @@ from bot.console.agent import Console
 from bot.console.articles import ArticleStore
 from bot.console.editor import Editor
 from bot.delivery import Dispatcher
+from bot.metrics import MetricsEndpoint
 from bot.nlu import RasaClient
 from bot.pages import Pages
 from bot.pipeline import Pipeline
@@ -37,3 +38,4 @@ ACCESS = web.AppKey("access", Access)
 CONSOLE = web.AppKey("console", Console)
 ARTICLES = web.AppKey("articles", ArticleStore)
 EDITOR = web.AppKey("editor", Editor)
+METRICS = web.AppKey("metrics", MetricsEndpoint)

@@ -15,11 +15,24 @@ class Dispatch(Protocol):
     def enqueue(self, message: StoredMessage) -> None: ...
 
 
+class ReplyObserver(Protocol):
+    """Sees every stored reply with its event (``bot.metrics.Metrics``)."""
+
+    def replied(self, stored: StoredMessage, event: str, data: dict[str, Any] | None) -> None: ...
+
+
 class Outbox:
-    def __init__(self, store: Store, hub: Hub, dispatcher: Dispatch | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        hub: Hub,
+        dispatcher: Dispatch | None = None,
+        observer: ReplyObserver | None = None,
+    ) -> None:
         self._store = store
         self._hub = hub
         self._dispatcher = dispatcher
+        self._observer = observer
 
     async def send(
         self,
@@ -36,6 +49,8 @@ class Outbox:
             conversation_id, reply, event=event, data=data, acks=acks, at=at, pending=pending
         )
         self.publish(stored)
+        if self._observer is not None:
+            self._observer.replied(stored, event, data)
         return stored
 
     def publish(self, stored: StoredMessage) -> None:

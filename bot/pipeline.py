@@ -32,6 +32,7 @@ from bot.handoff import eta
 from bot.handoff.tickets import TicketService
 from bot.latency import LatencyGauge
 from bot.locks import KeyedLocks
+from bot.metrics import Metrics
 from bot.nlu import RasaClient
 from bot.outbox import Outbox
 from bot.settings import Settings
@@ -86,9 +87,11 @@ class Pipeline:
         tickets: TicketService,
         settings: Settings,
         clock: Callable[[], datetime],
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._outbox = outbox
+        self._metrics = metrics
         self._nlu = nlu
         self._kb = kb
         self._tickets = tickets
@@ -110,6 +113,8 @@ class Pipeline:
         """Store the message durably and start its turn; returns before any reply is sent."""
         started = time.monotonic()
         received = await self._store.receive(msg)
+        if self._metrics is not None and not received.duplicate:
+            self._metrics.message_received(msg.channel)
         if msg.kind in EVENT_KINDS:  # a reaction, an edit, a join: kept, never replied to
             if not received.duplicate:
                 await self._store.set_status(received.message.id, MessageStatus.DONE)

@@ -22,6 +22,7 @@ from bot.console.access import Access
 from bot.console.agent import Console
 from bot.console.editor import Editor
 from bot.handoff.config import SLASettings
+from bot.metrics import MetricsEndpoint
 from bot.pages import Pages
 from bot.settings import Settings, load_settings
 from bot.store.base import NewTicket, Ticket, TicketSLA
@@ -381,7 +382,16 @@ async def test_health_and_pages(client):
     spec = await (await client.get("/api/openapi.json")).json()
     served = {
         (method.lower(), path)
-        for handler in (AgentAPI, WebChannel, WebhookEndpoint, Pages, Access, Console, Editor)
+        for handler in (
+            AgentAPI,
+            WebChannel,
+            WebhookEndpoint,
+            Pages,
+            MetricsEndpoint,
+            Access,
+            Console,
+            Editor,
+        )
         for method, path, _ in handler.ROUTES
     }
     documented = {(m, path) for path, item in spec["paths"].items() for m in item}
