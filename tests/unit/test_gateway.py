@@ -6,6 +6,7 @@ rules (fast, slow, down, back) can be driven precisely; tests/integration runs t
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -400,11 +401,11 @@ async def test_health_and_pages(client):
     assert missing.status == 404 and (await missing.json())["error"]["code"] == "not_found"
 
 
-async def test_message_queued_behind_a_handoff_gets_a_plan_not_the_bot(client, fake_rasa, tmp_path):
-    await wait_for_rasa(client)
+def escalating_on(text: str, tmp_path: Path) -> Callable[..., Any]:
+    """A FakeRasa action that hands ``text`` off, as Rasa's escalate action does."""
 
     async def escalate(body: dict[str, Any]) -> list[dict[str, Any]] | None:
-        if body["message"] != "agent please":
+        if body["message"] != text:
             return None
         ticket = await open_ticket(tmp_path, body["sender"], "support", "human_handoff")
         return [
@@ -414,7 +415,12 @@ async def test_message_queued_behind_a_handoff_gets_a_plan_not_the_bot(client, f
             }
         ]
 
-    fake_rasa.action = escalate
+    return escalate
+
+
+async def test_message_queued_behind_a_handoff_gets_a_plan_not_the_bot(client, fake_rasa, tmp_path):
+    await wait_for_rasa(client)
+    fake_rasa.action = escalating_on("agent please", tmp_path)
     fake_rasa.delay = 0.3
     first = await (await post(client, "agent please", mid="h1")).json()
     conversation_id = first["conversation_id"]

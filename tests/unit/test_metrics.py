@@ -15,7 +15,14 @@ from bot.metrics import Metrics
 from bot.settings import ChannelsSettings
 from bot.store.base import StoredMessage
 from bot.store.sqlite import SQLiteStore
-from tests.unit.test_gateway import frames, make_settings, open_ticket, post, wait_for_rasa
+from tests.unit.test_gateway import (
+    escalating_on,
+    frames,
+    make_settings,
+    open_ticket,
+    post,
+    wait_for_rasa,
+)
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -46,19 +53,7 @@ async def settle(client: TestClient) -> None:
 
 async def test_counts_and_state_after_answers_and_a_handoff(client, fake_rasa, tmp_path):
     await wait_for_rasa(client)
-
-    async def escalate(body: dict[str, Any]) -> list[dict[str, Any]] | None:
-        if body["message"] != "agent please":
-            return None
-        ticket = await open_ticket(tmp_path, body["sender"], "support", "human_handoff")
-        return [
-            {
-                "recipient_id": body["sender"],
-                "custom": {"promptly": "handoff", "ticket_id": ticket.id},
-            }
-        ]
-
-    fake_rasa.action = escalate
+    fake_rasa.action = escalating_on("agent please", tmp_path)
     for n in range(3):
         accepted = await (await post(client, f"question {n}", mid=f"q{n}", customer=f"c{n}")).json()
         await frames(client, accepted["conversation_id"], customer=f"c{n}")
