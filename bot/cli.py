@@ -7,10 +7,12 @@ import asyncio
 import getpass
 import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.console.accounts import ROLES
 from bot.customers import ImportSummary, import_customers
+from bot.durations import parse_duration
 from bot.errors import PromptlyError
 from bot.settings import Settings, load_settings
 
@@ -42,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     adding.add_argument("username")
     adding.add_argument("--role", choices=ROLES, required=True)
     user_commands.add_parser("list", help="list console users")
+    report = commands.add_parser("report", help="response-time, SLA and CSAT statistics")
+    report.add_argument("--since", default="7d", help="a duration back from now (7d) or a time")
+    report.add_argument("--until", help="a duration back from now or a time; default now")
+    report.add_argument("--format", choices=("text", "csv", "json"), default="text")
+    report.add_argument("--out", type=Path, help="write the report into this folder")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -69,6 +76,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 1 if summary.rejected else 0
     elif args.command == "users":
         print(asyncio.run(_users(settings, args)))
+    elif args.command == "report":
+        print(asyncio.run(_report(settings, args)), end="")
     elif args.command == "kb":
         from bot.knowledge import load_knowledge_base_sync
         from knowledge_base import SentenceTransformerEmbedder
@@ -117,6 +126,39 @@ async def _users(settings: Settings, args: argparse.Namespace) -> str:
         return f"added {user.role} {user.username}"
     finally:
         await store.close()
+
+
+async def _report(settings: Settings, args: argparse.Namespace) -> str:
+    from bot.analytics import report
+    from bot.store.sqlite import SQLiteStore
+
+    now = datetime.now(UTC)
+    until = _moment(args.until, now) if args.until else now
+    since = _moment(args.since, now)
+    if since >= until:
+        raise PromptlyError("--since must be before --until")
+    options = report.options_for(settings, since, until)
+    store = await SQLiteStore.open(settings.path(settings.storage.database))
+    try:
+        built = await report.build(store, options)
+    finally:
+        await store.close()
+    if args.out is None:
+        return report.render(built, args.format)
+    return "".join(f"wrote {path}\n" for path in report.write(built, args.format, args.out))
+
+
+def _moment(value: str, now: datetime) -> datetime:
+    """A duration back from ``now`` ("7d", "12h") or an ISO time (UTC when no zone is given)."""
+    try:
+        return now - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise PromptlyError(f"invalid time {value!r}: use a duration (7d) or an ISO time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _new_password() -> str:
