@@ -41,6 +41,7 @@ from bot.console.accounts import Accounts, Audit
 from bot.console.agent import Console
 from bot.console.articles import ArticleStore
 from bot.console.canned import CannedReplies
+from bot.console.dashboard import Dashboard
 from bot.console.editor import Editor
 from bot.console.feed import Feed
 from bot.delivery import Dispatcher
@@ -90,6 +91,7 @@ def create_app(settings: Settings) -> web.Application:
         (keys.ACCESS, Access.ROUTES),
         (keys.CONSOLE, Console.ROUTES),
         (keys.EDITOR, Editor.ROUTES),
+        (keys.DASHBOARD, Dashboard.ROUTES),
     ):
         for method, path, name in routes:
             app.router.add_route(method, path, _delegate(key, name))
@@ -231,6 +233,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     )
     app[keys.AGENT_API] = agent_api
     app[keys.CONSOLE] = Console()
+    app[keys.DASHBOARD] = Dashboard(store, settings, clock)
     app[keys.ACTIONS] = ActionEndpoint(executor, action_token)
     app[keys.PAGES] = Pages(
         store, rasa, kb, {name: name in channels for name in platform_settings(settings)}

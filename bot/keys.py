@@ -12,6 +12,7 @@ from bot.channels.webhooks import WebhookEndpoint
 from bot.console.access import Access
 from bot.console.agent import Console
 from bot.console.articles import ArticleStore
+from bot.console.dashboard import Dashboard
 from bot.console.editor import Editor
 from bot.delivery import Dispatcher
 from bot.metrics import MetricsEndpoint
@@ -39,3 +40,4 @@ CONSOLE = web.AppKey("console", Console)
 ARTICLES = web.AppKey("articles", ArticleStore)
 EDITOR = web.AppKey("editor", Editor)
 METRICS = web.AppKey("metrics", MetricsEndpoint)
+DASHBOARD = web.AppKey("dashboard", Dashboard)

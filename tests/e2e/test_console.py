@@ -179,5 +179,15 @@ def test_admin_agent_editor_and_customer(
     expect(answer.locator("a", has_text="Gift wrapping")).to_be_visible()
     assert customer2.evaluate("window.__xss") is None
 
+    # The admin's dashboard shows today's figures and draws every chart server-side.
+    boss.goto("/console/dashboard?period=today")
+    expect(boss.get_by_test_id("key-figures")).to_contain_text(re.compile(r"\d"))
+    expect(boss.get_by_test_id("chart").first).to_be_visible()
+    boss.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="chart"]')]
+                 .every(img => img.complete && img.naturalWidth > 0)"""
+    )
+    boss.screenshot(path=str(shots / "dashboard.png"), full_page=True)
+
     for page in (boss, agent, customer, editor, customer2):
         assert page.errors == [], page.errors  # type: ignore[attr-defined]

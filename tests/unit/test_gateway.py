@@ -21,6 +21,7 @@ from bot.channels.web import WebChannel
 from bot.channels.webhooks import WebhookEndpoint
 from bot.console.access import Access
 from bot.console.agent import Console
+from bot.console.dashboard import Dashboard
 from bot.console.editor import Editor
 from bot.handoff.config import SLASettings
 from bot.metrics import MetricsEndpoint
@@ -392,6 +393,7 @@ async def test_health_and_pages(client):
             Access,
             Console,
             Editor,
+            Dashboard,
         )
         for method, path, _ in handler.ROUTES
     }
