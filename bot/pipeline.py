@@ -3,6 +3,9 @@
 ``accept`` stores the message (durable before anything else) and starts the turn in a tracked
 task; the HTTP request returns at once. The turn races the bot's answer against the channel's
 promised window (policy in ``bot.ack``) and records every reply with its latency.
+
+A customer's written answer to the rating question asked on resolve is recorded as the
+rating, thanked, and never reaches the bot (``_rated``).
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from bot.channels.base import (
     OutboundMessage,
     ReplyType,
 )
-from bot.errors import NLUUnavailable
-from bot.handoff import eta
+from bot.errors import Conflict, NLUUnavailable, NotFound
+from bot.handoff import csat, eta
 from bot.handoff.tickets import TicketService
 from bot.latency import LatencyGauge
 from bot.locks import KeyedLocks
@@ -75,6 +78,8 @@ class Outcome:
     source: str = "rasa"
     pending: bool = False
     waiting: bool = False  # the conversation was already with a human queue
+    # Indexes of the replies the bot said it was not sure of (``actions/kb.py``).
+    unsure: set[int] = field(default_factory=set)
 
 
 class Pipeline:
@@ -100,6 +105,8 @@ class Pipeline:
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: set[str] = set()
         self._locks = KeyedLocks()
+        self._ratings = csat.Ratings(store, clock)
+        self._rating_locks = KeyedLocks()  # "5" sent twice must not rate twice
         self._resume_lock = asyncio.Lock()
         self._kb_latency = LatencyGauge(initial=0.05, parallelism=2)
         self._kb_budget = self._settings.channels.web.promise.total_seconds() / 2
@@ -171,6 +178,8 @@ class Pipeline:
                 if ticket is not None:
                     await self._plan_for_waiting(message, ticket, started)
                     return
+            if await self._rated(message, conversation, started):
+                return
             await self._bot_turn(message, conversation, started)
         except Exception:
             logger.exception("turn failed for message %s; it stays in the inbox", message.id)
@@ -185,6 +194,40 @@ class Pipeline:
         plan = await self._tickets.plan(ticket, message.client_message_id, waiting=True)
         await self._reply(message, plan, started, first=message.acked_at is None, source="handoff")
         await self._store.set_status(message.id, MessageStatus.DONE)
+
+    async def _rated(
+        self, message: StoredMessage, conversation: Conversation, started: float
+    ) -> bool:
+        """Record the message as the customer's rating if it is one; True when it was.
+
+        Only a message that reads as a rating (``csat.parse``) costs a store read, so the ack
+        of every other message is untouched. It counts when the conversation's rating question
+        is outstanding (``Ratings.outstanding``: asked less than a week ago, not yet rated, no
+        newer request since); otherwise it goes to the bot like any other message.
+        """
+        written = None if message.kind in MEDIA_KINDS else csat.parse(message.text)
+        if written is None:
+            return False
+        async with self._rating_locks.hold(conversation.id):
+            ticket_id = await self._ratings.outstanding(conversation.id, self._clock())
+            if ticket_id is None:
+                return False
+            try:
+                await self._ratings.rate(
+                    conversation, ticket_id, written.rating, written.comment, message_id=message.id
+                )
+            except (NotFound, Conflict):  # another customer's ticket (a merge), or reopened
+                return False
+        first = message.acked_at is None
+        thanks = OutboundMessage(
+            type=ReplyType.ACK if first else ReplyType.ANSWER,
+            kind=AckKind.SOLUTION if first else None,
+            text=csat.thanks(written.rating),
+            in_reply_to=message.client_message_id,
+        )
+        await self._reply(message, thanks, started, first=first, source="csat")
+        await self._store.set_status(message.id, MessageStatus.DONE)
+        return True
 
     async def _bot_turn(
         self, message: StoredMessage, conversation: Conversation, started: float
@@ -283,12 +326,19 @@ class Pipeline:
             replies.append(OutboundMessage(type=ReplyType.ANSWER, text=NO_ANSWER_TEXT))
         elapsed = timedelta(seconds=time.monotonic() - started)
         first = ack.answer_is_ack(elapsed, promise, receipt_sent)
-        for reply in replies:
+        for index, reply in enumerate(replies):
             if first and reply.kind is None:
                 reply = replace(reply, type=ReplyType.ACK, kind=AckKind.SOLUTION)
             if reply.in_reply_to is None:
                 reply = replace(reply, in_reply_to=message.client_message_id)
-            await self._reply(message, reply, started, first=first, source=outcome.source)
+            await self._reply(
+                message,
+                reply,
+                started,
+                first=first,
+                source=outcome.source,
+                unsure=index in outcome.unsure,  # its question counts as unanswered
+            )
             first = False
         await self._store.set_status(message.id, MessageStatus.DONE)
 
@@ -301,11 +351,16 @@ class Pipeline:
         first: bool,
         source: str,
         pending: str | None = None,
+        unsure: bool = False,
     ) -> None:
         latency_ms = round((time.monotonic() - started) * 1000, 3)
         data: dict[str, Any] = {"latency_ms": latency_ms, "source": source, "type": str(reply.type)}
         if reply.kind is not None:
             data["kind"] = str(reply.kind)
+        if unsure:
+            # An ``answered`` event's message is the reply; ``question`` links it to the
+            # customer's message (an ``acked`` event's message already is that).
+            data.update(unsure=True, question=message.id)
         await self._outbox.send(
             message.conversation_id,
             reply,
@@ -353,6 +408,8 @@ class Pipeline:
                 outcome.replies.append(
                     _answer(str(custom.get("text", "")), custom.get("citations", []))
                 )
+                if custom.get("unsure") is True:
+                    outcome.unsure.add(len(outcome.replies) - 1)
             elif bot_message.get("text"):
                 outcome.replies.append(_answer(str(bot_message["text"]), []))
         return outcome

@@ -1,13 +1,17 @@
 """The bot's side: ack and answer latency, sessions, deflection, handoffs. Pure.
 
 A **session** is a run of customer messages (``received``; reactions, edits and joins do
-not count) in one conversation with no gap over ``SESSION_GAP``; it belongs to the period it
+not count, nor a message that was the customer's rating: a ``csat`` event names it) in one
+conversation with no gap over ``SESSION_GAP``; it belongs to the period it
 starts in. A session that starts while the conversation has an open ticket is with a human
 and is left out. A bot session is **handed off** when a ``handed_off`` event of its
 conversation falls between its start and the next session's start; otherwise it is
 **deflected**. A deflected session **came back** when the
 conversation's next session starts within ``CAME_BACK`` of its last message. A customer
-message is **unanswered** when it got a ``pending`` event (nothing could answer it then).
+message is **unanswered** when it got a ``pending`` event (nothing could answer it then), or
+when a reply to it was marked ``unsure`` (the knowledge base had no confident answer): an
+``acked`` event with ``unsure`` true names it as its ``message_id``, an ``answered`` one as
+its ``question``. A message that was both counts once.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ def sessions(log: Log, options: Options) -> list[Session]:
     open_tickets: dict[str, str] = {}  # ticket id -> its conversation
     latest: dict[str, Session] = {}
     found: list[Session] = []
+    ratings = rating_messages(log)
     for event in log.events:
         conversation = event.conversation_id
         if event.type == "handed_off" and event.ticket_id and conversation:
@@ -89,6 +94,7 @@ def sessions(log: Log, options: Options) -> list[Session]:
             and conversation
             and event.message_id
             and event.message_id not in log.not_messages
+            and event.message_id not in ratings
         ):
             session = latest.get(conversation)
             if session is None or event.at - session.last > SESSION_GAP:
@@ -110,6 +116,22 @@ def came_back(session: Session) -> bool:
 
 def pending_messages(log: Log) -> set[str]:
     return {e.message_id for e in log.events if e.type == "pending" and e.message_id}
+
+
+def unanswered_messages(log: Log) -> set[str]:
+    """Pending messages and those with an unsure reply (the module's definition)."""
+    unsure: set[str] = set()
+    for event in log.events:
+        if event.type in ("acked", "answered") and event.data.get("unsure") is True:
+            question = event.message_id if event.type == "acked" else event.data.get("question")
+            if isinstance(question, str):
+                unsure.add(question)
+    return pending_messages(log) | unsure
+
+
+def rating_messages(log: Log) -> set[str]:
+    """Customer messages that were a written rating (not a question to the bot)."""
+    return {e.message_id for e in log.events if e.type == "csat" and e.message_id}
 
 
 def handoff_reasons(log: Log, options: Options) -> tuple[Counter[str], Counter[str]]:

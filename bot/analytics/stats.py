@@ -40,6 +40,7 @@ from bot.analytics.model import (
     Sample,
     Share,
 )
+from bot.analytics.ratings import LABELS as RATING_LABELS
 from bot.analytics.ratings import ratings, summarize
 from bot.analytics.tickets import CLOCKS, TicketTimes, paused_seconds, replay
 
@@ -132,7 +133,7 @@ def compute(log: Log, options: Options) -> Report:
             sum(m for t in cohort for m in t.stated_met), sum(len(t.stated_met) for t in cohort)
         ),
         sessions=_sessions(log, options),
-        csat=_split(ratings(log, options, every), ("agent", "queue", "channel"), summarize),
+        csat=_split(ratings(log, options, every), RATING_LABELS, summarize),
         stages=_stages(cohort, options),
     )
 
@@ -229,7 +230,7 @@ def _sessions(log: Log, options: Options) -> Sessions:
     every = conv.sessions(log, options)
     bot = [s for s in every if not s.with_human]
     deflected = [s for s in bot if not s.handed_off]
-    pending = conv.pending_messages(log)
+    unanswered = conv.unanswered_messages(log)
     messages = [m for s in bot for m in s.messages]
     intents, cues = conv.handoff_reasons(log, options)
     channels = sorted({log.channels.get(s.conversation_id, "unknown") for s in bot})
@@ -245,7 +246,7 @@ def _sessions(log: Log, options: Options) -> Sessions:
         handed_off=share(len(bot) - len(deflected), len(bot)),
         deflected=share(len(deflected), len(bot)),
         came_back=share(sum(conv.came_back(s) for s in deflected), len(deflected)),
-        unanswered=share(sum(m in pending for m in messages), len(messages)),
+        unanswered=share(sum(m in unanswered for m in messages), len(messages)),
         reasons=dict(sorted(intents.items())),
         cues=dict(sorted(cues.items())),
         by_channel=by_channel,
