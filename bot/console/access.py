@@ -136,6 +136,7 @@ async def _check_csrf(request: web.Request, sent: str | None) -> None:
 
 
 def home_of(user: User) -> str:
+    """Where signing in lands: editors in the editor, everyone else (leads too) in the console."""
     return "/console/editor" if user.role == "editor" else "/console"
 
 
@@ -163,7 +164,7 @@ class UserPatch(_In):
 
 
 class Access:
-    """Sign-in pages, and user management for admins."""
+    """Sign-in pages, and user management and the audit log for admins (not leads)."""
 
     ROUTES: ClassVar[list[tuple[str, str, str]]] = [
         ("GET", "/console/login", "login_page"),
@@ -246,7 +247,7 @@ class Access:
 
     async def users_page(self, request: web.Request) -> web.Response:
         user, token = await require_page(request, "admin")
-        context = {"user": user, "csrf_token": token, "page": "users"}
+        context = {"user": user, "csrf_token": token, "page": "users", "roles": ROLES}
         return aiohttp_jinja2.render_template("users.html", request, context)
 
     async def me(self, request: web.Request) -> web.Response:

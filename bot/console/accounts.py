@@ -17,8 +17,18 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from bot.errors import Conflict, NotFound, Unprocessable
 from bot.store.sqlite import SQLiteStore
 
-Role = Literal["agent", "editor", "admin"]
-ROLES: tuple[Role, ...] = ("agent", "editor", "admin")
+Role = Literal["agent", "editor", "lead", "admin"]
+ROLES: tuple[Role, ...] = ("agent", "editor", "lead", "admin")
+# The roles each role passes as in ``User.can``: a lead is an agent who also sees the
+# dashboard; an admin passes every check.
+GRANTS: dict[Role, frozenset[str]] = {
+    "agent": frozenset({"agent"}),
+    "editor": frozenset({"editor"}),
+    "lead": frozenset({"lead", "agent"}),
+    "admin": frozenset(ROLES),
+}
+# The roles that work tickets as an agents row (their ``agent_id``).
+TICKET_ROLES: frozenset[Role] = frozenset({"agent", "lead"})
 MIN_PASSWORD = 10
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
 _COLUMNS = "id, username, role, agent_id, disabled"
@@ -32,12 +42,14 @@ class User:
     id: str
     username: str
     role: Role
-    agent_id: str | None  # the agents row a console agent works as
+    agent_id: str | None  # the agents row a console agent (or lead) works as
     disabled: bool = False
 
     def can(self, *roles: str) -> bool:
-        """Admins can do everything; others only what their role is listed for."""
-        return not self.disabled and (self.role == "admin" or self.role in roles)
+        """Admins can do everything; others what their role grants (a lead: lead and agent)."""
+        if self.disabled:
+            return False
+        return self.role == "admin" or not GRANTS.get(self.role, frozenset()).isdisjoint(roles)
 
 
 class Accounts:
@@ -47,7 +59,7 @@ class Accounts:
         self._store = store
 
     async def add(self, username: str, password: str, role: str) -> User:
-        """Create a user; role ``agent`` works as the agents row of the same name."""
+        """Create a user; roles ``agent`` and ``lead`` work as the agents row of the same name."""
         username = _valid_username(username)
         role = _valid_role(role)
         password_hash = await asyncio.to_thread(_hasher.hash, _valid_password(password))
@@ -55,7 +67,7 @@ class Accounts:
             id=uuid.uuid4().hex,
             username=username,
             role=role,
-            agent_id=username if role == "agent" else None,
+            agent_id=username if role in TICKET_ROLES else None,
         )
 
         def insert(db: sqlite3.Connection) -> None:
@@ -123,7 +135,11 @@ class Accounts:
         disabled: bool | None = None,
         password: str | None = None,
     ) -> User:
-        """Change what is given, all or nothing: every value is checked before any is saved."""
+        """Change what is given, all or nothing: every value is checked before any is saved.
+
+        A user made an agent or a lead works as the agents row of their username unless they
+        already had one.
+        """
         changes: dict[str, Any] = {}
         if role is not None:
             changes["role"] = _valid_role(role)
@@ -137,6 +153,11 @@ class Accounts:
         def write(db: sqlite3.Connection) -> None:
             for column, value in changes.items():  # column names are ours, not the client's
                 db.execute(f"UPDATE users SET {column} = ? WHERE id = ?", (value, user_id))
+            if changes.get("role") in TICKET_ROLES:
+                db.execute(
+                    "UPDATE users SET agent_id = coalesce(agent_id, username) WHERE id = ?",
+                    (user_id,),
+                )
 
         await self._store.run(write, write=True)
         user = await self.get(user_id)

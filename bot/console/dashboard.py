@@ -7,6 +7,10 @@ days before it. The figures are ``bot.analytics``' report for the period; the tr
 its SLA outcomes and ratings per day (per hour for today). A period's statistics are computed once
 for every request arriving within ``CACHE_SECONDS`` (the page asks for the figures and four
 charts at once), off the event loop.
+
+For admins and team leads (role ``lead``). The ratings behind the CSAT figures are listed
+too, newest first, and searchable by their comments (``GET /api/console/csat``): customers'
+own words, returned as JSON text for the page to insert as text.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import io
 import json
 import threading
 import time as monotonic
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -32,7 +36,7 @@ from bot.analytics.model import WEEKDAYS, Compliance, Log, Options, Ratings, Sam
 from bot.analytics.ratings import ratings, summarize
 from bot.analytics.report import options_for, to_csv
 from bot.analytics.stats import STAGES, Report, compute
-from bot.analytics.tickets import CLOCKS, replay
+from bot.analytics.tickets import CLOCKS, TicketTimes, replay
 from bot.clock import Clock
 from bot.console.access import require, require_page
 from bot.errors import NotFound, Unprocessable
@@ -50,6 +54,9 @@ CACHE_SECONDS = 15.0
 HOURS = tuple(f"{h:02d}" for h in range(24))
 NO_DATA = "no data"
 SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+ROLE = "lead"  # and admins, who pass every check
+MAX_RATINGS = 200  # listed per request; ``total`` says how many matched
+MAX_QUERY = 200
 Cell = str | int | float | None
 
 
@@ -64,10 +71,30 @@ class Bucket:
 
 
 @dataclass(frozen=True)
+class Rated:
+    """One rating (a ``csat`` event) in the period, as the comments list shows it."""
+
+    seq: int
+    at: datetime
+    ticket_id: str
+    rating: int
+    comment: str | None
+    agent: str
+    queue: str
+    channel: str
+    current: bool  # False: the customer rated the ticket again later (before the period's end)
+
+    def matches(self, query: str) -> bool:
+        """``query``, case-folded, occurs in the comment; an empty query matches every rating."""
+        return not query or query.casefold() in (self.comment or "").casefold()
+
+
+@dataclass(frozen=True)
 class View:
     period: str
     report: Report
     trend: tuple[Bucket, ...]
+    ratings: tuple[Rated, ...] = ()  # newest first
 
 
 @dataclass(frozen=True)
@@ -157,7 +184,44 @@ def build_view(period: str, log: Log, options: Options, bounds: Sequence[datetim
                 csat=summarize(ratings(log, window, tickets)),
             )
         )
-    return View(period, report, tuple(trend))
+    return View(period, report, tuple(trend), rated(log, options, tickets))
+
+
+def rated(log: Log, options: Options, tickets: Mapping[str, TicketTimes]) -> tuple[Rated, ...]:
+    """Every rating given in the period, newest first, labelled as the CSAT figures are (the
+    ticket's agent and queue, the conversation's channel). A rating the customer replaced
+    later is listed too (its comment stays searchable) but is not ``current``; only current
+    ones count in the figures."""
+    found: list[Rated] = []
+    latest: dict[str, int] = {}  # ticket id -> seq of its latest rating before the end
+    for event in log.events:
+        if event.type != "csat" or not event.ticket_id or event.at >= options.until:
+            continue
+        rating = event.data.get("rating")
+        if not isinstance(rating, int):
+            continue
+        latest[event.ticket_id] = event.seq
+        if not options.covers(event.at):
+            continue
+        ticket = tickets.get(event.ticket_id)
+        comment = event.data.get("comment")
+        found.append(
+            Rated(
+                seq=event.seq,
+                at=event.at,
+                ticket_id=event.ticket_id,
+                rating=rating,
+                comment=comment if isinstance(comment, str) and comment else None,
+                agent=ticket.labels["agent"] if ticket else "(none)",
+                queue=ticket.labels["queue"] if ticket else "unknown",
+                channel=log.channels.get(event.conversation_id or "", "unknown"),
+                current=True,
+            )
+        )
+    return tuple(
+        replace(r, current=latest[r.ticket_id] == r.seq)
+        for r in sorted(found, key=lambda r: (r.at, r.seq), reverse=True)
+    )
 
 
 # -- key figures -------------------------------------------------------------------------------
@@ -447,12 +511,13 @@ def chart_svg(name: str, view: View) -> bytes:
 
 
 class Dashboard:
-    """The dashboard page and its data: admins only (there is no lead role yet)."""
+    """The dashboard page and its data, for team leads and admins."""
 
     ROUTES: ClassVar[list[tuple[str, str, str]]] = [
         ("GET", "/console/dashboard", "page"),
         ("GET", "/api/console/report", "report"),
         ("GET", "/api/console/charts/{name}.{ext}", "chart"),
+        ("GET", "/api/console/csat", "csat"),
     ]
 
     def __init__(self, store: SQLiteStore, settings: Settings, clock: Clock) -> None:
@@ -462,7 +527,7 @@ class Dashboard:
         self._cache: dict[str, tuple[float, asyncio.Task[View]]] = {}
 
     async def page(self, request: web.Request) -> web.Response:
-        user, csrf_token = await require_page(request, "admin")
+        user, csrf_token = await require_page(request, ROLE)
         context = {
             "title": "Dashboard",
             "user": user,
@@ -476,7 +541,7 @@ class Dashboard:
         return response
 
     async def report(self, request: web.Request) -> web.Response:
-        await require(request, "admin")
+        await require(request, ROLE)
         period = period_of(request)
         fmt = request.query.get("format", "json")
         if fmt not in FORMATS:
@@ -499,7 +564,7 @@ class Dashboard:
         return _json(body)
 
     async def chart(self, request: web.Request) -> web.Response:
-        await require(request, "admin")
+        await require(request, ROLE)
         name, ext = request.match_info["name"], request.match_info["ext"]
         if name not in CHARTS:
             raise NotFound("unknown_chart", f"charts: {', '.join(CHARTS)}", field="name")
@@ -527,6 +592,57 @@ class Dashboard:
             "rows": table.records(),
         }
         return _json(body)
+
+    async def csat(self, request: web.Request) -> web.Response:
+        """The period's ratings, newest first; ``q`` keeps those whose comment contains it
+        (case-insensitive)."""
+        await require(request, ROLE)
+        period = period_of(request)
+        query = request.query.get("q", "").strip()
+        if len(query) > MAX_QUERY:
+            raise Unprocessable("invalid_query", f"q is at most {MAX_QUERY} characters", field="q")
+        view = await self.view(period)
+        found = [r for r in view.ratings if r.matches(query)]
+        shown = found[:MAX_RATINGS]
+        references = await self._references([r.ticket_id for r in shown])
+        body = {
+            "period": period,
+            "since": view.report.since,
+            "until": view.report.until,
+            "timezone": view.report.timezone,
+            "q": query,
+            "total": len(found),
+            "truncated": len(found) > len(shown),
+            "ratings": [
+                {
+                    "at": r.at.isoformat(),
+                    "ticket_id": r.ticket_id,
+                    "reference": references.get(r.ticket_id),
+                    "rating": r.rating,
+                    "comment": r.comment,
+                    "agent": r.agent,
+                    "queue": r.queue,
+                    "channel": r.channel,
+                    "current": r.current,
+                }
+                for r in shown
+            ],
+        }
+        return _json(body)
+
+    async def _references(self, ticket_ids: Sequence[str]) -> dict[str, str]:
+        """The tickets' references (what customers and agents quote), by id."""
+        wanted = sorted(set(ticket_ids))
+        if not wanted:
+            return {}
+        marks = ", ".join("?" * len(wanted))
+        rows = await self._store.run(
+            lambda db: db.execute(
+                f"SELECT id, reference FROM tickets WHERE id IN ({marks})", wanted
+            ).fetchall(),
+            write=False,
+        )
+        return {str(ticket_id): str(reference) for ticket_id, reference in rows}
 
     async def view(self, period: str) -> View:
         """The period's statistics, shared by the requests of the next ``CACHE_SECONDS``."""

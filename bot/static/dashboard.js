@@ -1,5 +1,6 @@
-// Console dashboard: key figures for a period and server-rendered SVG charts with their
-// data as CSV and JSON. Text from the server goes in with textContent only.
+// Console dashboard: key figures for a period, server-rendered SVG charts with their data as
+// CSV and JSON, and the CSAT ratings searchable by comment. Text from the server (customers'
+// comments above all) goes in with textContent only.
 "use strict";
 
 const PERIODS = ["today", "7d", "30d"];
@@ -8,7 +9,12 @@ const figures = document.querySelector('[data-testid="key-figures"]');
 const range = document.querySelector('[data-testid="range"]');
 const reportCsv = document.querySelector('[data-testid="report-csv"]');
 const reportJson = document.querySelector('[data-testid="report-json"]');
+const search = document.querySelector('[data-testid="csat-search"]');
+const comments = document.querySelector('[data-testid="csat-comments"]');
+const commentsStatus = document.querySelector('[data-testid="csat-status"]');
 let loading = 0;
+let searching = 0;
+let searchTimer = null;
 
 function query(period, extra) {
   const params = new URLSearchParams({ period, ...extra });
@@ -82,6 +88,49 @@ async function load(period) {
   }
 }
 
+function commentRow(rating) {
+  const row = document.createElement("tr");
+  row.dataset.ticket = rating.ticket_id;
+  if (!rating.current) row.classList.add("replaced");
+  const score = rating.current ? `${rating.rating} / 5` : `${rating.rating} / 5 (changed later)`;
+  const comment = rating.comment === null
+    ? element("td", "comment none", "(no comment)")
+    : element("td", "comment", rating.comment);
+  row.append(
+    element("td", "at", localTime(rating.at)),
+    element("td", "rating", score),
+    comment,
+    element("td", "ticket", rating.reference || rating.ticket_id),
+    element("td", "agent", rating.agent),
+    element("td", "queue", rating.queue),
+    element("td", "channel", rating.channel),
+  );
+  return row;
+}
+
+async function loadComments(period) {
+  const mine = ++searching;
+  const q = search.value.trim();
+  commentsStatus.classList.remove("error");
+  try {
+    const response = await fetch(`/api/console/csat?${query(period, q ? { q } : {})}`, {
+      credentials: "same-origin",
+    });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error((data.error && data.error.message) || response.statusText);
+    if (mine !== searching) return; // a newer search or period meanwhile
+    comments.replaceChildren(...data.ratings.map(commentRow));
+    const what = q ? `matching “${q}”` : "in this period";
+    const shown = data.truncated ? `, the newest ${data.ratings.length} shown` : "";
+    commentsStatus.textContent = `${data.total} rating${data.total === 1 ? "" : "s"} ${what}${shown}`;
+  } catch (error) {
+    if (mine !== searching) return;
+    comments.replaceChildren();
+    commentsStatus.classList.add("error");
+    commentsStatus.textContent = `Could not load the ratings: ${error.message}`;
+  }
+}
+
 function initialPeriod() {
   const asked = new URLSearchParams(window.location.search).get("period");
   return PERIODS.includes(asked) ? asked : "today";
@@ -93,5 +142,11 @@ select.addEventListener("change", () => {
   url.searchParams.set("period", select.value);
   window.history.replaceState(null, "", url);
   load(select.value);
+  loadComments(select.value);
+});
+search.addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => loadComments(select.value), 250);
 });
 load(select.value);
+loadComments(select.value);

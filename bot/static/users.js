@@ -5,7 +5,8 @@ const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const list = document.querySelector('[data-testid="user-list"]');
 const form = document.querySelector('[data-testid="add-user-form"]');
 const status = document.querySelector('[data-testid="users-status"]');
-const ROLES = ["agent", "editor", "admin"];
+// The roles the server knows, from the add form (rendered from the server's list).
+const ROLES = Array.from(form.elements.role.options, (option) => option.value);
 
 async function api(method, path, body) {
   const response = await fetch(path, {
