@@ -42,7 +42,13 @@ def main(argv: list[str] | None = None) -> int:
         "add", help="add a console user; the password is asked for, or read from stdin"
     )
     adding.add_argument("username")
-    adding.add_argument("--role", choices=ROLES, required=True)
+    adding.add_argument(
+        "--role",
+        choices=ROLES,
+        required=True,
+        help="agent works tickets, editor keeps the knowledge base, lead works tickets and "
+        "sees the dashboard, admin does everything and manages users",
+    )
     user_commands.add_parser("list", help="list console users")
     report = commands.add_parser("report", help="response-time, SLA and CSAT statistics")
     report.add_argument("--since", default="7d", help="a duration back from now (7d) or a time")
