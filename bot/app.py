@@ -185,7 +185,8 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     store = app[keys.STORE]
     kb = app.get(keys.KB)
     hub = Hub()
-    clock = clock_from(settings.debug.clock_start, settings.debug.clock_start_at)
+    debug = settings.debug
+    clock = clock_from(debug.clock_start, debug.clock_start_at, debug.clock_speed)
     channels = build_channels(settings, app[keys.HTTP])
     dispatcher = Dispatcher(store, hub, channels, clock)
     metrics = Metrics(settings.channels)
@@ -194,6 +195,8 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     notifier = Notifier(app[keys.HTTP], settings.sla.notify_url, secret)
     if settings.debug.clock_start is not None:
         logger.warning("debug.clock_start: the clock starts at %s", settings.debug.clock_start)
+    if debug.clock_speed != 1:
+        logger.warning("debug.clock_speed: the clock runs %g times real time", debug.clock_speed)
     tickets = TicketService(store, outbox, settings, clock, notifier)
     await tickets.rebuild()
     rasa = RasaClient(

@@ -30,6 +30,7 @@ from bot.channels.base import (
     OutboundMessage,
     ReplyType,
 )
+from bot.clock import speed_of
 from bot.errors import Conflict, NLUUnavailable, NotFound
 from bot.handoff import csat, eta
 from bot.handoff.tickets import TicketService
@@ -102,6 +103,7 @@ class Pipeline:
         self._tickets = tickets
         self._settings = settings
         self._clock = clock
+        self._speed = speed_of(clock)  # clock seconds per real second (debug.clock_speed)
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: set[str] = set()
         self._locks = KeyedLocks()
@@ -164,7 +166,8 @@ class Pipeline:
             conversation = await self._store.conversation(message.conversation_id)
             if conversation is None:
                 continue
-            elapsed = (self._clock() - message.created_at).total_seconds()
+            # Clock seconds, which pass faster than real ones under debug.clock_speed.
+            elapsed = (self._clock() - message.created_at).total_seconds() / self._speed
             await self._turn(message, conversation, time.monotonic() - max(elapsed, 0.0))
 
     # -- one turn --------------------------------------------------------------------------
@@ -287,7 +290,7 @@ class Pipeline:
         if expected is not None and not promise.answer_as_ack:
             # Receipt-first channels (email) say when the answer will come.
             now = self._clock()
-            by = now + timedelta(seconds=expected)
+            by = now + timedelta(seconds=expected * self._speed)
             text = RECEIPT_BY_TEXT.format(when=eta.soon(by, self._tz, now))
             extra = {"expected_reply_by": by.isoformat()}
         receipt = OutboundMessage(

@@ -154,9 +154,11 @@ class ChannelsSettings(_Section):
 
 class DebugSettings(_Section):
     # Tests and demos only: the clock reads `clock_start` at the real instant `clock_start_at`
-    # (default: when the process starts) and runs at real speed from there.
+    # (default: when the process starts) and runs from there at `clock_speed` clock seconds
+    # per real second (1: real speed; 144: a day in 10 minutes).
     clock_start: AwareDatetime | None = None
     clock_start_at: AwareDatetime | None = None
+    clock_speed: float = Field(1.0, ge=1, allow_inf_nan=False)
 
 
 class Settings(_Section):

@@ -204,7 +204,7 @@ def _warnings(cohort: Sequence[TicketTimes]) -> Warnings:
     breached = [(t, c) for t in cohort for c in sorted(t.breached)]
     return Warnings(
         share(sum(c in t.breached for t, c in warned), len(warned)),
-        share(sum(c in t.warned for t, c in breached), len(breached)),
+        share(sum(c in t.warned_first for t, c in breached), len(breached)),
     )
 
 

@@ -9,7 +9,7 @@ and pauses the next-response and resolution clocks, as in ``bot.handoff.sla``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -39,6 +39,7 @@ class TicketTimes:
     paused_from: datetime | None = None
     warned: set[str] = field(default_factory=set)
     breached: set[str] = field(default_factory=set)
+    warned_first: set[str] = field(default_factory=set)  # breached after a warning was logged
     stated_met: list[bool] = field(default_factory=list)  # the reply times customers were told
 
     def closed_pauses(self, until: datetime) -> list[Span]:
@@ -122,9 +123,17 @@ def _apply(ticket: TicketTimes, event: Event) -> None:
     elif event.type == "resolved":
         _resume(ticket, at)
         ticket.resolved = at
-    elif event.type in ("sla_warning", "sla_breach"):
-        clock, _, _ = str(data.get("timer", "")).partition(":")
-        (ticket.warned if event.type == "sla_warning" else ticket.breached).add(clock)
+    elif event.type == "sla_warning":
+        ticket.warned.add(_clock_of(data))
+    elif event.type == "sla_breach":
+        clock = _clock_of(data)
+        ticket.breached.add(clock)
+        if clock in ticket.warned:  # log order: a warning logged after the breach is no warning
+            ticket.warned_first.add(clock)
+
+
+def _clock_of(data: Mapping[str, object]) -> str:
+    return str(data.get("timer", "")).partition(":")[0]
 
 
 def _agent_replied(ticket: TicketTimes, at: datetime, agent: object, within: object) -> None:

@@ -18,9 +18,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.clock import speed_of
+
 logger = logging.getLogger(__name__)
 
-# One sleep never exceeds this, so a jump of the wall clock is noticed within it.
+# One sleep never exceeds this (real seconds), so a jump of the wall clock is noticed within it.
 MAX_SLEEP = 60.0
 
 
@@ -42,11 +44,20 @@ _Entry = tuple[float, int, Timer]
 
 
 class SLAMonitor:
-    """Fires scheduled timers through ``fire`` at their due times; use from one event loop."""
+    """Fires scheduled timers through ``fire`` at their due times; use from one event loop.
 
-    def __init__(self, fire: Fire, clock: Callable[[], datetime]) -> None:
+    ``speed``: clock seconds per real second (``[debug] clock_speed``), by default the
+    clock's own (``bot.clock.speed_of``); the real sleep until a due time is divided by it.
+    """
+
+    def __init__(
+        self, fire: Fire, clock: Callable[[], datetime], speed: float | None = None
+    ) -> None:
         self._fire = fire
         self._clock = clock
+        self._speed = speed_of(clock) if speed is None else speed
+        if self._speed < 1:
+            raise ValueError(f"clock speed {self._speed} below 1")
         self._heap: list[_Entry] = []
         # ticket_id -> name -> version of its one live heap entry; any other entry is dead.
         self._live: dict[str, dict[str, int]] = {}
@@ -134,7 +145,10 @@ class SLAMonitor:
             self._wake.clear()
             entry = self._head()
             self._sleeping_until = math.inf if entry is None else entry[0]
-            delay = min(self._sleeping_until - self._clock().timestamp(), MAX_SLEEP)
+            delay = self._sleeping_until - self._clock().timestamp()
+            if self._speed != 1:
+                delay /= self._speed  # clock seconds to real seconds
+            delay = min(delay, MAX_SLEEP)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(delay, 0.0)):
                     await self._wake.wait()

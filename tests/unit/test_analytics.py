@@ -234,6 +234,17 @@ def test_warning_to_breach_and_stated_times(report: Report) -> None:
     assert (report.eta_met.hits, report.eta_met.count) == (0, 1)
 
 
+def test_a_warning_logged_after_its_breach_does_not_count_as_warning_first() -> None:
+    late = [
+        e
+        if e[1] != "sla_warning"
+        else (at(2, 10, 5), "sla_warning", "c2", None, "t1", {"timer": "first_response:warning"})
+        for e in SCENARIO
+    ]
+    w = compute(log_of(sorted(late, key=lambda e: e[0])), options()).warnings
+    assert (w.breaches_warned.hits, w.breaches_warned.count) == (0, 2)
+
+
 def test_stages_name_the_queue_wait_of_breaches(report: Report) -> None:
     breached = report.stages.breached
     assert breached["queue_wait"].count == 1  # t3 was never assigned
