@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rasa_sdk import Action, Tracker
@@ -25,7 +26,10 @@ class ActionAnswerFromKB(Action):
     ) -> list[EventType]:
         question = tracker.latest_message.get("text") or ""
         deps = await services.get()
+        started = time.monotonic()
         answer = await deps.kb.aanswer(question, deps.kb_floor) if deps.kb else None
+        # The KB's share of Rasa's turn, so analytics can tell the NLU stage from the KB stage.
+        kb_ms = round((time.monotonic() - started) * 1000, 3)
         if answer is None or not answer.confident or answer.hit is None:
             dispatcher.utter_message(
                 json_message={
@@ -34,6 +38,7 @@ class ActionAnswerFromKB(Action):
                     "citations": [],
                     "unsure": True,
                     "score": answer.best_score if answer else None,
+                    "kb_ms": kb_ms,
                 }
             )
             return [SlotSet("offered_human", True)]
@@ -44,6 +49,7 @@ class ActionAnswerFromKB(Action):
                 "text": f"{hit.passage}\n\nSource: {hit.title}",
                 "citations": [{"title": hit.citation.title, "url": hit.citation.url}],
                 "score": round(float(hit.score), 4),
+                "kb_ms": kb_ms,
             }
         )
         return [SlotSet("offered_human", False)]

@@ -81,6 +81,10 @@ class Outcome:
     waiting: bool = False  # the conversation was already with a human queue
     # Indexes of the replies the bot said it was not sure of (``actions/kb.py``).
     unsure: set[int] = field(default_factory=set)
+    # Milliseconds of this turn per bot stage, logged with its first reply: ``wait`` (behind
+    # the conversation's earlier messages), ``nlu`` (Rasa's turn, queue included, less the
+    # KB's share), ``kb`` (knowledge-base search, in an action or straight from the gateway).
+    stages: dict[str, float] = field(default_factory=dict)
 
 
 class Pipeline:
@@ -341,6 +345,7 @@ class Pipeline:
                 first=first,
                 source=outcome.source,
                 unsure=index in outcome.unsure,  # its question counts as unanswered
+                stages=outcome.stages if index == 0 else None,
             )
             first = False
         await self._store.set_status(message.id, MessageStatus.DONE)
@@ -355,9 +360,12 @@ class Pipeline:
         source: str,
         pending: str | None = None,
         unsure: bool = False,
+        stages: dict[str, float] | None = None,
     ) -> None:
-        latency_ms = round((time.monotonic() - started) * 1000, 3)
+        latency_ms = _ms_since(started)
         data: dict[str, Any] = {"latency_ms": latency_ms, "source": source, "type": str(reply.type)}
+        if stages:
+            data["stages_ms"] = stages
         if reply.kind is not None:
             data["kind"] = str(reply.kind)
         if unsure:
@@ -377,7 +385,9 @@ class Pipeline:
     # -- understanding ---------------------------------------------------------------------
 
     async def _understand(self, message: StoredMessage, conversation: Conversation) -> Outcome:
+        started = time.monotonic()
         async with self._locks.hold(conversation.id):
+            wait_ms = _ms_since(started)
             # An earlier message of this conversation may have been handed off meanwhile.
             current = await self._store.conversation(conversation.id)
             if current is not None and current.state is not ConversationState.BOT:
@@ -391,13 +401,20 @@ class Pipeline:
                 "channel": conversation.channel,
                 "customer_id": conversation.customer_id,
             }
+            rasa_started = time.monotonic()
             try:
                 bot_messages = await self._nlu.send(conversation.id, message.text, metadata)
             except NLUUnavailable as e:
                 # Per message, so debug: the client logs when Rasa goes down and comes back.
                 logger.debug("degraded turn for %s: %s", message.id, e)
-                return await self._without_rasa(message)
-            return await self._from_rasa(bot_messages)
+                outcome = await self._without_rasa(message)
+            else:
+                rasa_ms = _ms_since(rasa_started)
+                outcome = await self._from_rasa(bot_messages)
+                kb_ms = outcome.stages.get("kb", 0.0)
+                outcome.stages["nlu"] = round(max(rasa_ms - kb_ms, 0.0), 3)
+            outcome.stages["wait"] = wait_ms
+            return outcome
 
     async def _from_rasa(self, bot_messages: list[dict[str, Any]]) -> Outcome:
         outcome = Outcome()
@@ -413,6 +430,9 @@ class Pipeline:
                 )
                 if custom.get("unsure") is True:
                     outcome.unsure.add(len(outcome.replies) - 1)
+                kb_ms = custom.get("kb_ms")
+                if isinstance(kb_ms, int | float):
+                    outcome.stages["kb"] = outcome.stages.get("kb", 0.0) + float(kb_ms)
             elif bot_message.get("text"):
                 outcome.replies.append(_answer(str(bot_message["text"]), []))
         return outcome
@@ -420,6 +440,7 @@ class Pipeline:
     async def _without_rasa(self, message: StoredMessage) -> Outcome:
         """Rasa is unavailable: answer straight from the KB when confident, else wait for Rasa."""
         if self._kb is not None and self._kb_open():
+            started = time.monotonic()
             try:
                 with self._kb_latency.measure():
                     result = await self._kb.aanswer(message.text, self._settings.kb.direct_floor)
@@ -429,7 +450,11 @@ class Pipeline:
                 if result.confident and result.hit is not None:
                     text = f"{result.hit.passage}\n\nSource: {result.hit.title}"
                     citation = {"title": result.hit.citation.title, "url": result.hit.citation.url}
-                    return Outcome(replies=[_answer(text, [citation])], source="kb_direct")
+                    return Outcome(
+                        replies=[_answer(text, [citation])],
+                        source="kb_direct",
+                        stages={"kb": _ms_since(started)},
+                    )
         return Outcome(pending=True, source="none")
 
     def _kb_open(self) -> bool:
@@ -448,6 +473,10 @@ def _noun(kind: str | None) -> str:
     return {"other": "message", "file": "file", "contact": "contact card"}.get(
         kind or "", kind or "message"
     )
+
+
+def _ms_since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 3)
 
 
 def _answer(text: str, citations: list[dict[str, Any]]) -> OutboundMessage:

@@ -54,6 +54,29 @@ def acks(log: Log, options: Options) -> list[Sample]:
     return samples
 
 
+BOT_STAGES = ("inbox_ack", "wait", "nlu", "kb")
+
+
+def bot_stages(log: Log, options: Options) -> dict[str, list[float]]:
+    """Milliseconds per bot stage of the turns whose replies were logged in the period:
+    ``inbox_ack`` is each ack's latency (storing the message to storing its first reply);
+    ``wait``, ``nlu`` and ``kb`` come from ``stages_ms`` on a turn's first reply (the pipeline
+    logs them; a stage the turn did not go through is absent, not 0)."""
+    values: dict[str, list[float]] = {stage: [] for stage in BOT_STAGES}
+    for event in log.events:
+        if event.type not in ("acked", "answered") or not options.covers(event.at):
+            continue
+        if event.type == "acked":
+            values["inbox_ack"].append(float(event.data.get("latency_ms", 0.0)))
+        stages = event.data.get("stages_ms")
+        if isinstance(stages, dict):
+            for stage in BOT_STAGES[1:]:
+                value = stages.get(stage)
+                if isinstance(value, int | float):
+                    values[stage].append(float(value))
+    return values
+
+
 def answers(log: Log, options: Options) -> list[Sample]:
     """Bot answer latency: each ``answered`` reply of type answer, and each ack that was the
     answer (kind solution), in the period. The event log does not link a later reply to its

@@ -119,6 +119,8 @@ def to_text(report: Report) -> str:
         f"  warnings later breached {_pct(w.warned_then_breached.share)}; "
         f"breaches warned first {_pct(w.breaches_warned.share)}",
         f"  stated reply times met {_pct(report.eta_met.share)}",
+        f"  bot stages ms (per turn): {_stages(report.stages.bot)}",
+        f"  slowest bot stage (p90): {_slowest(report.stages.bot)}",
         f"  stages s (all): {_stages(report.stages.all)}",
         f"  stages s (first response breached): {_stages(report.stages.breached)}",
         f"  breaches by hour of handoff (most first): {_counts(_breach_hours(report))}",
@@ -159,6 +161,11 @@ def _by(indent: str, groups: dict[str, T], show: Callable[[T], str]) -> list[str
 
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+
+
+def _slowest(stages: dict[str, Distribution]) -> str:
+    measured = {name: d.p90 for name, d in stages.items() if d.p90 is not None}
+    return max(measured, key=lambda name: measured[name]) if measured else "no data"
 
 
 def _stages(stages: dict[str, Distribution]) -> str:

@@ -87,6 +87,8 @@ class Stages:
 
     all: dict[str, Distribution]
     breached: dict[str, Distribution]
+    # Per bot turn, in milliseconds: inbox → ack, waiting behind the conversation, NLU, KB.
+    bot: dict[str, Distribution]
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def compute(log: Log, options: Options) -> Report:
         ),
         sessions=_sessions(log, options),
         csat=_split(ratings(log, options, every), RATING_LABELS, summarize),
-        stages=_stages(cohort, options),
+        stages=_stages(cohort, options, conv.bot_stages(log, options)),
     )
 
 
@@ -208,7 +210,7 @@ def _warnings(cohort: Sequence[TicketTimes]) -> Warnings:
     )
 
 
-def _stages(cohort: Sequence[TicketTimes], options: Options) -> Stages:
+def _stages(cohort: Sequence[TicketTimes], options: Options, bot: dict[str, list[float]]) -> Stages:
     def stage_values(tickets: Sequence[TicketTimes]) -> dict[str, Distribution]:
         queue_wait, agent_reply = [], []
         for t in tickets:
@@ -220,7 +222,11 @@ def _stages(cohort: Sequence[TicketTimes], options: Options) -> Stages:
         return dict(zip(STAGES, map(distribution, (queue_wait, agent_reply, waiting)), strict=True))
 
     late = [t for t in cohort if t.outcome("first_response") == "breached"]
-    return Stages(stage_values(cohort), stage_values(late))
+    return Stages(
+        stage_values(cohort),
+        stage_values(late),
+        {stage: distribution(values) for stage, values in bot.items()},
+    )
 
 
 # -- sessions --------------------------------------------------------------------------------

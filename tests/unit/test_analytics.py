@@ -501,3 +501,18 @@ async def _cli(argv: list[str]) -> int:
     import asyncio
 
     return await asyncio.to_thread(main, argv)
+
+
+def test_bot_stages_per_turn_from_the_first_replies() -> None:
+    first = {**ack(40, "solution"), "stages_ms": {"wait": 0.5, "nlu": 30.0, "kb": 9.0}}
+    later = {"latency_ms": 900, "type": "answer", "stages_ms": {"wait": 1.0, "nlu": 880.0}}
+    turns = [
+        (at(1, 9), "acked", "c1", "m1", None, first),
+        (at(1, 9, 1), "acked", "c1", "m2", None, ack(5, "receipt", "gateway")),
+        (at(1, 9, 2), "answered", "c1", "r2", None, later),
+    ]
+    bot = compute(log_of(turns), options()).stages.bot
+    assert (bot["inbox_ack"].count, bot["inbox_ack"].max) == (2, 40)
+    assert (bot["nlu"].count, bot["nlu"].p50, bot["nlu"].max) == (2, 30.0, 880.0)
+    assert (bot["kb"].count, bot["kb"].max) == (1, 9.0)  # the second turn used no KB
+    assert bot["wait"].count == 2

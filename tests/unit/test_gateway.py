@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from bot import keys
 from bot.agent_api import AgentAPI
 from bot.app import create_app
 from bot.channels.web import WebChannel
@@ -111,6 +112,25 @@ async def test_fast_answer_is_the_only_reply(client, fake_rasa):
     assert replies[0]["text"] == "echo: where is my order"
     assert replies[0]["in_reply_to"] == "m1"
     assert fake_rasa.calls[0]["sender"] == accepted["conversation_id"]
+
+
+async def test_a_turn_logs_its_bot_stages_with_its_first_reply(client, fake_rasa):
+    await wait_for_rasa(client)
+
+    async def kb_answer(body: dict[str, Any]) -> list[dict[str, Any]]:
+        await asyncio.sleep(0.05)  # the whole Rasa turn, of which the KB action took 30 ms
+        custom = {"promptly": "answer", "text": "Ships in 3 days.", "citations": [], "kb_ms": 30.0}
+        return [{"recipient_id": body["sender"], "custom": custom}]
+
+    fake_rasa.action = kb_answer
+    accepted = await (await post(client, "how long is shipping")).json()
+    assert await frames(client, accepted["conversation_id"])
+    await client.server.app[keys.PIPELINE].drain()
+    [acked] = [e for e in await client.server.app[keys.STORE].events() if e.type == "acked"]
+    stages = acked.data["stages_ms"]
+    assert stages["kb"] == 30.0
+    assert 15 <= stages["nlu"] < 2000  # the turn less the KB's share
+    assert 0 <= stages["wait"] < 50  # nothing ahead of it in this conversation
 
 
 async def test_slow_bot_gets_a_receipt_inside_the_window_then_the_answer(client, fake_rasa):
