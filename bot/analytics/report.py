@@ -123,6 +123,7 @@ def to_text(report: Report) -> str:
         f"  slowest bot stage (p90): {_slowest(report.stages.bot)}",
         f"  stages s (all): {_stages(report.stages.all)}",
         f"  stages s (first response breached): {_stages(report.stages.breached)}",
+        f"  stage contributing most to breaches (p90): {_slowest(report.stages.breached)}",
         f"  breaches by hour of handoff (most first): {_counts(_breach_hours(report))}",
         "",
         f"CSAT: {report.csat.all.count} ratings, mean {report.csat.all.mean}, "

@@ -466,6 +466,7 @@ async def test_report_cli_text_and_csv_to_a_folder(
     text = capsys.readouterr().out
     assert "Acks: 6, inside the promised window 83.3%" in text
     assert "SLA first_response: met 1, breached 2, open 0" in text
+    assert "stage contributing most to breaches (p90): queue_wait" in text
     out = tmp_path / "weekly"
     assert (
         await _cli(
