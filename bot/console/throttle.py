@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MIN_WAIT = 0.001  # seconds
+
 
 @dataclass(frozen=True)
 class Limit:
@@ -30,7 +32,9 @@ class LoginThrottle:
         for key, limit in self._keys(account, address):
             times = self._recent(key, limit, now)
             if len(times) >= limit.failures:
-                wait = max(wait, times[0] + limit.window - now)
+                # At least a moment: rounding can put the oldest failure's exit at ``now``
+                # while it still counts (found by hypothesis with a failure at 1e-61 s).
+                wait = max(wait, times[0] + limit.window - now, MIN_WAIT)
         return wait
 
     def failed(self, account: str, address: str, now: float) -> None:
