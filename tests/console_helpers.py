@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from typing import Any
 
 from aiohttp.test_utils import TestClient
 
@@ -40,3 +41,22 @@ async def signed_in(client: TestClient, role: str, username: str | None = None) 
     """A new user with ``role``, signed in on the client's cookie jar; returns the CSRF token."""
     user = await add_user(client, role, username)
     return await sign_in(client, user.username)
+
+
+async def call(
+    client: TestClient,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    status: int = 200,
+    csrf: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    """A JSON request (with the CSRF header when ``csrf``); asserts the status, returns JSON."""
+    sent = dict(headers or {})
+    if csrf is not None:
+        sent["X-CSRF-Token"] = csrf
+    response = await client.request(method, path, json=body, headers=sent)
+    assert response.status == status, await response.text()
+    return await response.json()

@@ -20,7 +20,7 @@ from bot.handoff.monitor import Timer
 from bot.store.base import Ticket, TicketSLA, TicketStatus
 from bot.store.sqlite import SQLiteStore
 from knowledge_base import Article, HashingEmbedder, KnowledgeBase, LiveKnowledgeBase
-from tests.console_helpers import signed_in
+from tests.console_helpers import call, signed_in
 from tests.unit.test_gateway import TOKEN, make_settings, open_ticket, post, wait_for_rasa
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -63,24 +63,6 @@ async def handoff(client: TestClient, tmp_path, customer: str = "c1", mid: str =
     await wait_for_rasa(client)
     accepted = await (await post(client, "I want my money back", mid=mid, customer=customer)).json()
     return await open_ticket(tmp_path, accepted["conversation_id"], queue="support")
-
-
-async def call(
-    client: TestClient,
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    status: int = 200,
-    csrf: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> Any:
-    sent = dict(headers or {})
-    if csrf is not None:
-        sent["X-CSRF-Token"] = csrf
-    response = await client.request(method, path, json=body, headers=sent)
-    assert response.status == status, await response.text()
-    return await response.json()
 
 
 async def online(client: TestClient, csrf: str, agent_id: str, name: str) -> None:

@@ -15,7 +15,7 @@ from bot import keys
 from bot.app import create_app
 from bot.console.access import AUDIT
 from knowledge_base import HashingEmbedder, KnowledgeBase, LiveKnowledgeBase
-from tests.console_helpers import signed_in
+from tests.console_helpers import call, signed_in
 from tests.unit.test_gateway import make_settings
 
 ARTICLE = {
@@ -44,12 +44,7 @@ class Session:
         self.csrf = csrf
 
     async def call(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
-        response = await self.client.request(
-            method, path, json=body, headers={"X-CSRF-Token": self.csrf}
-        )
-        data = await response.json()
-        assert response.status == status, data
-        return data
+        return await call(self.client, method, path, body, status=status, csrf=self.csrf)
 
 
 async def session(client: TestClient, role: str = "editor", name: str | None = None) -> Session:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -18,7 +17,7 @@ from bot.console.accounts import ROLES, Accounts, User
 from bot.errors import Conflict
 from bot.store.base import Ticket
 from bot.store.sqlite import SCHEMA_VERSION, SQLiteStore, _migrations
-from tests.console_helpers import PASSWORD, sign_in, signed_in
+from tests.console_helpers import PASSWORD, call, sign_in, signed_in
 from tests.unit.test_gateway import TOKEN, make_settings, open_ticket, post, wait_for_rasa
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -28,24 +27,6 @@ HOSTILE = '<script>alert("csat")</script><img src=x onerror=alert(1)> too slow'
 @pytest.fixture
 async def client(tmp_path, rasa_server, aiohttp_client) -> TestClient:
     return await aiohttp_client(create_app(make_settings(tmp_path, rasa_server.port)))
-
-
-async def call(
-    client: TestClient,
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    status: int = 200,
-    csrf: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> Any:
-    sent = dict(headers or {})
-    if csrf is not None:
-        sent["X-CSRF-Token"] = csrf
-    response = await client.request(method, path, json=body, headers=sent)
-    assert response.status == status, await response.text()
-    return await response.json()
 
 
 async def handoff(client: TestClient, tmp_path: Path, customer: str, queue: str) -> Ticket:
