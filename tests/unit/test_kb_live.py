@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,36 +20,9 @@ from knowledge_base import (
     SentenceTransformerEmbedder,
     load_markdown_dir,
 )
-from knowledge_base.embedder import Vectors
+from tests.unit.test_kb_search import CountingEmbedder
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class CountingEmbedder:
-    """HashingEmbedder that counts the texts it embeds; ``gate`` holds encodes of texts that
-    contain ``slow_word`` until it is set (to catch a publish in the middle)."""
-
-    def __init__(self, slow_word: str | None = None) -> None:
-        self._inner = HashingEmbedder(256)
-        self.texts: list[str] = []
-        self.slow_word = slow_word
-        self.started = threading.Event()
-        self.gate = threading.Event()
-
-    @property
-    def name(self) -> str:
-        return self._inner.name
-
-    @property
-    def dim(self) -> int:
-        return self._inner.dim
-
-    def encode(self, texts: Sequence[str]) -> Vectors:
-        if self.slow_word and any(self.slow_word in text for text in texts):
-            self.started.set()
-            self.gate.wait(10)
-        self.texts.extend(texts)
-        return self._inner.encode(texts)
 
 
 def article(article_id: str, title: str, body: str, **extra: object) -> Article:

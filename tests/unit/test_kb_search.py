@@ -31,12 +31,16 @@ ROOT = Path(knowledge_base.__file__).resolve().parents[1]
 
 
 class CountingEmbedder:
-    """HashingEmbedder that records how many texts it embedded and on which threads."""
+    """HashingEmbedder that records the texts it embedded and on which threads; ``gate`` holds
+    encodes of texts that contain ``slow_word`` until it is set (to catch a publish midway)."""
 
-    def __init__(self, dim: int = 256) -> None:
+    def __init__(self, dim: int = 256, slow_word: str | None = None) -> None:
         self._inner = HashingEmbedder(dim)
-        self.texts_encoded = 0
+        self.texts: list[str] = []
         self.threads: list[str] = []
+        self.slow_word = slow_word
+        self.started = threading.Event()
+        self.gate = threading.Event()
 
     @property
     def name(self) -> str:
@@ -46,8 +50,15 @@ class CountingEmbedder:
     def dim(self) -> int:
         return self._inner.dim
 
+    @property
+    def texts_encoded(self) -> int:
+        return len(self.texts)
+
     def encode(self, texts: Sequence[str]) -> Vectors:
-        self.texts_encoded += len(texts)
+        if self.slow_word and any(self.slow_word in text for text in texts):
+            self.started.set()
+            self.gate.wait(10)
+        self.texts.extend(texts)
         self.threads.append(threading.current_thread().name)
         return self._inner.encode(texts)
 
