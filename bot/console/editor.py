@@ -110,7 +110,12 @@ class Editor:
 
     async def page(self, request: web.Request) -> web.Response:
         user, csrf_token = await require_page(request, ROLE)
-        context = {"user": user, "csrf_token": csrf_token, "kb_enabled": self._kb is not None}
+        context = {
+            "user": user,
+            "csrf_token": csrf_token,
+            "kb_enabled": self._kb is not None,
+            "page": "editor",
+        }
         response = aiohttp_jinja2.render_template("editor.html", request, context)
         response.headers["Cache-Control"] = "no-store"
         return response
