@@ -111,7 +111,7 @@ class Pipeline:
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: set[str] = set()
         self._locks = KeyedLocks()
-        self._ratings = csat.Ratings(store, clock)
+        self.ratings = csat.Ratings(store, clock)  # shared with the web channel's rating route
         self._rating_locks = KeyedLocks()  # "5" sent twice must not rate twice
         self._resume_lock = asyncio.Lock()
         self._kb_latency = LatencyGauge(initial=0.05, parallelism=2)
@@ -216,11 +216,11 @@ class Pipeline:
         if written is None:
             return False
         async with self._rating_locks.hold(conversation.id):
-            ticket_id = await self._ratings.outstanding(conversation.id, self._clock())
+            ticket_id = await self.ratings.outstanding(conversation.id, self._clock())
             if ticket_id is None:
                 return False
             try:
-                await self._ratings.rate(
+                await self.ratings.rate(
                     conversation, ticket_id, written.rating, written.comment, message_id=message.id
                 )
             except (NotFound, Conflict):  # another customer's ticket (a merge), or reopened

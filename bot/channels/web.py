@@ -14,7 +14,7 @@ from bot.channels.base import Customer, InboundMessage
 from bot.clock import Clock, utc_now
 from bot.errors import Forbidden, NotFound, RequestError, Unprocessable
 from bot.frames import frame
-from bot.handoff.csat import SCALE, Ratings
+from bot.handoff.csat import SCALE
 from bot.http import NonBlankText, error_body, parse_json, read_json, validate
 from bot.hub import Hub, Subscription
 from bot.pipeline import Pipeline
@@ -64,7 +64,8 @@ class WebChannel:
         self._store = store
         self._hub = hub
         self._settings = settings
-        self._ratings = Ratings(store, clock)
+        # The pipeline's, so a tap and a written rating of one ticket share its lock.
+        self._ratings = pipeline.ratings
 
     ROUTES: ClassVar[list[tuple[str, str, str]]] = [
         ("POST", "/api/web/messages", "post_message"),
