@@ -15,6 +15,7 @@ from bot.agent_views import clock_states, next_deadline
 from bot.app import create_app
 from bot.console.access import AUDIT
 from bot.console.canned import DEFAULTS, CannedReplies
+from bot.console.feed import Feed
 from bot.handoff import csat
 from bot.handoff.monitor import Timer
 from bot.store.base import Ticket, TicketSLA, TicketStatus
@@ -338,3 +339,27 @@ def test_a_met_first_response_and_a_pause_stop_the_countdown():
         "resolution": "paused",
     }
     assert next_deadline(clocks) is None
+
+
+async def test_the_feed_renders_nothing_while_no_console_is_open(tmp_path):
+    store = await SQLiteStore.open(tmp_path / "feed.db")
+    rendered: list[str] = []
+
+    async def render(ticket_id: str) -> dict[str, Any] | None:
+        rendered.append(ticket_id)
+        return {"id": ticket_id}
+
+    try:
+        feed = Feed(store, lambda: datetime.now(UTC))
+        await feed.start()
+        await store.log_event("assigned", ticket_id="t1", data={"agent": "sam"})
+        assert await feed.poll(render) is False
+        assert rendered == [] and feed.cursor > 0  # skipped ahead, nothing rendered
+        queue = feed.subscribe()
+        await store.log_event("assigned", ticket_id="t2", data={"agent": "sam"})
+        await feed.poll(render)
+        assert rendered == ["t2"]
+        frame = queue.get_nowait()
+        assert frame is not None and frame["ticket"] == {"id": "t2"}
+    finally:
+        await store.close()
