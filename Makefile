@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine: `make run` and `make test`.
-.PHONY: setup run test lint bench train kb screenshots clean
+.PHONY: setup run test lint bench bench-kb train kb screenshots clean
 
 setup:
 	@bash scripts/setup.sh
@@ -25,6 +25,11 @@ bench: setup train
 	.venv/bin/python bench/ack_latency.py
 	.venv/bin/python bench/sla_monitor.py
 	.venv/bin/python bench/replay_day.py --minutes 4
+
+bench-kb: setup
+	HF_HUB_OFFLINE=1 .venv/bin/python bench/kb_quality.py --all
+	.venv/bin/python bench/kb_scale.py
+	.venv/bin/python bench/nlu_quality.py --dataset ../shared/eval/clinc150
 
 screenshots: setup train
 	@bash scripts/ensure-chromium.sh

@@ -1,4 +1,5 @@
-"""Answer from the knowledge base, with a citation, or admit it and offer a human."""
+"""Answer from the knowledge base with a citation, offer the closest titles, or admit it and
+offer a human (the bands of ``knowledge_base/bands.py``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import services
+from knowledge_base.bands import MAX_CHOICES, Band, compose, decide, offer_text
 
 UNSURE_TEXT = (
     "I'm not sure about that one, and I'd rather not guess. "
@@ -27,29 +29,32 @@ class ActionAnswerFromKB(Action):
         question = tracker.latest_message.get("text") or ""
         deps = await services.get()
         started = time.monotonic()
-        answer = await deps.kb.aanswer(question, deps.kb_floor) if deps.kb else None
+        hits = await deps.kb.asearch(question, k=MAX_CHOICES) if deps.kb else []
         # The KB's share of Rasa's turn, so analytics can tell the NLU stage from the KB stage.
         kb_ms = round((time.monotonic() - started) * 1000, 3)
-        if answer is None or not answer.confident or answer.hit is None:
-            dispatcher.utter_message(
-                json_message={
-                    "promptly": "answer",
-                    "text": UNSURE_TEXT,
-                    "citations": [],
-                    "unsure": True,
-                    "score": answer.best_score if answer else None,
-                    "kb_ms": kb_ms,
-                }
-            )
-            return [SlotSet("offered_human", True)]
-        hit = answer.hit
-        dispatcher.utter_message(
-            json_message={
-                "promptly": "answer",
-                "text": f"{hit.passage}\n\nSource: {hit.title}",
+        decision = decide(hits, deps.kb_floor, deps.kb_offer_floor)
+        score = None if decision.best_score is None else round(float(decision.best_score), 4)
+        if decision.band is Band.ANSWER:
+            hit = decision.hits[0]
+            payload = {
+                "text": compose(hit.passage, hit.title),
+                # The gateway composes again to fit the channel's length limit.
+                "passage": hit.passage,
+                "title": hit.title,
+                "article_id": hit.article_id,
                 "citations": [{"title": hit.citation.title, "url": hit.citation.url}],
-                "score": round(float(hit.score), 4),
-                "kb_ms": kb_ms,
             }
+        elif decision.band is Band.OFFER:
+            payload = {
+                "text": offer_text([hit.title for hit in decision.hits]),
+                "citations": [],
+                "choices": [
+                    {"article_id": hit.article_id, "title": hit.title} for hit in decision.hits
+                ],
+            }
+        else:
+            payload = {"text": UNSURE_TEXT, "citations": [], "unsure": True}
+        dispatcher.utter_message(
+            json_message={"promptly": "answer", **payload, "score": score, "kb_ms": kb_ms}
         )
-        return [SlotSet("offered_human", False)]
+        return [SlotSet("offered_human", decision.band is Band.DECLINE)]

@@ -12,7 +12,7 @@ from bot.handoff.tickets import TicketService
 
 
 class KnowledgeSource(Protocol):
-    async def aanswer(self, question: str, floor: float) -> Any: ...
+    async def asearch(self, question: str, k: int = 3) -> list[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,8 @@ class Services:
     kb: KnowledgeSource | None
     tickets: TicketService
     orders: OrderBook
-    kb_floor: float
+    kb_floor: float  # answer at or above (knowledge_base/bands.py)
+    kb_offer_floor: float  # offer the top titles at or above
 
 
 _services: Services | None = None

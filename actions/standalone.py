@@ -8,11 +8,10 @@ from bot.clock import clock_from
 from bot.console.articles import ArticleStore
 from bot.handoff.tickets import TicketService
 from bot.hub import Hub
-from bot.knowledge import load_live_knowledge_base
+from bot.knowledge import load_live_knowledge_base, local_embedder
 from bot.outbox import Outbox
 from bot.settings import load_settings
 from bot.store.sqlite import SQLiteStore
-from knowledge_base import SentenceTransformerEmbedder
 
 
 async def build_services() -> Services:
@@ -28,6 +27,12 @@ async def build_services() -> Services:
         articles = ArticleStore(store)
         await articles.import_markdown_dir(settings.path(settings.kb.articles))
         published = await articles.published()
-        kb = await load_live_knowledge_base(settings, SentenceTransformerEmbedder(), published)
+        kb = await load_live_knowledge_base(settings, local_embedder(settings), published)
     orders = OrderBook.from_csv(settings.path(settings.kb.articles).parent / "demo_orders.csv")
-    return Services(kb=kb, tickets=tickets, orders=orders, kb_floor=settings.kb.floor)
+    return Services(
+        kb=kb,
+        tickets=tickets,
+        orders=orders,
+        kb_floor=settings.kb.floor,
+        kb_offer_floor=settings.kb.offer_floor,
+    )

@@ -1,5 +1,5 @@
-"""Agent REST API: tickets and their actions, internal notes, canned replies, KB suggestions,
-agents' presence, queues, customer tiers, and the console's live feed.
+"""Agent REST API: tickets and their actions, internal notes, canned replies, agents'
+presence, queues, customer tiers, and the console's live feed.
 
 Integrations call it with the bearer token; the agent console calls it with a signed-in
 session (``bot.console.actor``). Every write is recorded in the audit log.
@@ -31,7 +31,6 @@ from bot.clock import Clock, utc_now
 from bot.console import feed as live_feed
 from bot.console.actor import Actor, TokenOrSession, record
 from bot.console.canned import CannedReplies
-from bot.console.suggest import Searchable, suggestions
 from bot.delivery import Dispatcher
 from bot.errors import Conflict, Forbidden, NotFound, Unprocessable
 from bot.frames import frame
@@ -40,7 +39,6 @@ from bot.http import read_json, validate
 from bot.store.base import AgentRecord, Conversation, Store, Ticket
 
 MAX_BODY = 65536
-MAX_QUERY = 500
 DEFAULT_CAPACITY = 3
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -54,7 +52,6 @@ class AgentAPI:
         dispatcher: Dispatcher,
         clock: Clock = utc_now,
         *,
-        kb: Searchable | None = None,
         canned: CannedReplies | None = None,
         feed: live_feed.Feed | None = None,
     ) -> None:
@@ -63,7 +60,6 @@ class AgentAPI:
         self._auth = TokenOrSession(token)
         self._dispatcher = dispatcher
         self._clock = clock
-        self._kb = kb
         self._canned = canned
         self._feed = feed
         self.views = TicketViews(store, tickets, clock)
@@ -81,7 +77,6 @@ class AgentAPI:
         ("GET", "/api/agent/canned", "list_canned"),
         ("POST", "/api/agent/canned", "add_canned"),
         ("DELETE", "/api/agent/canned/{canned_id}", "delete_canned"),
-        ("GET", "/api/agent/kb", "kb_search"),
         ("GET", "/api/agent/live", "live"),
         ("GET", "/api/agent/agents", "list_agents"),
         ("PUT", "/api/agent/agents/{agent_id}", "put_agent"),
@@ -257,16 +252,6 @@ class AgentAPI:
         if self._canned is None:
             raise NotFound("not_found", "canned replies are not set up on this gateway")
         return self._canned
-
-    async def kb_search(self, request: web.Request) -> web.Response:
-        await self._auth.actor(request)
-        query = request.query.get("q", "").strip()
-        if not query or len(query) > MAX_QUERY:
-            raise Unprocessable(
-                "validation_error", f"q: 1–{MAX_QUERY} characters to search for", field="q"
-            )
-        hits = await suggestions(self._kb, query)
-        return web.json_response({"query": query, "available": self._kb is not None, "hits": hits})
 
     async def live(self, request: web.Request) -> web.WebSocketResponse:
         """The console's WebSocket: every ticket change (see ``bot.console.feed``)."""

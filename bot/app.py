@@ -49,6 +49,7 @@ from bot.handoff.notify import Notifier
 from bot.handoff.tickets import TicketService
 from bot.http import console_headers_middleware, cors_middleware, errors_middleware
 from bot.hub import Hub
+from bot.kb_api import KnowledgeAPI
 from bot.knowledge import embedder_for, load_live_knowledge_base
 from bot.metrics import Metrics, MetricsEndpoint
 from bot.nlu import RasaClient
@@ -56,6 +57,7 @@ from bot.outbox import Outbox
 from bot.pages import Pages
 from bot.pipeline import Pipeline
 from bot.settings import Settings
+from bot.store.base import Conversation
 from bot.store.sqlite import SQLiteStore
 from knowledge_base.isolated import IsolatedEmbedder
 
@@ -92,6 +94,7 @@ def create_app(settings: Settings) -> web.Application:
         (keys.CONSOLE, Console.ROUTES),
         (keys.EDITOR, Editor.ROUTES),
         (keys.DASHBOARD, Dashboard.ROUTES),
+        (keys.KB_API, KnowledgeAPI.ROUTES),
     ):
         for method, path, name in routes:
             app.router.add_route(method, path, _delegate(key, name))
@@ -207,11 +210,24 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         breaker_failures=settings.rasa.breaker_failures,
         probe_interval=settings.rasa.probe_interval.total_seconds(),
     )
-    pipeline = Pipeline(store, outbox, rasa, kb, tickets, settings, clock, metrics)
+
+    def answer_limit(conversation: Conversation) -> int | None:
+        channel = channels.get(conversation.channel)
+        return None if channel is None else channel.max_chars_for(conversation.reply_to)
+
+    pipeline = Pipeline(
+        store, outbox, rasa, kb, tickets, settings, clock, metrics, answer_limit=answer_limit
+    )
     rasa.on_recovery(pipeline.resume)
     orders = OrderBook.from_csv(settings.path(settings.kb.articles).parent / "demo_orders.csv")
     services.configure(
-        services.Services(kb=kb, tickets=tickets, orders=orders, kb_floor=settings.kb.floor)
+        services.Services(
+            kb=kb,
+            tickets=tickets,
+            orders=orders,
+            kb_floor=settings.kb.floor,
+            kb_offer_floor=settings.kb.offer_floor,
+        )
     )
     executor = ActionExecutor()
     executor.register_package(actions)
@@ -231,12 +247,11 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     await canned.seed()
     feed = Feed(store, clock)
     await feed.start()
-    agent_api = AgentAPI(
-        store, tickets, agent_token, dispatcher, clock, kb=kb, canned=canned, feed=feed
-    )
+    agent_api = AgentAPI(store, tickets, agent_token, dispatcher, clock, canned=canned, feed=feed)
     app[keys.AGENT_API] = agent_api
     app[keys.CONSOLE] = Console()
     app[keys.DASHBOARD] = Dashboard(store, settings, clock)
+    app[keys.KB_API] = KnowledgeAPI(store, kb, settings.kb, agent_token, clock)
     app[keys.ACTIONS] = ActionEndpoint(executor, action_token)
     app[keys.PAGES] = Pages(
         store, rasa, kb, {name: name in channels for name in platform_settings(settings)}
@@ -262,6 +277,8 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(tickets.monitor.run()),
         asyncio.create_task(feed.run(agent_api.views.by_id)),
     ]
+    if kb is not None:
+        background.append(asyncio.create_task(app[keys.ARTICLES].watch(kb)))
     yield
     feed.close()  # connected consoles are told to go; they reconnect to the next run
     for listener in listeners:

@@ -7,14 +7,24 @@ import asyncio
 import getpass
 import logging
 import sys
+import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bot.console.accounts import ROLES
 from bot.customers import ImportSummary, import_customers
 from bot.durations import parse_duration
 from bot.errors import PromptlyError
 from bot.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from bot.console.articles import ArticleStore
+    from bot.store.sqlite import SQLiteStore
+    from knowledge_base import Embedder
+    from knowledge_base.articles import Article
+    from knowledge_base.importers import Parsed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     kb = commands.add_parser("kb", help="knowledge base tasks")
     kb_commands = kb.add_subparsers(dest="kb_command", required=True)
     kb_commands.add_parser("index", help="load the articles and build the vector index")
+    _kb_parsers(kb_commands)
     customers = commands.add_parser("customers", help="customer records")
     customer_commands = customers.add_subparsers(dest="customers_command", required=True)
     importing = customer_commands.add_parser(
@@ -84,6 +95,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(asyncio.run(_users(settings, args)))
     elif args.command == "report":
         print(asyncio.run(_report(settings, args)), end="")
+    elif args.command == "kb" and args.kb_command != "index":
+        return asyncio.run(_kb(settings, args))
     elif args.command == "kb":
         from bot.knowledge import load_knowledge_base_sync
         from knowledge_base import SentenceTransformerEmbedder
@@ -99,6 +112,259 @@ def _dispatch(args: argparse.Namespace) -> int:
             train(settings)
         asyncio.run(serve(settings, manage_rasa=manage))
     return 0
+
+
+# -- kb import / export / reindex / search ---------------------------------------------------
+
+_KB_IMPORT_HELP = """\
+Import articles from PATH: a Markdown file or a folder of them (front matter as in
+kb/articles), a CSV file (header row with question and answer, optionally title, tags
+split on ';' or ',', language, audience, id; the id defaults to a slug of the title or
+question), a JSONL file of {"id", "title", "body", "questions"?} objects, or HTML files
+(title from <title> or <h1>, the body sanitised and turned into Markdown). A folder is
+read non-recursively, each file by its suffix.
+
+New articles are published; a changed one becomes a new published version by "import";
+an unchanged one is left alone. An article changed in the console since its last import
+(or created there) is not overwritten: it is reported as a conflict (--overwrite to
+publish the file's version anyway).
+
+Exit status: 0 when everything was imported or unchanged; 1 when any file, row or
+article was rejected (each is listed with its file and line; the rest is imported);
+2 when PATH is missing or nothing in it could be read."""
+
+
+def _kb_parsers(kb_commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    importing = kb_commands.add_parser(
+        "import",
+        help="import articles from Markdown, CSV, JSONL or HTML (exit 1 if any is rejected)",
+        description=_KB_IMPORT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    importing.add_argument("path", type=Path, help="a file, or a folder of files")
+    importing.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="publish changed articles even over edits made in the console",
+    )
+    exporting = kb_commands.add_parser(
+        "export",
+        help="write the published articles (customer and internal) as JSONL or Markdown",
+        description="Write every published article, with all its fields. JSONL goes to "
+        "stdout unless --out names a file; Markdown needs --out, a folder that gets one "
+        "<id>.md per article, which `promptly kb import` reads back as the same articles.",
+    )
+    exporting.add_argument("--out", type=Path, help="a file (jsonl) or a folder (markdown)")
+    exporting.add_argument("--format", choices=("jsonl", "markdown"), default="jsonl")
+    kb_commands.add_parser(
+        "reindex",
+        help="rebuild the vector index from the database's published articles and save it "
+        "to kb.index_dir",
+    )
+    searching = kb_commands.add_parser(
+        "search", help="search the published articles as the bot would; print each hit"
+    )
+    searching.add_argument("question")
+    searching.add_argument("-k", type=int, default=5, help="hits to show (default 5)")
+    searching.add_argument(
+        "--internal", action="store_true", help="include agents-only articles, as agents see"
+    )
+    gaps = kb_commands.add_parser(
+        "gaps",
+        help="what to write next: questions the bot declined or was unsure of, grouped",
+        description="Customers' questions the bot declined or only offered choices for, "
+        "grouped by meaning, largest group first, with three examples and the nearest "
+        "existing article (docs/kb.md).",
+    )
+    gaps.add_argument("--days", type=int, default=30, help="the period, up to now (default 30)")
+    gaps.add_argument("--min-count", type=int, default=1, help="smallest group shown")
+    gaps.add_argument("--limit", type=int, default=20, help="groups shown (default 20)")
+    gaps.add_argument("--json", action="store_true", help="the report as JSON")
+
+
+def _embedder(settings: Settings) -> Embedder:
+    """The configured model, in-process (tests replace this with the hashing embedder)."""
+    from bot.knowledge import local_embedder
+
+    return local_embedder(settings)
+
+
+async def _kb(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.console.articles import ArticleStore
+    from bot.store.sqlite import SQLiteStore
+
+    parsed: Parsed | None = None
+    if args.kb_command == "import":
+        # Read before opening the database: a missing PATH should not create one.
+        parsed = _read_import(args.path)
+        if parsed.files_read == 0:
+            for problem in parsed.problems:
+                print(f"promptly: {problem}", file=sys.stderr)
+            print(f"promptly: nothing could be read from {args.path}", file=sys.stderr)
+            return 2
+    if args.kb_command == "export" and args.format == "markdown" and args.out is None:
+        raise PromptlyError("--format markdown needs --out FOLDER")
+    store = await SQLiteStore.open(settings.path(settings.storage.database))
+    try:
+        articles = ArticleStore(store)
+        if parsed is not None:
+            return await _kb_import(store, articles, parsed, args)
+        if args.kb_command == "export":
+            return _kb_export(await articles.published(), args)
+        if args.kb_command == "gaps":
+            return await _kb_gaps(settings, store, await articles.published(), args)
+        return await _kb_index(settings, await articles.published(), args)
+    finally:
+        await store.close()
+
+
+def _read_import(path: Path) -> Parsed:
+    from tqdm import tqdm
+
+    from knowledge_base.errors import ArticleError
+    from knowledge_base.importers import files_to_import, parse_path
+
+    try:
+        total = len(files_to_import(path))
+    except ArticleError as exc:
+        raise PromptlyError(str(exc)) from None
+    with tqdm(total=total, desc="reading", unit="file", **_bar()) as bar:
+        return parse_path(path, on_file=lambda _: bar.update())
+
+
+async def _kb_import(
+    store: SQLiteStore, articles: ArticleStore, parsed: Parsed, args: argparse.Namespace
+) -> int:
+    from tqdm import tqdm
+
+    from bot.console.accounts import Audit
+    from bot.console.articles import Rejected
+
+    with tqdm(total=len(parsed.records), desc="importing", unit="article", **_bar()) as bar:
+        report = await articles.import_records(
+            parsed.records, overwrite=args.overwrite, progress=bar.update
+        )
+    audit = Audit(store)
+    for outcome, ids in (("added", report.added), ("updated", report.updated)):
+        for article_id in ids:
+            data = {"outcome": outcome, "source": str(args.path)}
+            await audit.record("cli", "article.import", article_id, data)
+    rejected = [Rejected(str(p.location), p.reason) for p in parsed.problems] + report.rejected
+    print(
+        f"added {len(report.added)}, updated {len(report.updated)}, "
+        f"unchanged {report.unchanged}, rejected {len(rejected)}"
+    )
+    for label, ids in (("added", report.added), ("updated", report.updated)):
+        if ids and args.verbose:
+            print(f"{label}: {', '.join(ids)}")
+    for item in rejected:
+        print(f"rejected {item}")
+    return 1 if rejected else 0
+
+
+def _kb_export(published: Sequence[Article], args: argparse.Namespace) -> int:
+    import json
+
+    from knowledge_base.articles import to_fields, to_markdown
+
+    if args.format == "markdown":
+        folder: Path = args.out
+        folder.mkdir(parents=True, exist_ok=True)
+        for article in published:
+            (folder / f"{article.id}.md").write_text(to_markdown(article), encoding="utf-8")
+    else:
+        lines = "".join(
+            json.dumps(to_fields(article), ensure_ascii=False) + "\n" for article in published
+        )
+        if args.out is None:
+            sys.stdout.write(lines)
+        else:
+            args.out.write_text(lines, encoding="utf-8")
+    print(f"exported {len(published)} articles to {args.out or 'stdout'}", file=sys.stderr)
+    return 0
+
+
+async def _kb_index(
+    settings: Settings, published: Sequence[Article], args: argparse.Namespace
+) -> int:
+    from knowledge_base import KnowledgeBase
+
+    if not published:
+        print("no published articles yet: promptly kb import PATH", file=sys.stderr)
+    index_dir = settings.path(settings.kb.index_dir)
+    embedder = _embedder(settings)
+    if args.kb_command == "reindex":
+        started = time.perf_counter()
+        kb = await asyncio.to_thread(KnowledgeBase.build, published, embedder)
+        await asyncio.to_thread(kb.save, index_dir)
+        seconds = time.perf_counter() - started
+        print(f"indexed {len(published)} articles into {index_dir} in {seconds:.1f} s")
+        return 0
+    # Reuses the saved index when it matches the articles (else builds and saves one).
+    kb = await asyncio.to_thread(KnowledgeBase.load, index_dir, embedder, published)
+    hits = kb.search(args.question, max(args.k, 1), include_internal=args.internal)
+    if not hits:
+        print("no hits")
+    for hit in hits:
+        print(f"{hit.score:.3f}  {hit.title}  {hit.citation.url}")
+        print(f"       {_trimmed(hit.passage)}")
+    return 0
+
+
+async def _kb_gaps(
+    settings: Settings, store: SQLiteStore, published: Sequence[Article], args: argparse.Namespace
+) -> int:
+    import json
+    from datetime import timedelta
+
+    from bot.kb_api import gap_report
+    from knowledge_base import KnowledgeBase, LiveKnowledgeBase
+
+    if args.days < 1 or args.min_count < 1 or args.limit < 1:
+        raise PromptlyError("--days, --min-count and --limit must be at least 1")
+    index_dir = settings.path(settings.kb.index_dir)
+    embedder = _embedder(settings)
+    kb = await asyncio.to_thread(KnowledgeBase.load, index_dir, embedder, published)
+    until = datetime.now(UTC)
+    report = await gap_report(
+        store,
+        LiveKnowledgeBase(kb),
+        until - timedelta(days=args.days),
+        until,
+        limit=args.limit,
+        min_count=args.min_count,
+    )
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
+    print(
+        f"{report['questions']} unanswered or low-confidence questions in the last "
+        f"{args.days} days"
+        + (f" ({report['left_out']} asked too rarely to group)" if report["left_out"] else "")
+    )
+    if not report["gaps"]:
+        print("no gaps: nothing to group")
+    for number, gap in enumerate(report["gaps"], start=1):
+        print(
+            f"\n{number}. {gap['count']} questions "
+            f"({gap['unanswered']} declined, {gap['low_confidence']} offered choices)"
+        )
+        for example in gap["examples"]:
+            print(f"     “{_trimmed(example, 100)}”")
+        nearest = gap["nearest"]
+        if nearest is not None:
+            print(f"   nearest: {nearest['title']} ({nearest['score']:.2f}) {nearest['url']}")
+    return 0
+
+
+def _trimmed(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def _bar() -> dict[str, Any]:
+    # On stderr so stdout stays the summary; drawn only for a person watching a terminal.
+    return {"file": sys.stderr, "disable": not sys.stderr.isatty(), "leave": False}
 
 
 async def _import_customers(settings: Settings, path: Path) -> ImportSummary:

@@ -15,6 +15,7 @@ from bot.console.articles import ArticleStore
 from bot.console.dashboard import Dashboard
 from bot.console.editor import Editor
 from bot.delivery import Dispatcher
+from bot.kb_api import KnowledgeAPI
 from bot.metrics import MetricsEndpoint
 from bot.nlu import RasaClient
 from bot.pages import Pages
@@ -41,3 +42,4 @@ ARTICLES = web.AppKey("articles", ArticleStore)
 EDITOR = web.AppKey("editor", Editor)
 METRICS = web.AppKey("metrics", MetricsEndpoint)
 DASHBOARD = web.AppKey("dashboard", Dashboard)
+KB_API = web.AppKey("kb_api", KnowledgeAPI)

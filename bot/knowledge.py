@@ -14,9 +14,16 @@ from knowledge_base.live import LiveKnowledgeBase
 
 def embedder_for(settings: Settings) -> Embedder:
     """The gateway's embedder: in a niced child process unless ``kb.isolate`` is off."""
+    model = None if settings.kb.model is None else settings.path(settings.kb.model)
     if settings.kb.isolate:
-        return IsolatedEmbedder(nice=settings.kb.nice)
-    return SentenceTransformerEmbedder()
+        return IsolatedEmbedder(model, nice=settings.kb.nice)
+    return SentenceTransformerEmbedder(model)
+
+
+def local_embedder(settings: Settings) -> Embedder:
+    """The configured model in this process (the CLI, a standalone action server)."""
+    model = None if settings.kb.model is None else settings.path(settings.kb.model)
+    return SentenceTransformerEmbedder(model)
 
 
 def load_knowledge_base_sync(settings: Settings, embedder: Embedder) -> KnowledgeBase:

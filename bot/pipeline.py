@@ -49,6 +49,7 @@ from bot.store.base import (
     StoredMessage,
     Ticket,
 )
+from knowledge_base import bands
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ NO_ANSWER_TEXT = (
 class KnowledgeSource(Protocol):
     async def aanswer(self, question: str, floor: float) -> Any: ...
 
+    async def asearch(self, question: str, k: int = 3) -> list[Any]: ...
+
 
 @dataclass
 class Outcome:
@@ -79,8 +82,10 @@ class Outcome:
     source: str = "rasa"
     pending: bool = False
     waiting: bool = False  # the conversation was already with a human queue
-    # Indexes of the replies the bot said it was not sure of (``actions/kb.py``).
-    unsure: set[int] = field(default_factory=set)
+    # What the event log records of a reply's confidence, by reply index (``actions/kb.py``):
+    # ``unsure`` (declined: the question counts as unanswered) or ``offered`` (the article
+    # ids offered to pick from), with the best ``score``. The content-gap report reads them.
+    marks: dict[int, dict[str, Any]] = field(default_factory=dict)
     # Milliseconds of this turn per bot stage, logged with its first reply: ``wait`` (behind
     # the conversation's earlier messages), ``nlu`` (Rasa's turn, queue included, less the
     # KB's share), ``kb`` (knowledge-base search, in an action or straight from the gateway).
@@ -98,8 +103,10 @@ class Pipeline:
         settings: Settings,
         clock: Callable[[], datetime],
         metrics: Metrics | None = None,
+        answer_limit: Callable[[Conversation], int | None] = lambda _: None,
     ) -> None:
         self._store = store
+        self._answer_limit = answer_limit  # one message's length on the conversation's channel
         self._outbox = outbox
         self._metrics = metrics
         self._nlu = nlu
@@ -185,6 +192,8 @@ class Pipeline:
                 if ticket is not None:
                     await self._plan_for_waiting(message, ticket, started)
                     return
+            if await self._chosen(message, conversation, started):
+                return
             if await self._rated(message, conversation, started):
                 return
             await self._bot_turn(message, conversation, started)
@@ -234,6 +243,37 @@ class Pipeline:
         )
         await self._reply(message, thanks, started, first=first, source="csat")
         await self._store.set_status(message.id, MessageStatus.DONE)
+        return True
+
+    async def _chosen(
+        self, message: StoredMessage, conversation: Conversation, started: float
+    ) -> bool:
+        """Answer with the article the customer picked from the bot's last offer; True if so.
+
+        Like ratings, only a message that reads as a choice ("2") costs a store read, and it
+        counts only when the conversation's latest reply is an offer that has that many
+        choices; otherwise it goes on (to the rating check, then the bot).
+        """
+        if self._kb is None or message.kind in MEDIA_KINDS:
+            return False
+        picked = bands.parse_choice(message.text, bands.MAX_CHOICES)
+        if picked is None:
+            return False
+        replies = [m for m in await self._store.messages(conversation.id) if m.direction == "out"]
+        choices = replies[-1].payload.get("choices") if replies else None
+        if not isinstance(choices, list) or picked >= len(choices):
+            return False
+        choice = choices[picked]
+        started_kb = time.monotonic()
+        # The title finds its own article first (it is indexed as one of its questions).
+        hits = await self._kb.asearch(str(choice.get("title", "")), k=bands.MAX_CHOICES)
+        hit = next((h for h in hits if h.article_id == choice.get("article_id")), None)
+        if hit is None:  # unpublished since the offer
+            return False
+        reply = self._kb_answer(hit, conversation)
+        outcome = Outcome(replies=[reply], source="kb_choice", stages={"kb": _ms_since(started_kb)})
+        promise = self._promise(conversation.channel)
+        await self._deliver(message, outcome, promise, started, message.acked_at is not None)
         return True
 
     async def _bot_turn(
@@ -344,7 +384,7 @@ class Pipeline:
                 started,
                 first=first,
                 source=outcome.source,
-                unsure=index in outcome.unsure,  # its question counts as unanswered
+                mark=outcome.marks.get(index),
                 stages=outcome.stages if index == 0 else None,
             )
             first = False
@@ -359,7 +399,7 @@ class Pipeline:
         first: bool,
         source: str,
         pending: str | None = None,
-        unsure: bool = False,
+        mark: dict[str, Any] | None = None,
         stages: dict[str, float] | None = None,
     ) -> None:
         latency_ms = _ms_since(started)
@@ -368,10 +408,10 @@ class Pipeline:
             data["stages_ms"] = stages
         if reply.kind is not None:
             data["kind"] = str(reply.kind)
-        if unsure:
+        if mark:
             # An ``answered`` event's message is the reply; ``question`` links it to the
             # customer's message (an ``acked`` event's message already is that).
-            data.update(unsure=True, question=message.id)
+            data.update(mark, question=message.id)
         await self._outbox.send(
             message.conversation_id,
             reply,
@@ -407,16 +447,16 @@ class Pipeline:
             except NLUUnavailable as e:
                 # Per message, so debug: the client logs when Rasa goes down and comes back.
                 logger.debug("degraded turn for %s: %s", message.id, e)
-                outcome = await self._without_rasa(message)
+                outcome = await self._without_rasa(message, conversation)
             else:
                 rasa_ms = _ms_since(rasa_started)
-                outcome = await self._from_rasa(bot_messages)
+                outcome = await self._from_rasa(bot_messages, self._answer_limit(conversation))
                 kb_ms = outcome.stages.get("kb", 0.0)
                 outcome.stages["nlu"] = round(max(rasa_ms - kb_ms, 0.0), 3)
             outcome.stages["wait"] = wait_ms
             return outcome
 
-    async def _from_rasa(self, bot_messages: list[dict[str, Any]]) -> Outcome:
+    async def _from_rasa(self, bot_messages: list[dict[str, Any]], limit: int | None) -> Outcome:
         outcome = Outcome()
         for bot_message in bot_messages:
             custom = bot_message.get("custom")
@@ -425,11 +465,10 @@ class Pipeline:
                 if outcome.ticket is not None:
                     self._tickets.watch(outcome.ticket)  # created by a standalone action server
             elif isinstance(custom, dict) and custom.get("promptly") == "answer":
-                outcome.replies.append(
-                    _answer(str(custom.get("text", "")), custom.get("citations", []))
-                )
-                if custom.get("unsure") is True:
-                    outcome.unsure.add(len(outcome.replies) - 1)
+                outcome.replies.append(_custom_answer(custom, limit))
+                mark = _mark(custom)
+                if mark:
+                    outcome.marks[len(outcome.replies) - 1] = mark
                 kb_ms = custom.get("kb_ms")
                 if isinstance(kb_ms, int | float):
                     outcome.stages["kb"] = outcome.stages.get("kb", 0.0) + float(kb_ms)
@@ -437,7 +476,7 @@ class Pipeline:
                 outcome.replies.append(_answer(str(bot_message["text"]), []))
         return outcome
 
-    async def _without_rasa(self, message: StoredMessage) -> Outcome:
+    async def _without_rasa(self, message: StoredMessage, conversation: Conversation) -> Outcome:
         """Rasa is unavailable: answer straight from the KB when confident, else wait for Rasa."""
         if self._kb is not None and self._kb_open():
             started = time.monotonic()
@@ -448,14 +487,17 @@ class Pipeline:
                 logger.exception("KB failed during degraded turn")
             else:
                 if result.confident and result.hit is not None:
-                    text = f"{result.hit.passage}\n\nSource: {result.hit.title}"
-                    citation = {"title": result.hit.citation.title, "url": result.hit.citation.url}
                     return Outcome(
-                        replies=[_answer(text, [citation])],
+                        replies=[self._kb_answer(result.hit, conversation)],
                         source="kb_direct",
                         stages={"kb": _ms_since(started)},
                     )
         return Outcome(pending=True, source="none")
+
+    def _kb_answer(self, hit: Any, conversation: Conversation) -> OutboundMessage:
+        limit = self._answer_limit(conversation)
+        citation = {"title": hit.citation.title, "url": hit.citation.url}
+        return _answer(bands.compose(hit.passage, hit.title, limit), [citation])
 
     def _kb_open(self) -> bool:
         """May a turn without Rasa ask the KB? Not when it is backed up: that would only add
@@ -477,6 +519,33 @@ def _noun(kind: str | None) -> str:
 
 def _ms_since(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 3)
+
+
+def _custom_answer(custom: dict[str, Any], limit: int | None) -> OutboundMessage:
+    """An action's answer payload as a reply, fitted to the channel's ``limit``."""
+    passage, title = custom.get("passage"), custom.get("title")
+    if isinstance(passage, str) and isinstance(title, str):
+        text = bands.compose(passage, title, limit)
+    else:
+        text = str(custom.get("text", ""))
+    reply = _answer(text, custom.get("citations", []))
+    choices = custom.get("choices")
+    if isinstance(choices, list) and choices:
+        # Stored with the reply: a later "2" picks from it, and the widget shows buttons.
+        reply = replace(reply, extra={"choices": choices})
+    return reply
+
+
+def _mark(custom: dict[str, Any]) -> dict[str, Any]:
+    mark: dict[str, Any] = {}
+    if custom.get("unsure") is True:
+        mark["unsure"] = True
+    choices = custom.get("choices")
+    if isinstance(choices, list) and choices:
+        mark["offered"] = [c.get("article_id") for c in choices if isinstance(c, dict)]
+    if mark and isinstance(custom.get("score"), int | float):
+        mark["score"] = custom["score"]
+    return mark
 
 
 def _answer(text: str, citations: list[dict[str, Any]]) -> OutboundMessage:

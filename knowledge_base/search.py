@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,14 @@ from knowledge_base.embedder import Embedder, Vectors
 from knowledge_base.errors import IndexLoadError, KnowledgeBaseError
 from knowledge_base.fingerprint import content_fingerprint
 from knowledge_base.index import METADATA_FILE, VectorIndex
+from knowledge_base.ranking import (
+    HEAD_MAX_ARTICLES,
+    HEAD_MAX_PHRASINGS,
+    HEAD_MIN_PHRASINGS,
+    ArticleHead,
+    blend,
+    quoted_questions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +50,13 @@ class Citation:
 
 @dataclass(frozen=True)
 class Hit:
-    """An article's best match; ``passage`` is always answer text, never a question."""
+    """An article's best match; ``passage`` is always answer text, never a question.
+
+    ``score`` is a confidence in [0, 1]: the mean of the article's best passage cosine and the
+    probability the knowledge base's head gives it; just the cosine when there is no head
+    (``head=False``, fewer than two articles, or fewer than ``HEAD_MIN_PHRASINGS`` phrasings
+    per article on average).
+    """
 
     article_id: str
     title: str
@@ -74,7 +89,13 @@ class KnowledgeBase:
         index: VectorIndex,
         *,
         max_chars: int = DEFAULT_MAX_CHARS,
+        head: bool = True,
+        trained: ArticleHead | None = None,
+        train: bool = True,
     ) -> None:
+        """``head``: rank with a trained head (``knowledge_base/ranking.py``). Without
+        ``train``, ``trained`` (the previous head, maybe None) serves as it is, marked stale:
+        ``with_changes`` serves an edit at once, and ``with_fresh_head`` retrains later."""
         by_id = {article.id: article for article in articles}
         if len(by_id) != len(articles):
             raise KnowledgeBaseError("article ids must be unique")
@@ -87,11 +108,21 @@ class KnowledgeBase:
         self._index = index
         self._passages = index.passages
         self._sections: dict[str, list[int]] = {}
+        self._positions: dict[str, list[int]] = {}
         for position, passage in enumerate(self._passages):
             if passage.article_id not in self._articles:
                 raise KnowledgeBaseError(f"index refers to unknown article {passage.article_id!r}")
+            self._positions.setdefault(passage.article_id, []).append(position)
             if passage.kind == "section":
                 self._sections.setdefault(passage.article_id, []).append(position)
+        self._use_head = head
+        self._head_stale = head and not train
+        self._head = None if not head else self._train_head() if train else trained
+        self._head_columns = (
+            {}
+            if self._head is None
+            else {a: c for c, a in enumerate(self._head.article_ids) if a in self._articles}
+        )
         self._batcher = QueryBatcher(self.search_many)
 
     @classmethod
@@ -101,18 +132,19 @@ class KnowledgeBase:
         embedder: Embedder,
         *,
         max_chars: int = DEFAULT_MAX_CHARS,
+        head: bool = True,
     ) -> KnowledgeBase:
         """Chunk and embed ``articles`` into a fresh in-memory index."""
         if len({article.id for article in articles}) != len(articles):
             raise KnowledgeBaseError("article ids must be unique")
         fingerprint = content_fingerprint(articles, embedder.name, embedder.dim, max_chars)
         index = VectorIndex(embedder.dim, embedder.name, fingerprint)
-        passages = [p for article in articles for p in chunk_article(article, max_chars)]
+        passages = [p for article in articles for p in _article_passages(article, max_chars)]
         for start in range(0, len(passages), _EMBED_BATCH):
             batch = passages[start : start + _EMBED_BATCH]
             index.add(batch, embedder.encode([_embedding_text(p) for p in batch]))
         logger.info("indexed %d passages from %d articles", len(passages), len(articles))
-        return cls(articles, embedder, index, max_chars=max_chars)
+        return cls(articles, embedder, index, max_chars=max_chars, head=head)
 
     @classmethod
     def load(
@@ -122,6 +154,7 @@ class KnowledgeBase:
         articles: Sequence[Article],
         *,
         max_chars: int = DEFAULT_MAX_CHARS,
+        head: bool = True,
     ) -> KnowledgeBase:
         """Reuse the index saved in ``directory`` if it was built from the same article content
         with the same embedder; otherwise build one and try to save it there for next time.
@@ -136,9 +169,9 @@ class KnowledgeBase:
         else:
             if index.embedder_name == embedder.name and index.fingerprint == expected:
                 logger.info("reusing knowledge base index in %s", directory)
-                return cls(articles, embedder, index, max_chars=max_chars)
+                return cls(articles, embedder, index, max_chars=max_chars, head=head)
             logger.info("knowledge base index in %s is stale; rebuilding", directory)
-        knowledge_base = cls.build(articles, embedder, max_chars=max_chars)
+        knowledge_base = cls.build(articles, embedder, max_chars=max_chars, head=head)
         try:
             knowledge_base.save(directory)
         except OSError as exc:
@@ -165,20 +198,65 @@ class KnowledgeBase:
         fingerprint = content_fingerprint(
             articles, self._embedder.name, self._embedder.dim, self._max_chars
         )
-        index = VectorIndex(self._embedder.dim, self._embedder.name, fingerprint)
-        kept = [i for i, p in enumerate(self._passages) if p.article_id not in changed]
-        if kept:
-            index.add([self._passages[i] for i in kept], self._index.vectors(kept))
-        fresh = [p for article in upsert for p in chunk_article(article, self._max_chars)]
-        if fresh:
-            index.add(fresh, self._vectors_for(fresh, changed))
-        return KnowledgeBase(articles, self._embedder, index, max_chars=self._max_chars)
+        fresh = [p for article in upsert for p in _article_passages(article, self._max_chars)]
+        # O(changed passages), not O(size): the new index shares this one's base (see
+        # VectorIndex.with_changes); this knowledge base and its readers are left untouched.
+        index = self._index.with_changes(
+            changed, fresh, self._vectors_for(fresh, changed), fingerprint=fingerprint
+        )
+        # The head is kept as it was: retraining it takes seconds to minutes on a big KB, and
+        # an edit must be served within a second. Until ``with_fresh_head`` replaces it, a new
+        # article is scored by its cosine alone and a removed one is never offered.
+        return KnowledgeBase(
+            articles,
+            self._embedder,
+            index,
+            max_chars=self._max_chars,
+            head=self._use_head,
+            trained=self._head,
+            train=False,
+        )
+
+    @property
+    def compaction_due(self) -> bool:
+        """Edits have piled up in the index: ``compacted`` (off the request path) is due."""
+        return self._index.compaction_due
+
+    def compacted(self) -> KnowledgeBase:
+        """The same knowledge base over a compacted index. Slow at scale (minutes at a million
+        passages): run it off the request path and swap the result in."""
+        compacted = KnowledgeBase(
+            self.articles,
+            self._embedder,
+            self._index.compacted(),
+            max_chars=self._max_chars,
+            head=self._use_head,
+            trained=self._head,
+            train=False,
+        )
+        compacted._head_stale = self._head_stale  # same articles: the head is as good as it was
+        return compacted
+
+    @property
+    def head_stale(self) -> bool:
+        """True when the head predates the latest ``with_changes``."""
+        return self._head_stale
+
+    def with_fresh_head(self) -> KnowledgeBase:
+        """This knowledge base with its head trained on its current articles."""
+        return KnowledgeBase(
+            self.articles,
+            self._embedder,
+            self._index,
+            max_chars=self._max_chars,
+            head=self._use_head,
+        )
 
     def _vectors_for(self, passages: Sequence[Passage], changed: Collection[str]) -> Vectors:
         known = {
-            (p.article_id, _embedding_text(p)): i
-            for i, p in enumerate(self._passages)
-            if p.article_id in changed
+            (article_id, _embedding_text(self._passages[i])): i
+            for article_id in changed
+            for i in self._index.positions_of(article_id)
         }
         stored = [known.get((p.article_id, _embedding_text(p))) for p in passages]
         matrix = np.zeros((len(passages), self._embedder.dim), dtype=np.float32)
@@ -189,6 +267,11 @@ class KnowledgeBase:
             matrix[missing] = self._embedder.encode([_embedding_text(passages[r]) for r in missing])
         logger.debug("re-embedded %d of %d passages", len(missing), len(passages))
         return matrix
+
+    @property
+    def embedder(self) -> Embedder:
+        """The model this index was built with (questions must be embedded with it)."""
+        return self._embedder
 
     @property
     def articles(self) -> tuple[Article, ...]:
@@ -231,7 +314,7 @@ class KnowledgeBase:
         ]
 
     def answer(self, question: str, floor: float, *, include_internal: bool = False) -> Answer:
-        """The single best hit, ``confident`` when its cosine score is at least ``floor``."""
+        """The single best hit, ``confident`` when its score is at least ``floor``."""
         return _answer(self.search(question, k=1, include_internal=include_internal), floor)
 
     async def asearch(
@@ -249,10 +332,48 @@ class KnowledgeBase:
         hits = await self.asearch(question, k=1, include_internal=include_internal)
         return _answer(hits, floor)
 
+    def _train_head(self) -> ArticleHead | None:
+        # Every phrasing (title, alternate or quoted question) is a labelled example. With a
+        # title and one question per article the head only learns noise, so it waits for more.
+        positions = [i for i, p in enumerate(self._passages) if p.kind == "question"]
+        articles = len({self._passages[i].article_id for i in positions})
+        if articles < 2 or len(positions) < HEAD_MIN_PHRASINGS * articles:
+            return None
+        if articles > HEAD_MAX_ARTICLES or len(positions) > HEAD_MAX_PHRASINGS:
+            logger.info("%d articles, %d phrasings: cosine ranking", articles, len(positions))
+            return None
+        labels = [self._passages[i].article_id for i in positions]
+        return ArticleHead.fit(self._index.vectors(positions), labels)
+
     def _best_per_article(
         self, query: Vectors, k: int, include_internal: bool
     ) -> list[tuple[Passage, float]]:
         hidden = frozenset() if include_internal else self._internal
+        nearest = self._nearest(query, k, hidden)
+        if self._head is None:
+            return list(nearest.values())
+        probabilities = self._head.probabilities(query)[0]
+        # Candidates: the k articles nearest by cosine plus the k the head likes best.
+        liked = (self._head.article_ids[int(c)] for c in np.argsort(-probabilities))
+        served = (a for a in liked if a in self._head_columns and a not in hidden)
+        for article_id in itertools.islice(served, k):
+            if article_id not in nearest:
+                nearest[article_id] = self._best_passage(article_id, query)
+        scored = [
+            (passage, blend(cosine, self._probability(probabilities, passage.article_id)))
+            for passage, cosine in nearest.values()
+        ]
+        scored.sort(key=lambda item: -item[1])
+        return scored[:k]
+
+    def _probability(self, probabilities: Vectors, article_id: str) -> float | None:
+        # None (cosine alone) for an article published since the head was trained.
+        column = self._head_columns.get(article_id)
+        return None if column is None else float(probabilities[column])
+
+    def _nearest(
+        self, query: Vectors, k: int, hidden: frozenset[str]
+    ) -> dict[str, tuple[Passage, float]]:
         width = k * _SEARCH_WIDTH
         while True:
             best: dict[str, tuple[Passage, float]] = {}
@@ -262,10 +383,16 @@ class KnowledgeBase:
                 # Results arrive best first, so the first passage seen is the article's best.
                 best.setdefault(passage.article_id, (passage, score))
                 if len(best) == k:
-                    return list(best.values())
+                    return best
             if width >= len(self._index):
-                return list(best.values())
+                return best
             width *= 4
+
+    def _best_passage(self, article_id: str, query: Vectors) -> tuple[Passage, float]:
+        positions = self._positions[article_id]
+        scores = self._index.vectors(positions) @ query
+        best = int(np.argmax(scores))
+        return self._passages[positions[best]], float(scores[best])
 
     def _hit(self, passage: Passage, score: float, query: Vectors) -> Hit:
         shown = passage if passage.kind == "section" else self._answer_section(passage, query)
@@ -300,6 +427,20 @@ def _answer(hits: list[Hit], floor: float) -> Answer:
         return _NO_ANSWER
     best = hits[0]
     return Answer(hit=best, confident=best.score >= floor, best_score=best.score)
+
+
+def _article_passages(article: Article, max_chars: int) -> list[Passage]:
+    """The article's chunks plus its quoted example questions as extra question passages."""
+    passages = chunk_article(article, max_chars)
+    seen = {" ".join(p.text.lower().split()) for p in passages if p.kind == "question"}
+    for question in quoted_questions(article.body):
+        key = " ".join(question.lower().split())
+        if key not in seen:
+            seen.add(key)
+            passages.append(
+                Passage(article.id, article.title, None, None, question, kind="question")
+            )
+    return passages
 
 
 def _embedding_text(passage: Passage) -> str:

@@ -124,6 +124,10 @@ class PlatformChannel(abc.ABC):
         """The messaging window for one address (default: the platform's ``WINDOW``)."""
         return self.WINDOW
 
+    def max_chars_for(self, reply_to: Mapping[str, Any]) -> int:
+        """One message's length limit for one address (default: the platform's ``MAX_CHARS``)."""
+        return self.MAX_CHARS
+
 
 class WebhookChannel(PlatformChannel):
     """A platform that calls ``/webhooks/<name>`` over HTTP."""

@@ -10,8 +10,9 @@ drafts saved on top of a published article do not change what customers see unti
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import functools
 import json
+import logging
 import re
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -21,14 +22,20 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from bot.clock import Clock, utc_now
-from bot.console.article_content import Content, diff_content, valid_id
+from bot.console.article_content import Content, diff_content, make_content, valid_id
 from bot.errors import Conflict, NotFound, Unprocessable
 from bot.store.sqlite import SQLiteStore
-from knowledge_base.articles import Article, Audience, load_markdown_dir
+from knowledge_base.articles import Article, Audience
+from knowledge_base.importers import Record, parse_markdown_dir
+from knowledge_base.live import LiveKnowledgeBase
+
+logger = logging.getLogger(__name__)
 
 Status = Literal["draft", "published", "archived"]
 STATUSES: tuple[Status, ...] = ("draft", "published", "archived")
 IMPORT_AUTHOR = "import"
+WATCH_INTERVAL = 2.0  # seconds between checks for articles published by other processes
+_IMPORT_BATCH = 200  # records per transaction: the store's thread serves others in between
 # The version searches serve: the newest published or archived one, if it is published.
 _LIVE = (
     "(SELECT CASE WHEN v.status = 'published' THEN v.version END FROM article_versions v "
@@ -65,11 +72,23 @@ class Version:
     at: datetime
 
 
+@dataclass(frozen=True)
+class Rejected:
+    """A record not imported: where it came from and why."""
+
+    source: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.reason}"
+
+
 @dataclass
 class ImportReport:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
 
 
 def kb_article(article_id: str, content: Content) -> Article:
@@ -82,6 +101,7 @@ def kb_article(article_id: str, content: Content) -> Article:
         tags=content.tags,
         questions=content.questions,
         audience=content.audience,
+        language=content.language,
     )
 
 
@@ -192,26 +212,83 @@ class ArticleStore:
         rows = await self._store.run(lambda db: db.execute(sql).fetchall(), write=False)
         return [kb_article(row[0], _content(row[1:7])) for row in rows]
 
+    async def stamp(self) -> tuple[int, str | None]:
+        """Changes whenever any article is created or changed: cheap to poll."""
+        sql = "SELECT count(*), max(updated_at) FROM articles"
+        row = await self._store.run(lambda db: db.execute(sql).fetchone(), write=False)
+        return int(row[0]), row[1]
+
+    async def watch(self, kb: LiveKnowledgeBase, interval: float = WATCH_INTERVAL) -> None:
+        """Serve what other processes publish (``promptly kb import``, another gateway): poll
+        ``stamp`` and sync the KB with the published articles when it moves. This gateway's
+        editor swaps its own publishes in at once; the sync then finds nothing to do."""
+        seen = await self.stamp()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                stamp = await self.stamp()
+                if stamp != seen:
+                    upserted, removed = await kb.sync(await self.published())
+                    seen = stamp
+                    if upserted or removed:
+                        logger.info("articles changed elsewhere: %d in, %d out", upserted, removed)
+            except Exception:
+                logger.exception("syncing articles failed; trying again")
+
     async def import_markdown_dir(self, path: Path) -> ImportReport:
-        """Bring the Markdown folder in: new files are published, changed ones published as a
-        new version by ``import``. A file is compared with the last version imported from it,
-        so an unchanged file never overwrites an editor's later edits."""
-        articles = await asyncio.to_thread(load_markdown_dir, path)
-        at = self._clock()
+        """Bring the Markdown folder in (at start): ``import_records`` over its files. A bad
+        file is logged and skipped; the rest, and what was imported before, still serve."""
+        parsed = await asyncio.to_thread(parse_markdown_dir, path)
+        report = await self.import_records(parsed.records)
+        report.rejected[:0] = [Rejected(str(p.location), p.reason) for p in parsed.problems]
+        for rejected in report.rejected:
+            logger.warning("article not imported: %s", rejected)
+        return report
 
-        def write(db: sqlite3.Connection) -> ImportReport:
-            report = ImportReport()
-            for article in articles:
-                outcome = _import(db, article, at)
+    async def import_records(
+        self,
+        records: Sequence[Record],
+        *,
+        overwrite: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> ImportReport:
+        """Store imported articles: new ids are published, changed ones published as a new
+        version by ``import``, unchanged ones left alone.
+
+        A record is compared with the last version imported for its id, so an unchanged source
+        never overwrites an editor's later edit. A *changed* one over an editor's edit (or over
+        an article made in the console) is rejected as a conflict, unless ``overwrite``.
+        ``progress(n)`` is called after each batch of ``n`` records.
+        """
+        report = ImportReport()
+        valid: list[tuple[Record, Content]] = []
+        for record in records:
+            try:
+                valid_id(record.article.id)
+                valid.append((record, _imported_content(record.article)))
+            except Unprocessable as exc:
+                report.rejected.append(Rejected(str(record.location), exc.message))
+        if progress is not None and len(valid) < len(records):
+            progress(len(records) - len(valid))
+        for start in range(0, len(valid), _IMPORT_BATCH):
+            batch = valid[start : start + _IMPORT_BATCH]
+            at = self._clock()
+            outcomes = await self._store.run(
+                functools.partial(_import_batch, batch=batch, at=at, overwrite=overwrite),
+                write=True,
+            )
+            for (record, _), outcome in zip(batch, outcomes, strict=True):
                 if outcome == "added":
-                    report.added.append(article.id)
+                    report.added.append(record.article.id)
                 elif outcome == "updated":
-                    report.updated.append(article.id)
-                else:
+                    report.updated.append(record.article.id)
+                elif outcome == "unchanged":
                     report.unchanged += 1
-            return report
-
-        return await self._store.run(write, write=True)
+                else:
+                    report.rejected.append(Rejected(str(record.location), outcome))
+            if progress is not None:
+                progress(len(batch))
+        return report
 
     async def _change(
         self,
@@ -314,37 +391,71 @@ def _append(
     return head
 
 
-def _import(
-    db: sqlite3.Connection, article: Article, at: datetime
-) -> Literal["added", "updated", "unchanged"]:
-    head = _head(db, article.id)
-    incoming = Content(
+def _import_batch(
+    db: sqlite3.Connection,
+    *,
+    batch: Sequence[tuple[Record, Content]],
+    at: datetime,
+    overwrite: bool,
+) -> list[str]:
+    return [
+        _import(db, record.article.id, content, at, overwrite=overwrite)
+        for record, content in batch
+    ]
+
+
+def _imported_content(article: Article) -> Content:
+    """The article as an editor would have saved it (validated and normalised), so that a
+    re-import compares like with like; ``Unprocessable`` names the field at fault."""
+    return make_content(
         title=article.title,
         body=article.body,
         questions=article.questions,
         tags=article.tags,
-        language=head.content.language if head else "en",  # files carry no language
+        language=article.language,
         audience=article.audience,
     )
+
+
+def _normalised(content: Content) -> Content:
+    # Versions imported before content was normalised on import compare as if they had been.
+    try:
+        return _imported_content(kb_article("-", content))
+    except Unprocessable:
+        return content
+
+
+def _import(
+    db: sqlite3.Connection, article_id: str, incoming: Content, at: datetime, *, overwrite: bool
+) -> str:
+    """The outcome: "added", "updated", "unchanged", or why the record was rejected."""
+    head = _head(db, article_id)
     if head is None:
-        _append(db, article.id, 1, incoming, "published", IMPORT_AUTHOR, at)
+        _append(db, article_id, 1, incoming, "published", IMPORT_AUTHOR, at)
         return "added"
     row = db.execute(
         f"{_SELECT_VERSIONS} WHERE article_id = ? AND author = ? ORDER BY version DESC LIMIT 1",
-        (article.id, IMPORT_AUTHOR),
+        (article_id, IMPORT_AUTHOR),
     ).fetchone()
-    # Without an earlier import (an editor made this id first), compare with what is there.
-    last = _version(row).content if row else head.content
-    if _file_digest(last) == _file_digest(incoming):
-        return "unchanged"
-    _append(db, article.id, head.version + 1, incoming, "published", IMPORT_AUTHOR, at)
+    last = _version(row) if row else None
+    if last is not None and _normalised(last.content) == incoming:
+        return "unchanged"  # the source is as last imported: whatever editors did since stands
+    if head.status == "published" and _normalised(head.content) == incoming:
+        return "unchanged"  # already what is served
+    # An article made in the console, or changed there since the last import (edited, a
+    # draft saved, archived), is the editors' now: a changed source must not undo that.
+    edited = last is None or (
+        head.version != last.version
+        and (head.content != last.content or head.status != last.status)
+    )
+    if edited and not overwrite:
+        who = "created" if last is None else "changed"
+        return (
+            f"conflict: {article_id!r} was {who} in the console (version {head.version} by "
+            f"{head.updated_by}, {head.status}) since the last import; not overwritten"
+        )
+    _append(db, article_id, head.version + 1, incoming, "published", IMPORT_AUTHOR, at)
     return "updated"
-
-
-def _file_digest(content: Content) -> str:
-    """Hash of what a Markdown file holds (not the language, which only editors set)."""
-    fields = [content.title, content.body, content.questions, content.tags, content.audience]
-    return hashlib.sha256(json.dumps(fields, ensure_ascii=False).encode()).hexdigest()
 
 
 def _json(items: tuple[str, ...]) -> str:

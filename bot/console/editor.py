@@ -22,10 +22,13 @@ from bot.errors import NotFound, Unprocessable
 from bot.http import error_body, read_json, validate
 from bot.pages import render_markdown
 from bot.settings import KBSettings
+from knowledge_base.bands import decide
 from knowledge_base.live import LiveKnowledgeBase
 
 ROLE = "editor"  # admins pass too
-_MAX_JSON = 512 * 1024  # a 100,000-character body in any script, plus the other fields
+# A 100,000-character body and 200 questions of 500 characters, in any script (up to 4
+# bytes a character), plus the other fields.
+_MAX_JSON = 1024 * 1024
 
 
 class _In(BaseModel):
@@ -105,6 +108,7 @@ class Editor:
         self._kb = kb  # None when [kb] enabled = false: edits are stored, nothing is served
         self._audit = audit
         self._floor = kb_settings.floor
+        self._offer_floor = kb_settings.offer_floor
         self._direct_floor = kb_settings.direct_floor
         self._live = asyncio.Lock()
 
@@ -217,7 +221,10 @@ class Editor:
             {
                 "question": body.question,
                 "floor": self._floor,
+                "offer_floor": self._offer_floor,
                 "direct_floor": self._direct_floor,
+                # What the bot would do with this question (knowledge_base/bands.py).
+                "band": str(decide(hits, self._floor, self._offer_floor).band),
                 "hits": [
                     {
                         "article_id": hit.article_id,
@@ -226,6 +233,7 @@ class Editor:
                         "passage": hit.passage,
                         "url": hit.citation.url,
                         "above_floor": hit.score >= self._floor,
+                        "above_offer_floor": hit.score >= self._offer_floor,
                         "above_direct_floor": hit.score >= self._direct_floor,
                     }
                     for hit in hits

@@ -627,12 +627,13 @@
     }
     $("kb-hint").textContent = `Top articles for “${q.length > 80 ? q.slice(0, 80) + "…" : q}”`;
     try {
-      const data = await api("GET", `/api/agent/kb?q=${enc(q)}`);
+      const data = await api("GET", `/api/kb/search?audience=agent&q=${enc(q)}`);
       if (serial !== kbSerial) return; // a newer search already answered
-      if (!data.available) $("kb-hint").textContent = "The knowledge base is off on this gateway.";
       box.replaceChildren(...(data.hits.length ? data.hits.map(hitCard) : [h("p", { class: "hint", text: "No matching article." })]));
     } catch (e) {
-      if (serial === kbSerial) box.replaceChildren(h("p", { class: "hint", text: `Search failed: ${e.message}` }));
+      if (serial !== kbSerial) return;
+      if (e.code === "kb_disabled") $("kb-hint").textContent = "The knowledge base is off on this gateway.";
+      box.replaceChildren(h("p", { class: "hint", text: e.code === "kb_disabled" ? "" : `Search failed: ${e.message}` }));
     }
   }
 

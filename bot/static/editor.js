@@ -325,12 +325,12 @@ function hitItem(hit) {
   item.dataset.articleId = hit.article_id;
   item.append(el("strong", hit.title), " ");
   item.append(el("span", hit.score.toFixed(3), "score"), " ");
-  // The floor decides whether the bot answers with it; the stricter direct floor whether it
-  // still does while Rasa is down.
+  // The floor decides whether the bot answers with it, the offer floor whether it is offered
+  // as a choice, and the stricter direct floor whether it still answers while Rasa is down.
   const verdict = hit.above_direct_floor
-    ? "used, even with Rasa down"
-    : hit.above_floor ? "used" : "below the floor: not used";
-  item.append(el("span", verdict, `badge ${hit.above_floor ? "published" : "archived"}`));
+    ? "answered, even with Rasa down"
+    : hit.above_floor ? "answered" : hit.above_offer_floor ? "offered as a choice" : "below the floors: not used";
+  item.append(el("span", verdict, `badge ${hit.above_floor ? "published" : hit.above_offer_floor ? "draft" : "archived"}`));
   item.append(el("span", hit.passage, "passage"));
   return item;
 }

@@ -289,6 +289,9 @@ header h2 { flex: 1; margin: 0; font-size: 15px; font-weight: 600; }
 .csat-btn:disabled { opacity: .6; cursor: default; }
 .csat-scale { display: flex; justify-content: space-between; font-size: 11px; margin: 2px 4px 0; }
 .csat-status { font-size: 12px; min-height: 1em; }
+.choices { display: flex; flex-direction: column; gap: 4px; margin-top: 6px; }
+.choice-btn { text-align: left; padding: 6px 10px; border-radius: 10px; border: 1px solid var(--line); background: #fff; color: var(--ink); cursor: pointer; font: inherit; }
+.choice-btn:hover, .choice-btn:focus-visible { border-color: var(--accent); }
 
 .typing { align-self: flex-start; display: flex; gap: 4px; padding: 10px 12px; background: #fff;
   border: 1px solid var(--line); border-radius: 14px; border-bottom-left-radius: 4px; }
@@ -623,7 +626,7 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
     } else if (type === "ack" || type === "answer") {
       const bubble = textBubble(f);
       const t = timeEl(f.created_at);
-      node = h("div", msgAttrs(type, type === "ack" ? f.kind : "", seq, "row them bot"), bubble, t ? h("div", { class: "meta" }, t) : null);
+      node = h("div", msgAttrs(type, type === "ack" ? f.kind : "", seq, "row them bot"), bubble, choicesPrompt(f), t ? h("div", { class: "meta" }, t) : null);
       place(node, seq);
     } else if (type === "agent") {
       const name = f.agent && typeof f.agent.name === "string" && f.agent.name.trim() ? f.agent.name.trim() : "Support agent";
@@ -651,6 +654,22 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
     } else if (isOpen) {
       markSeen();
     }
+  }
+
+  // ---------------------------------------------------------------- article choices
+  /** Buttons for the articles the bot offers (frame field `choices`): a tap sends its number,
+   * as a customer on any other channel would write it. */
+  function choicesPrompt(f) {
+    if (!Array.isArray(f.choices)) return null;
+    const titles = f.choices.slice(0, 3).map((c) => (c && typeof c.title === "string" ? c.title : "")).filter(Boolean);
+    if (!titles.length) return null;
+    return h(
+      "div",
+      { class: "choices", role: "group", "aria-label": "Articles to choose from", "data-testid": "promptly-choices" },
+      ...titles.map((title, i) =>
+        h("button", { type: "button", class: "choice-btn", "data-choice": String(i + 1), text: `${i + 1}. ${title}`, onclick: () => send(String(i + 1)) }),
+      ),
+    );
   }
 
   // ---------------------------------------------------------------- satisfaction rating

@@ -133,6 +133,20 @@ async def test_unknown_question_says_not_sure_and_offers_a_human(customer):
     assert plan["reference"].startswith("PR-")
 
 
+async def test_a_close_but_unsure_match_offers_articles_to_pick_by_number(customer):
+    # ~0.43 against the demo articles, between kb.offer_floor (0.40) and kb.floor (0.45): an offer.
+    mid = await customer.say("do you ship to PO boxes")
+    offer = await customer.wait_reply(
+        mid, lambda f: f["type"] in ("ack", "answer") and f.get("kind") != "receipt"
+    )
+    assert offer.get("choices") and offer["citations"] == [], offer["text"]
+    assert f"1. {offer['choices'][0]['title']}" in offer["text"] or "Reply 1" in offer["text"]
+    mid = await customer.say("1")
+    answer = await customer.wait_reply(mid, lambda f: f["citations"])
+    assert answer["citations"][0]["url"].startswith(f"/kb/{offer['choices'][0]['article_id']}")
+    assert f"Source: {offer['choices'][0]['title']}" in answer["text"]
+
+
 async def test_talk_to_a_person_gets_a_plan_and_the_agent_reply_reaches_the_widget(
     customer, session, stack
 ):

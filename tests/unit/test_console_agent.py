@@ -182,16 +182,23 @@ async def test_canned_replies_are_seeded_once_and_kept_by_admins(client):
     assert actions.count("canned.delete") == len(canned) + 1 and "canned.add" in actions
 
 
-async def test_kb_suggestions_include_internal_articles_marked_as_such(client):
+async def test_kb_search_shows_agents_internal_articles_and_customers_none(client):
     await signed_in(client, "agent", "sam")
-    found = await call(client, "GET", "/api/agent/kb?q=can I override the refund window")
-    assert found["available"] and len(found["hits"]) == 2
+    question = "q=can I override the refund window"
+    found = await call(client, "GET", f"/api/kb/search?audience=agent&{question}")
+    assert len(found["hits"]) == 2 and found["band"] is None
     by_id = {hit["article_id"]: hit for hit in found["hits"]}
     assert by_id["refund-overrides"]["internal"] and not by_id["refunds"]["internal"]
     assert by_id["refunds"]["citation"]["url"].startswith("/kb/refunds")
     assert found["hits"][0]["article_id"] == "refund-overrides"
-    blank = await call(client, "GET", "/api/agent/kb?q=%20", status=422)
+    # What a customer would get: no internal article, and what the bot would do with it.
+    customer = await call(client, "GET", f"/api/kb/search?{question}")
+    assert [hit["article_id"] for hit in customer["hits"]] == ["refunds"]
+    assert customer["band"] in ("answer", "offer", "decline")
+    blank = await call(client, "GET", "/api/kb/search?q=%20", status=422)
     assert blank["error"]["field"] == "q"
+    wrong = await call(client, "GET", f"/api/kb/search?audience=public&{question}", status=422)
+    assert wrong["error"]["field"] == "audience"
 
 
 # -- live feed --------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.console.article_content import Content, make_content
+from bot.console.article_content import MAX_QUESTION, MAX_QUESTIONS, Content, make_content
 from bot.console.articles import IMPORT_AUTHOR, ArticleStore, kb_article
 from bot.errors import Conflict, NotFound, Unprocessable
 from bot.store.sqlite import SQLiteStore
@@ -169,7 +169,8 @@ async def test_unknown_articles_and_versions_are_not_found(articles: ArticleStor
         ({"title": "  "}, "invalid_title"),
         ({"title": "x" * 201}, "invalid_title"),
         ({"body": "\n \n"}, "invalid_body"),
-        ({"questions": ["x" * 301]}, "invalid_questions"),
+        ({"questions": ["x" * (MAX_QUESTION + 1)]}, "invalid_questions"),
+        ({"questions": [f"q{i}" for i in range(MAX_QUESTIONS + 1)]}, "invalid_questions"),
         ({"tags": [f"t{i}" for i in range(21)]}, "invalid_tags"),
         ({"language": "English"}, "invalid_language"),
         ({"audience": "everyone"}, "invalid_audience"),
@@ -273,13 +274,18 @@ async def test_import_is_idempotent_and_keeps_editors_changes(
     await articles.import_markdown_dir(folder)
     assert (await articles.get("shipping")).content == better
 
-    # The file itself changes: that is new content, imported as a new published version.
+    # A file changes: new content, imported as a new published version, unless an editor
+    # changed the article since the last import; then it is a conflict, and erin's stays.
     (folder / "shipping.md").write_text(md("Shipping", "Two days."), encoding="utf-8")
+    (folder / "returns.md").write_text(md("Returns", "Sixty days."), encoding="utf-8")
     changed = await articles.import_markdown_dir(folder)
-    head = await articles.get("shipping")
-    assert (changed.updated, changed.unchanged) == (["shipping"], 1)
-    assert (head.version, head.status, head.updated_by) == (3, "published", IMPORT_AUTHOR)
-    assert head.content.body == "Two days."
+    assert (changed.added, changed.updated, changed.unchanged) == ([], ["returns"], 0)
+    assert [r.source for r in changed.rejected] == [str(folder / "shipping.md")]
+    assert "conflict" in changed.rejected[0].reason and "erin" in changed.rejected[0].reason
+    assert (await articles.get("shipping")).content == better
+    returns = await articles.get("returns")
+    assert (returns.version, returns.status, returns.updated_by) == (2, "published", IMPORT_AUTHOR)
+    assert returns.content.body == "Sixty days."
 
 
 async def test_import_reads_the_audience_and_the_repo_articles(articles: ArticleStore) -> None:
@@ -288,6 +294,23 @@ async def test_import_reads_the_audience_and_the_repo_articles(articles: Article
 
     assert len(report.added) == len(served) >= 10
     assert {a.audience for a in served} == {"customer"}
+
+
+async def test_import_reads_the_language_and_skips_bad_files(
+    articles: ArticleStore, tmp_path: Path
+) -> None:
+    (tmp_path / "hilfe.md").write_text(
+        "---\ntitle: Versand\nlanguage: de\n---\nDrei Tage.\n", encoding="utf-8"
+    )
+    (tmp_path / "broken.md").write_text("---\ntitle: [unclosed\n---\nBody\n", encoding="utf-8")
+
+    report = await articles.import_markdown_dir(tmp_path)
+
+    assert report.added == ["hilfe"]
+    assert (await articles.get("hilfe")).content.language == "de"
+    assert [a.language for a in await articles.published()] == ["de"]
+    assert [r.source for r in report.rejected] == [str(tmp_path / "broken.md")]
+    assert "invalid YAML front matter at line 2" in report.rejected[0].reason
 
 
 async def test_import_marks_internal_articles(articles: ArticleStore, tmp_path: Path) -> None:

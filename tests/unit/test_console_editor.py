@@ -81,6 +81,7 @@ async def test_the_page_needs_an_editor_or_admin(client: TestClient) -> None:
         "article-title",
         "article-body",
         "article-questions",
+        "article-language",
         "save-draft",
         "publish",
         "archive",
@@ -145,7 +146,7 @@ async def test_draft_publish_archive_with_versions_and_audit(client: TestClient)
     )
     assert hits["hits"][0]["article_id"] == "gift-cards"
     assert hits["hits"][0]["above_floor"] and hits["hits"][0]["above_direct_floor"]
-    assert hits["floor"] == 0.55
+    assert (hits["floor"], hits["offer_floor"], hits["band"]) == (0.45, 0.4, "answer")
 
     archived = await erin.call("POST", f"{path}/archive", {"version": 3})
     assert (archived["status"], archived["live_version"]) == ("archived", None)
@@ -173,8 +174,16 @@ async def test_draft_publish_archive_with_versions_and_audit(client: TestClient)
 async def test_publish_with_edits_and_the_audience_reach_the_live_kb(client: TestClient) -> None:
     erin = await session(client)
     await erin.call("POST", A, {**ARTICLE, "audience": "internal"}, status=201)
-    content = {k: v for k, v in ARTICLE.items() if k != "id"} | {"audience": "internal"}
-    await erin.call("POST", f"{A}/gift-cards/publish", {"version": 1, "content": content})
+    content = {k: v for k, v in ARTICLE.items() if k != "id"} | {
+        "audience": "internal",
+        "language": "pt-BR",
+    }
+    published = await erin.call(
+        "POST", f"{A}/gift-cards/publish", {"version": 1, "content": content}
+    )
+    assert published["language"] == "pt-BR"
+    served = client.app[keys.KB].article("gift-cards", include_internal=True)
+    assert served is not None and served.language == "pt-BR"
 
     question = {"question": "How long is my gift card valid?"}
     customer = await erin.call("POST", "/api/console/try", question)
@@ -239,6 +248,7 @@ async def test_list_filters_and_searches(client: TestClient) -> None:
         ({"id": "no spaces"}, "id"),
         ({"title": ""}, "title"),
         ({"audience": "everyone"}, "audience"),
+        ({"language": "English"}, "language"),
         ({"questions": "not a list"}, "questions"),
         ({"surprise": 1}, "surprise"),
     ],

@@ -25,6 +25,7 @@ from bot.console.agent import Console
 from bot.console.dashboard import Dashboard
 from bot.console.editor import Editor
 from bot.handoff.config import SLASettings
+from bot.kb_api import KnowledgeAPI
 from bot.metrics import MetricsEndpoint
 from bot.pages import Pages
 from bot.settings import Settings, load_settings
@@ -414,6 +415,7 @@ async def test_health_and_pages(client):
             Console,
             Editor,
             Dashboard,
+            KnowledgeAPI,
         )
         for method, path, _ in handler.ROUTES
     }

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from knowledge_base import Article, ArticleError, KnowledgeBaseError, load_markdown_dir
-from knowledge_base.articles import load_markdown_file
+from knowledge_base.articles import load_markdown_file, parse_markdown, to_markdown
 
 SHIPPING = """\
 ---
@@ -44,6 +44,18 @@ def test_loads_all_front_matter_fields(tmp_path: Path) -> None:
         tags=("shipping", "delivery"),
         questions=("When will my order arrive?", "How long is delivery?"),
     )
+
+
+def test_language_defaults_to_english_and_round_trips_through_to_markdown(
+    tmp_path: Path,
+) -> None:
+    assert load_markdown_file(write(tmp_path, "shipping.md", SHIPPING)).language == "en"
+    path = write(tmp_path, "versand.md", "---\ntitle: Versand\nlanguage: pt-BR\n---\nDrei.\n")
+
+    article = load_markdown_file(path)
+
+    assert article.language == "pt-BR"
+    assert parse_markdown(path, to_markdown(article)) == article
 
 
 def test_id_defaults_to_file_stem_and_optional_fields_are_empty(tmp_path: Path) -> None:
@@ -85,6 +97,7 @@ def test_windows_line_endings_and_bom_are_accepted(tmp_path: Path) -> None:
         ("---\ntitle: T\nid: has space\n---\nBody\n", "id 'has space' must use only"),
         ("---\ntitle: T\nurl: 42\n---\nBody\n", "'url' must be a string"),
         ("---\ntitle: T\n---\n\n  \n", "body is empty"),
+        ("---\ntitle: T\nlanguage: English\n---\nBody\n", "'language' must be a language tag"),
     ],
 )
 def test_bad_files_raise_an_error_naming_file_and_problem(
