@@ -52,7 +52,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.report import write_section  # noqa: E402
-from knowledge_base import Passage, SentenceTransformerEmbedder, VectorIndex  # noqa: E402
+from knowledge_base import (  # noqa: E402
+    Article,
+    HashingEmbedder,
+    KnowledgeBase,
+    Passage,
+    SentenceTransformerEmbedder,
+    VectorIndex,
+)
 from knowledge_base.index import EXACT_LIMIT, INDEX_FILE  # noqa: E402
 
 EVAL = Path("/work/shared/eval")
@@ -81,6 +88,7 @@ class Row:
     resave_s: float = 0.0
     load_s: float = 0.0
     passages_ms: float = 0.0
+    kb_edit_ms: float = 0.0
     cpu_p99_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -189,6 +197,25 @@ def edits(index: VectorIndex, rng: np.random.Generator) -> Iterator[float]:
         yield elapsed
 
 
+def kb_edit_ms(index: VectorIndex) -> float:
+    """What an editor's publish costs the gateway: ``KnowledgeBase.with_changes`` (the index's
+    edit plus the knowledge base's own bookkeeping) until a search returns the new text. The
+    hashing embedder stands in for the model (add the one-sentence embedding time)."""
+    ids = sorted({p.article_id for p in index.passages})
+    articles = [Article(i, f"Title {i}", f"Body of {i}.", None, (), ()) for i in ids]
+    embedder = HashingEmbedder(index.dim)
+    kb = KnowledgeBase(articles, embedder, index, head=False)
+    text = "We sell gift cards from 10 euros."
+    edited = Article(ids[len(ids) // 3], "Gift cards", text, None, (), ())
+    started = time.perf_counter()
+    changed = kb.with_changes(upsert=[edited])
+    hits = changed.search(text, k=1)
+    elapsed = (time.perf_counter() - started) * 1000
+    assert hits and hits[0].article_id == edited.id, "the edit is not visible"
+    log(f"knowledge base edit to visible: {elapsed:.0f} ms over {len(index):,} passages")
+    return elapsed
+
+
 def measure(
     row: Row, passages: list[Passage], vectors: Matrix, queries: Matrix, exact_limit: int
 ) -> tuple[VectorIndex, npt.NDArray[np.int64]]:
@@ -226,6 +253,7 @@ def measure(
     started = time.perf_counter()
     len(edited.passages)  # what KnowledgeBase.__init__ reads after every edit
     row.passages_ms = (time.perf_counter() - started) * 1000
+    row.kb_edit_ms = kb_edit_ms(index)
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     started = time.perf_counter()
     edited.compacted()
@@ -258,7 +286,7 @@ def measure(
 def nprobe_sweep(index: VectorIndex, truth: npt.NDArray[np.int64], queries: Matrix) -> list[str]:
     lines = []
     default = index.nprobe
-    for nprobe in (8, 16, 24, 32, 48, 64):
+    for nprobe in (8, 16, 24, 28, 32, 48, 64):
         index.nprobe = nprobe
         index._cache.clear()  # noqa: SLF001 - drop the cached search parameters
         times = latencies(lambda q: index.search(q, K), queries)
@@ -414,16 +442,19 @@ def report(
         "5 edits (every live vector re-added to a new IVF reusing the trained quantizer; an "
         "exact base is copied). "
         "`.passages` = first read of the live passage tuple after those edits (lazy, cached; "
-        "`KnowledgeBase.__init__` reads it). Memory = RSS growth over the build; "
+        "`KnowledgeBase.__init__` reads it). KB edit = `KnowledgeBase.with_changes` replacing "
+        "one article until a search finds its new text (what an editor's publish costs the "
+        "gateway before the swap; the hashing embedder stands in for the model, whose one-"
+        "sentence time is given above). Memory = RSS growth over the build; "
         "file = the saved base. Re-save = saving after "
         f"those edits (the unchanged base is not rewritten). Embedding the 10k texts and 1k "
         f"queries took {embed_s:.0f} s (not in build time).",
         "",
         "| passages | data | index | build s | RSS MB | file MB | p50 ms | p99 ms | p99 CPU ms "
         "| exact p50 ms "
-        "| recall@10 | edit p50 / max ms | `.passages` ms | compaction s "
+        "| recall@10 | edit p50 / max ms | `.passages` ms | KB edit ms | compaction s "
         "| save / re-save / load s |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
@@ -431,7 +462,7 @@ def report(
             f"{r.file_mb:.0f} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | {r.cpu_p99_ms:.3f} | "
             f"{r.exact_p50_ms:.2f} | "
             f"{r.recall:.4f} | {r.edit_p50_ms:.2f} / {r.edit_max_ms:.2f} | {r.passages_ms:.0f} | "
-            f"{r.compact_s:.2f} | "
+            f"{r.kb_edit_ms:.0f} | {r.compact_s:.2f} | "
             f"{r.save_s:.1f} / {r.resave_s:.2f} / {r.load_s:.1f} |"
         )
     if sweep:
@@ -471,7 +502,9 @@ def report(
             f"({r.p99_ms:.3f} ms wall, {r.cpu_p99_ms:.3f} ms CPU); recall@10 >= 0.95: "
             f"{'PASS' if r.recall >= 0.95 else 'FAIL'} "
             f"({r.recall:.4f}); edit-to-visible <= 1 s: "
-            f"{'PASS' if r.edit_max_ms <= 1000 else 'FAIL'} ({r.edit_max_ms:.1f} ms max).",
+            f"{'PASS' if r.kb_edit_ms + embed_one_ms <= 1000 else 'FAIL'} "
+            f"({r.kb_edit_ms:.0f} ms for the knowledge base + {embed_one_ms:.0f} ms embedding; "
+            f"the index alone {r.edit_max_ms:.1f} ms max).",
         ]
     return "\n".join(lines)
 

@@ -92,6 +92,7 @@ class KnowledgeBase:
         head: bool = True,
         trained: ArticleHead | None = None,
         train: bool = True,
+        check: bool = True,
     ) -> None:
         """``head``: rank with a trained head (``knowledge_base/ranking.py``). Without
         ``train``, ``trained`` (the previous head, maybe None) serves as it is, marked stale:
@@ -107,14 +108,12 @@ class KnowledgeBase:
         self._max_chars = max_chars
         self._index = index
         self._passages = index.passages
-        self._sections: dict[str, list[int]] = {}
-        self._positions: dict[str, list[int]] = {}
-        for position, passage in enumerate(self._passages):
-            if passage.article_id not in self._articles:
-                raise KnowledgeBaseError(f"index refers to unknown article {passage.article_id!r}")
-            self._positions.setdefault(passage.article_id, []).append(position)
-            if passage.kind == "section":
-                self._sections.setdefault(passage.article_id, []).append(position)
+        if check:  # an index from outside; one derived from a checked one needs no O(size) walk
+            for passage in self._passages:
+                if passage.article_id not in self._articles:
+                    raise KnowledgeBaseError(
+                        f"index refers to unknown article {passage.article_id!r}"
+                    )
         self._use_head = head
         self._head_stale = head and not train
         self._head = None if not head else self._train_head() if train else trained
@@ -215,6 +214,7 @@ class KnowledgeBase:
             head=self._use_head,
             trained=self._head,
             train=False,
+            check=False,
         )
 
     @property
@@ -233,6 +233,7 @@ class KnowledgeBase:
             head=self._use_head,
             trained=self._head,
             train=False,
+            check=False,
         )
         compacted._head_stale = self._head_stale  # same articles: the head is as good as it was
         return compacted
@@ -250,6 +251,7 @@ class KnowledgeBase:
             self._index,
             max_chars=self._max_chars,
             head=self._use_head,
+            check=False,
         )
 
     def _vectors_for(self, passages: Sequence[Passage], changed: Collection[str]) -> Vectors:
@@ -389,7 +391,7 @@ class KnowledgeBase:
             width *= 4
 
     def _best_passage(self, article_id: str, query: Vectors) -> tuple[Passage, float]:
-        positions = self._positions[article_id]
+        positions = self._index.positions_of(article_id)
         scores = self._index.vectors(positions) @ query
         best = int(np.argmax(scores))
         return self._passages[positions[best]], float(scores[best])
@@ -407,7 +409,11 @@ class KnowledgeBase:
         )
 
     def _answer_section(self, matched: Passage, query: Vectors) -> Passage:
-        positions = self._sections.get(matched.article_id, [])
+        positions = [
+            p
+            for p in self._index.positions_of(matched.article_id)
+            if self._passages[p].kind == "section"
+        ]
         if not positions:
             # Unreachable for loaded articles (an empty body is rejected), kept for safety.
             return matched
