@@ -180,6 +180,10 @@ class KnowledgeBase:
 
     def save(self, directory: Path) -> None:
         """Persist the index so ``load`` can skip embedding on the next start."""
+        if not self._index.fingerprint:  # left for now by ``with_changes``
+            self._index.fingerprint = content_fingerprint(
+                self._articles.values(), self._embedder.name, self._embedder.dim, self._max_chars
+            )
         self._index.save(directory)
 
     def with_changes(
@@ -194,14 +198,12 @@ class KnowledgeBase:
             raise KnowledgeBaseError("article ids must be unique")
         changed = {article.id for article in upsert} | set(remove)
         articles = [a for a in self._articles.values() if a.id not in changed] + list(upsert)
-        fingerprint = content_fingerprint(
-            articles, self._embedder.name, self._embedder.dim, self._max_chars
-        )
         fresh = [p for article in upsert for p in _article_passages(article, self._max_chars)]
         # O(changed passages), not O(size): the new index shares this one's base (see
         # VectorIndex.with_changes); this knowledge base and its readers are left untouched.
+        # The content fingerprint hashes every article: ``save`` computes it, off the edit.
         index = self._index.with_changes(
-            changed, fresh, self._vectors_for(fresh, changed), fingerprint=fingerprint
+            changed, fresh, self._vectors_for(fresh, changed), fingerprint=""
         )
         # The head is kept as it was: retraining it takes seconds to minutes on a big KB, and
         # an edit must be served within a second. Until ``with_fresh_head`` replaces it, a new
