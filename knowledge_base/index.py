@@ -50,7 +50,8 @@ IVF_NPROBE = 32
 IVF_TRAIN_PER_LIST = 30
 _QUANTIZER_HNSW_M = 32
 # Finding the nprobe nearest of 4k centroids: efSearch 64 found 99.3 % of them against 99.9 %
-# at 128, for ~0.2 ms less per query at 1M passages (the p99 budget is 2 ms).
+# at 128. At 1M passages on a quiet machine: p50 1.37 ms against 1.42 ms, recall@10 0.962
+# against 0.964; p99 2.16 against 2.01 ms, which is within run-to-run noise.
 _QUANTIZER_EF_SEARCH = 64
 
 _Bool = npt.NDArray[np.bool_]
@@ -502,7 +503,7 @@ class VectorIndex:
                 params.nprobe = self._base.index.nlist if every_list else self.nprobe
                 if every_list:
                     # The centroid graph's usual effort finds the nearest few lists, not all.
-                    quantizer = faiss.SearchParametersHNSW()
+                    quantizer = cast(Any, faiss).SearchParametersHNSW()  # not in the stubs
                     quantizer.efSearch = 2 * self._base.index.nlist
                     params.quantizer_params = quantizer
             else:
