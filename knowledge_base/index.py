@@ -42,8 +42,9 @@ DELTA_LIMIT = 2_048
 # Past this share of tombstoned base passages, compaction is due (they cost scan time).
 TOMBSTONE_FRACTION = 0.2
 # IVF past EXACT_LIMIT, not HNSW: on 1M clustered passages (docs/benchmarks.md, 2 cores)
-# IVF (4k lists, nprobe 32) built in 3-7 min with recall@10 0.96 at p99 2.0-2.4 ms, while HNSW
-# (M 16, efConstruction 40) took 5-8 min and reached only 0.46-0.85 recall@10 at efSearch 64-256.
+# IVF (4k lists, nprobe 32) built in 2-7 min with recall@10 0.96 at p99 2.0-2.4 ms, while HNSW
+# (M 16, efConstruction 40) built in 1.5-8 min but reached only 0.46-0.85 recall@10 at
+# efSearch 64-256.
 # IVF also compacts without retraining (the trained quantizer is reused) and removes for real.
 IVF_LISTS_PER_SQRT = 4  # nlist = 4 * sqrt(n), the usual faiss sizing
 IVF_NPROBE = 32
