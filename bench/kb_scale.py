@@ -487,8 +487,8 @@ def report(
         "",
         "Why IVF and not HNSW past the exact limit: on the clustered 1M set HNSW (M 16, "
         "efConstruction 40) may build faster, but its recall@10 stays far below 0.95 at any "
-        "efSearch that fits the latency budget (table above), while IVF reaches it; IVF also compacts "
-        "without retraining and really removes vectors. Uniform random vectors have no "
+        "efSearch that fits the latency budget (table above), while IVF reaches it; IVF also "
+        "compacts without retraining and really removes vectors. Uniform random vectors have no "
         "structure for IVF's lists to exploit (recall collapses): they bound the worst case, "
         "real embeddings are clustered. Exact p50 is why the base stops being a flat scan "
         "past 10k passages.",
