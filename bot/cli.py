@@ -238,7 +238,6 @@ async def _kb_import(
     from tqdm import tqdm
 
     from bot.console.accounts import Audit
-    from bot.console.articles import Rejected
 
     with tqdm(total=len(parsed.records), desc="importing", unit="article", **_bar()) as bar:
         report = await articles.import_records(
@@ -249,7 +248,7 @@ async def _kb_import(
         for article_id in ids:
             data = {"outcome": outcome, "source": str(args.path)}
             await audit.record("cli", "article.import", article_id, data)
-    rejected = [Rejected(str(p.location), p.reason) for p in parsed.problems] + report.rejected
+    rejected = parsed.problems + report.rejected
     print(
         f"added {len(report.added)}, updated {len(report.updated)}, "
         f"unchanged {report.unchanged}, rejected {len(rejected)}"

@@ -62,6 +62,11 @@ class Problem:
     location: Location
     reason: str
 
+    @property
+    def source(self) -> str:
+        """Where, as text: the file, and the line when there is one."""
+        return str(self.location)
+
     def __str__(self) -> str:
         return f"{self.location}: {self.reason}"
 

@@ -26,7 +26,7 @@ from bot.console.article_content import Content, diff_content, make_content, val
 from bot.errors import Conflict, NotFound, Unprocessable
 from bot.store.sqlite import SQLiteStore
 from knowledge_base.articles import Article, Audience
-from knowledge_base.importers import Record, parse_markdown_dir
+from knowledge_base.importers import Problem, Record, parse_markdown_dir
 from knowledge_base.live import LiveKnowledgeBase
 
 logger = logging.getLogger(__name__)
@@ -72,23 +72,12 @@ class Version:
     at: datetime
 
 
-@dataclass(frozen=True)
-class Rejected:
-    """A record not imported: where it came from and why."""
-
-    source: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.source}: {self.reason}"
-
-
 @dataclass
 class ImportReport:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: int = 0
-    rejected: list[Rejected] = field(default_factory=list)
+    rejected: list[Problem] = field(default_factory=list)  # where from and why
 
 
 def kb_article(article_id: str, content: Content) -> Article:
@@ -240,7 +229,7 @@ class ArticleStore:
         file is logged and skipped; the rest, and what was imported before, still serve."""
         parsed = await asyncio.to_thread(parse_markdown_dir, path)
         report = await self.import_records(parsed.records)
-        report.rejected[:0] = [Rejected(str(p.location), p.reason) for p in parsed.problems]
+        report.rejected[:0] = parsed.problems
         for rejected in report.rejected:
             logger.warning("article not imported: %s", rejected)
         return report
@@ -267,7 +256,7 @@ class ArticleStore:
                 valid_id(record.article.id)
                 valid.append((record, _imported_content(record.article)))
             except Unprocessable as exc:
-                report.rejected.append(Rejected(str(record.location), exc.message))
+                report.rejected.append(Problem(record.location, exc.message))
         if progress is not None and len(valid) < len(records):
             progress(len(records) - len(valid))
         for start in range(0, len(valid), _IMPORT_BATCH):
@@ -285,7 +274,7 @@ class ArticleStore:
                 elif outcome == "unchanged":
                     report.unchanged += 1
                 else:
-                    report.rejected.append(Rejected(str(record.location), outcome))
+                    report.rejected.append(Problem(record.location, outcome))
             if progress is not None:
                 progress(len(batch))
         return report
