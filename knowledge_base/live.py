@@ -143,7 +143,9 @@ class LiveKnowledgeBase:
                 if self._current is snapshot:
                     self._current = better
                     elapsed = (time.perf_counter() - started) * 1000
-                    logger.info("ranking head retrained, index compacted in %.0f ms", elapsed)
+                    done = ["index compacted"] if snapshot.compaction_due else []
+                    done += ["ranking head retrained"] if snapshot.head_stale else []
+                    logger.info("%s in %.0f ms", " and ".join(done), elapsed)
                     if self._save_to is not None and snapshot.compaction_due:
                         await loop.run_in_executor(None, self._save, better, self._save_to)
                     return
