@@ -43,13 +43,16 @@ from typing import Any
 import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
+from bench.report import write_section as write_doc_section  # noqa: E402
 from knowledge_base import Article, KnowledgeBase  # noqa: E402
 from knowledge_base.batching import Query  # noqa: E402
 from knowledge_base.calibration import held_out_floor  # noqa: E402
 from knowledge_base.embedder import Embedder, SentenceTransformerEmbedder, Vectors  # noqa: E402
 
-EVAL_DIR = Path("/work/shared/eval")
+EVAL_DIR = ROOT.parent / "shared" / "eval"  # ../shared/eval beside the clone
 SECTION = "## Knowledge-base quality (issue 5)"
 DEFAULT_CACHE = Path("/tmp/promptly-kb-bench-embeddings.pkl")
 _K = 10
@@ -382,17 +385,7 @@ def write_section(path: Path, reports: Sequence[dict[str, Any]], seconds: float)
             f"| {_cell(r, 'answered')} | {_cell(r, 'in_scope_accuracy')} "
             f"| {_cell(r, 'oos_recall')} | {_cell(r, 'accuracy')} | {plain_intent} |"
         )
-    lines.append("")
-    section = "\n".join(lines) + "\n"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start >= 0:
-        following = text.find("\n## ", start + len(SECTION))
-        end = len(text) if following < 0 else following + 1
-        text = text[:start] + section + text[end:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
+    write_doc_section(path, "kb_quality", "\n".join(lines))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

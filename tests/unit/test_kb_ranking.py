@@ -221,9 +221,9 @@ def test_bench_folds_are_stratified_and_cover_the_train_split(tmp_path: Path) ->
 def test_bench_replaces_only_its_own_section(tmp_path: Path) -> None:
     out = tmp_path / "benchmarks.md"
     out.write_text(
-        "# Benchmarks\n\n## Other\nkeep\n\n"
+        "# Benchmarks\n\n## Other\nkeep\n\n<!-- kb_quality: begin -->\n"
         + kb_quality.SECTION
-        + "\nstale figures\n\n## Later\nkeep too\n"
+        + "\nstale figures\n<!-- kb_quality: end -->\n\n## Later\nkeep too\n"
     )
     report = {
         "dataset": "set",
