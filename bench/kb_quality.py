@@ -1,16 +1,16 @@
 """Knowledge-base quality: how often does the bot's own search find the right article?
 
 Builds a fresh ``KnowledgeBase`` with the product's code and ranking (the same ``search`` the
-bot calls) from an evaluation set in /work/shared/eval, runs every query of one split and
+bot calls) from an evaluation set in ../shared/eval, runs every query of one split and
 prints one JSON line. Next to it, in the same run: ``plain`` (the product with its head
 switched off: best passage cosine only) and ``bm25`` (rank-bm25 over title + body + questions).
 
-    .venv/bin/python bench/kb_quality.py --dataset /work/shared/eval/banking77 [--split val]
-    .venv/bin/python bench/kb_quality.py --dataset /work/shared/eval/hint3-curekart \\
+    .venv/bin/python bench/kb_quality.py --dataset ../shared/eval/banking77 [--split val]
+    .venv/bin/python bench/kb_quality.py --dataset ../shared/eval/hint3-curekart \\
         --split train --folds 5
     .venv/bin/python bench/kb_quality.py --all [--out docs/benchmarks.md]
 
-Forms (see /work/shared/eval/README.md): retrieval (articles.jsonl + queries.jsonl) and intent
+Forms (see ../shared/eval/README.md): retrieval (articles.jsonl + queries.jsonl) and intent
 (intent.jsonl; the train split's labels become articles whose alternate questions are the train
 utterances; ``oos`` rows are never articles, and the right behaviour for them is to decline).
 

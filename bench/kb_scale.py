@@ -62,7 +62,7 @@ from knowledge_base import (  # noqa: E402
 )
 from knowledge_base.index import EXACT_LIMIT, INDEX_FILE  # noqa: E402
 
-EVAL = Path("/work/shared/eval")
+EVAL = ROOT.parent / "shared" / "eval"  # ../shared/eval beside the clone
 Matrix = npt.NDArray[np.float32]
 K = 10
 EDITS = 20
