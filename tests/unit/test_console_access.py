@@ -43,7 +43,7 @@ async def try_sign_in(client: TestClient, username: str, password: str, **extra:
     gaps=st.lists(st.floats(min_value=0, max_value=400, allow_nan=False), min_size=1, max_size=40)
 )
 def test_throttle_never_allows_more_failures_than_the_limit_inside_a_window(gaps):
-    limit = Limit(failures=3, window=900)
+    limit = Limit(events=3, window=900)
     throttle = LoginThrottle(account=limit, address=Limit(100, 900))
     now, allowed = 0.0, []
     for gap in gaps:
@@ -52,7 +52,7 @@ def test_throttle_never_allows_more_failures_than_the_limit_inside_a_window(gaps
             throttle.failed("ann", "10.0.0.1", now)
             allowed.append(now)
     for t in allowed:  # any window holds at most ``failures`` attempts that were let through
-        assert sum(t <= u < t + limit.window for u in allowed) <= limit.failures
+        assert sum(t <= u < t + limit.window for u in allowed) <= limit.events
 
 
 def test_throttle_waits_until_the_oldest_failure_leaves_the_window():
