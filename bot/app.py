@@ -51,6 +51,7 @@ from bot.http import console_headers_middleware, cors_middleware, errors_middlew
 from bot.hub import Hub
 from bot.kb_api import KnowledgeAPI
 from bot.knowledge import embedder_for, load_live_knowledge_base
+from bot.limits import ClientLimits
 from bot.metrics import Metrics, MetricsEndpoint
 from bot.nlu import RasaClient
 from bot.outbox import Outbox
@@ -240,7 +241,8 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     action_token = settings.action_token.get_secret_value() if settings.action_token else None
     app[keys.RASA] = rasa
     app[keys.PIPELINE] = pipeline
-    app[keys.WEB] = WebChannel(pipeline, store, hub, settings.channels.web, clock)
+    limits = ClientLimits(settings.limits)
+    app[keys.WEB] = WebChannel(pipeline, store, hub, settings.channels.web, limits, clock)
     if not isinstance(store, SQLiteStore):
         raise TypeError("the agent console lives in the SQLite store")
     canned = CannedReplies(store)
@@ -266,6 +268,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         {name: c for name, c in channels.items() if isinstance(c, WebhookChannel)},
         platform_settings(settings),
         settings.server.public_url,
+        limits,
         clock,
     )
     await dispatcher.start()

@@ -1,5 +1,7 @@
 """One exception hierarchy; ``bot.http`` maps it to HTTP responses."""
 
+import math
+
 
 class PromptlyError(Exception):
     """Base of every error Promptly raises on purpose."""
@@ -51,6 +53,24 @@ class Unprocessable(RequestError):
 
 class Conflict(RequestError):
     status = 409
+
+
+class RequestTimeout(RequestError):
+    status = 408
+
+
+class TooManyRequests(RequestError):
+    """A rate limit refused the request (``what``: "messages from this customer"). Nothing was
+    stored; it may be sent again after ``retry_after`` whole seconds (as Retry-After says)."""
+
+    status = 429
+
+    def __init__(self, what: str, retry_after: float) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(
+            "rate_limited",
+            f"too many {what}: nothing was stored; send it again in {self.retry_after} s",
+        )
 
 
 class NLUUnavailable(PromptlyError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -14,6 +15,8 @@ from bot.errors import (
     BadRequest,
     PayloadTooLarge,
     RequestError,
+    RequestTimeout,
+    TooManyRequests,
     Unprocessable,
     UnsupportedMediaType,
 )
@@ -40,12 +43,23 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
     return {"error": error}
 
 
+def error_of(e: RequestError) -> dict[str, Any]:
+    """The JSON error for a refused request (HTTP body or WebSocket ``error`` frame)."""
+    body = error_body(e.code, e.message, e.field)
+    if isinstance(e, TooManyRequests):
+        body["error"]["retry_after"] = e.retry_after
+    return body
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except RequestError as e:
-        return web.json_response(error_body(e.code, e.message, e.field), status=e.status)
+        response = web.json_response(error_of(e), status=e.status)
+        if isinstance(e, TooManyRequests):
+            response.headers["Retry-After"] = str(e.retry_after)
+        return response
     except web.HTTPException as e:
         if e.status < 400 or not request.path.startswith("/api/"):
             raise
@@ -81,18 +95,44 @@ def cors_middleware(allowed: tuple[str, ...]) -> Callable[..., Awaitable[web.Str
     return middleware
 
 
-async def read_json(request: web.Request, max_bytes: int) -> Any:
-    """Read a JSON body with a size limit and strict UTF-8, or raise a ``RequestError``."""
+# Bodies of the authenticated APIs (agents, console); the customer-facing routes and the
+# webhooks pass `limits.body_timeout`.
+BODY_TIMEOUT = 10.0  # seconds
+
+
+async def read_json(request: web.Request, max_bytes: int, timeout: float = BODY_TIMEOUT) -> Any:
+    """Read a JSON body with a size limit, a time limit and strict UTF-8, or raise a
+    ``RequestError``."""
     if request.content_type != "application/json":
         raise UnsupportedMediaType(
             "unsupported_media_type", "Content-Type must be application/json"
         )
+    return parse_json(await read_body(request, max_bytes, timeout))
+
+
+async def read_body(
+    request: web.Request, max_bytes: int, timeout: float, code: str = "payload_too_large"
+) -> bytes:
+    """The whole body, refused when over ``max_bytes`` or not all there within ``timeout``
+    seconds: a client dripping a body must not hold a handler open indefinitely."""
     if request.content_length is not None and request.content_length > max_bytes:
-        raise PayloadTooLarge("payload_too_large", f"request body is over {max_bytes} bytes")
-    raw = await request.content.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise PayloadTooLarge("payload_too_large", f"request body is over {max_bytes} bytes")
-    return parse_json(raw)
+        raise PayloadTooLarge(code, f"request body is over {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout):
+            # read(n) returns what has arrived, up to n: a body in several TCP segments
+            # takes several reads.
+            while size <= max_bytes and (chunk := await request.content.read(max_bytes + 1)):
+                chunks.append(chunk)
+                size += len(chunk)
+    except TimeoutError as e:
+        raise RequestTimeout(
+            "request_timeout", f"request body did not arrive within {timeout:g} s"
+        ) from e
+    if size > max_bytes:
+        raise PayloadTooLarge(code, f"request body is over {max_bytes} bytes")
+    return b"".join(chunks)
 
 
 def parse_json(raw: bytes | str) -> Any:

@@ -36,7 +36,7 @@ def with_tokens(settings: Settings) -> tuple[Settings, bool]:
 async def serve(settings: Settings, *, manage_rasa: bool) -> None:
     settings, generated_agent_token = with_tokens(settings)
     app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None)
+    runner = app_runner(app, settings)
     await runner.setup()
     site = web.TCPSite(runner, settings.server.host, settings.server.port)
     await site.start()
@@ -59,6 +59,21 @@ async def serve(settings: Settings, *, manage_rasa: bool) -> None:
         if rasa is not None:
             await asyncio.to_thread(rasa.stop)
         await runner.cleanup()
+
+
+def app_runner(app: web.Application, settings: Settings) -> web.AppRunner:
+    """The HTTP server's own defences against slow clients.
+
+    aiohttp closes a connection that has no complete request ``keepalive_timeout`` after it
+    opened or after its last response: that covers idle keep-alive connections and headers
+    dripped a byte at a time (its default is an hour). Header lines, fields and counts keep
+    aiohttp's limits (8190 bytes, 128 headers; a request past them is refused); the routes
+    bound bodies (size, and ``limits.body_timeout``). Handlers are not cancelled when a
+    client goes away: a message being stored is stored, and its retry is a duplicate.
+    """
+    return web.AppRunner(
+        app, access_log=None, keepalive_timeout=settings.limits.idle_timeout.total_seconds()
+    )
 
 
 def _rasa_server(settings: Settings) -> RasaServer:

@@ -102,6 +102,34 @@ class ConsoleSettings(_Section):
     failure_window: Duration = timedelta(minutes=15)
 
 
+class LimitSettings(_Section):
+    """Hostile or runaway clients. Each count is per ``window``; 0 turns that limit off (e.g.
+    an address limit behind a proxy, where every request comes from the proxy's address)."""
+
+    window: Duration = timedelta(seconds=10)
+    # Web chat messages (REST or WebSocket) and ratings per customer id: a customer typing
+    # fast sends a few a second at most.
+    messages_per_sender: int = Field(20, ge=0)
+    # The same, per client address: generous, as many customers may share one (an office NAT).
+    requests_per_address: int = Field(200, ge=0)
+    messages_per_socket: int = Field(20, ge=0)  # frames on one WebSocket
+    webhooks_per_address: int = Field(1000, ge=0)  # a platform delivers from few addresses
+    # A WebSocket that follows no conversation is closed after this long without a frame.
+    socket_idle: Duration = timedelta(seconds=60)
+    # A request body (web chat, webhooks) must arrive whole within this: no slow drip.
+    body_timeout: Duration = timedelta(seconds=10)
+    # An HTTP connection without a complete request (idle keep-alive, or headers sent too
+    # slowly) is closed after this (aiohttp's keepalive_timeout; above a proxy's 60 s).
+    idle_timeout: Duration = timedelta(seconds=75)
+
+    @model_validator(mode="after")
+    def _positive_times(self) -> LimitSettings:
+        for key in ("window", "socket_idle", "body_timeout", "idle_timeout"):
+            if getattr(self, key) <= timedelta(0):
+                raise ValueError(f"{key} must be longer than 0")
+        return self
+
+
 class WebChannelSettings(_Section):
     promise: Duration = timedelta(seconds=2)
     margin: Duration = timedelta(milliseconds=250)
@@ -184,6 +212,7 @@ class Settings(_Section):
     routing: RoutingSettings = RoutingSettings()
     debug: DebugSettings = DebugSettings()
     console: ConsoleSettings = ConsoleSettings()
+    limits: LimitSettings = LimitSettings()
     queues: dict[str, QueueSettings] = Field(default_factory=default_queues)
     calendars: dict[str, CalendarSettings] = Field(
         default_factory=lambda: {"default": CalendarSettings()}

@@ -12,17 +12,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.channels.base import Customer, InboundMessage
 from bot.clock import Clock, utc_now
-from bot.errors import Forbidden, NotFound, RequestError, Unprocessable
+from bot.errors import Forbidden, NotFound, RequestError, TooManyRequests, Unprocessable
 from bot.frames import frame
 from bot.handoff.csat import SCALE
-from bot.http import NonBlankText, error_body, parse_json, read_json, validate
+from bot.http import NonBlankText, error_of, parse_json, read_json, validate
 from bot.hub import Hub, Subscription
+from bot.limits import ClientLimits, SocketBudget
 from bot.pipeline import Pipeline
 from bot.settings import WebChannelSettings
 from bot.store.base import Store
 
 logger = logging.getLogger(__name__)
 NAME = "web"
+# WebSocket close codes (4000-4999 are the application's; these echo the HTTP statuses).
+CLOSE_IDLE = 4408  # followed no conversation and sent nothing for `limits.socket_idle`
+CLOSE_TOO_MANY = 4429  # kept sending after as many `rate_limited` refusals as its budget
 
 
 class CustomerIn(BaseModel):
@@ -57,9 +61,12 @@ class WebChannel:
         store: Store,
         hub: Hub,
         settings: WebChannelSettings,
+        limits: ClientLimits,
         clock: Clock = utc_now,
     ) -> None:
         self._clock = clock
+        self._limits = limits
+        self._body_timeout = limits.settings.body_timeout.total_seconds()
         self._pipeline = pipeline
         self._store = store
         self._hub = hub
@@ -93,7 +100,9 @@ class WebChannel:
         )
 
     async def post_message(self, request: web.Request) -> web.Response:
-        inbound = self.parse(await read_json(request, self._settings.max_body_bytes))
+        self._limits.address(request.remote)
+        inbound = self.parse(await self._read(request))
+        self._limits.sender(inbound.customer.external_id)
         received = await self._pipeline.accept(inbound)
         return web.json_response(
             {
@@ -114,7 +123,9 @@ class WebChannel:
 
     async def rate(self, request: web.Request) -> web.Response:
         """The customer's 1–5 rating of a resolved request (the question comes on resolve)."""
-        body = validate(RatingIn, await read_json(request, self._settings.max_body_bytes))
+        self._limits.address(request.remote)
+        body = validate(RatingIn, await self._read(request))
+        self._limits.sender(body.customer_id)
         conversation_id = request.match_info["conversation_id"]
         await self._authorize(conversation_id, body.customer_id)
         conversation = await self._store.conversation(conversation_id)
@@ -125,6 +136,9 @@ class WebChannel:
         return web.json_response(
             {"ticket_id": body.ticket_id, "rating": body.rating, "replaced": replaced}, status=201
         )
+
+    async def _read(self, request: web.Request) -> Any:
+        return await read_json(request, self._settings.max_body_bytes, self._body_timeout)
 
     async def _authorize(self, conversation_id: str, customer_external_id: str | None) -> None:
         """The conversation id and the customer id together are the web client's credential."""
@@ -149,6 +163,7 @@ class WebChannel:
         conversation_id = request.query.get("conversation_id")
         customer_id = request.query.get("customer_id")
         after = _after(request)
+        self._limits.address(request.remote)  # refused with a 429 before the upgrade
         ws = web.WebSocketResponse(heartbeat=25, max_msg_size=self._settings.max_body_bytes)
         await ws.prepare(request)
         subscription = self._hub.subscribe()
@@ -157,14 +172,14 @@ class WebChannel:
                 try:
                     await self._authorize(conversation_id, customer_id)
                 except RequestError as e:
-                    await ws.send_json({"type": "error", **error_body(e.code, e.message, e.field)})
+                    await ws.send_json({"type": "error", **error_of(e)})
                     await ws.close()
                     return ws
                 subscription.follow(conversation_id)
             seen = await self._replay(ws, conversation_id, after)
             writer = asyncio.create_task(self._write(ws, subscription, seen))
             try:
-                await self._read(ws, subscription)
+                await self._receive(ws, subscription, request.remote)
             finally:
                 writer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -195,25 +210,55 @@ class WebChannel:
                 continue
             await ws.send_json(item)
 
-    async def _read(self, ws: web.WebSocketResponse, subscription: Subscription) -> None:
-        async for msg in ws:
+    async def _receive(
+        self, ws: web.WebSocketResponse, subscription: Subscription, address: str | None
+    ) -> None:
+        budget = self._limits.socket()
+        idle = self._limits.settings.socket_idle.total_seconds()
+        while True:
+            try:
+                # A socket following a conversation may wait quietly for hours (an agent's
+                # reply); the heartbeat finds dead ones. One that follows nothing is only
+                # worth keeping while the client is about to send.
+                msg = await ws.receive(timeout=None if subscription.conversations else idle)
+            except TimeoutError:
+                await ws.close(code=CLOSE_IDLE, message=b"idle: no message and no conversation")
+                return
             if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
-                await self._on_frame(ws, subscription, msg.data)
+                await self._on_frame(ws, subscription, msg.data, budget, address)
+                if budget.exhausted:
+                    await ws.close(code=CLOSE_TOO_MANY, message=b"too many messages")
+                    return
             elif msg.type is WSMsgType.ERROR:
                 logger.debug("websocket closed with %s", ws.exception())
+            elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                return
 
     async def _on_frame(
-        self, ws: web.WebSocketResponse, subscription: Subscription, data: str | bytes
+        self,
+        ws: web.WebSocketResponse,
+        subscription: Subscription,
+        data: str | bytes,
+        budget: SocketBudget,
+        address: str | None,
     ) -> None:
-        client_message_id = None
+        payload: Any = None
         try:
+            budget.frame()  # every frame counts, JSON or not
             payload = parse_json(data)
-            if isinstance(payload, dict):
-                client_message_id = payload.get("client_message_id")
+            self._limits.address(address)
             inbound = self.parse(payload)
+            self._limits.sender(inbound.customer.external_id)
             received = await self._pipeline.accept(inbound)
         except RequestError as e:
-            reply: dict[str, Any] = {"type": "error", **error_body(e.code, e.message, e.field)}
+            if payload is None and isinstance(e, TooManyRequests):
+                # Name the refused message: the client sends that one again after the wait.
+                with contextlib.suppress(RequestError):
+                    payload = parse_json(data)
+            reply: dict[str, Any] = {"type": "error", **error_of(e)}
+            client_message_id = (
+                payload.get("client_message_id") if isinstance(payload, dict) else None
+            )
             if isinstance(client_message_id, str):
                 reply["client_message_id"] = client_message_id
             await ws.send_json(reply)

@@ -18,7 +18,9 @@ from multidict import CIMultiDictProxy
 
 from bot.channels.platform import Response, Webhook, WebhookChannel
 from bot.clock import Clock, utc_now
-from bot.errors import NotFound, PayloadTooLarge
+from bot.errors import NotFound
+from bot.http import read_body
+from bot.limits import ClientLimits
 from bot.pipeline import Pipeline
 from bot.settings import PlatformChannelSettings
 
@@ -37,8 +39,11 @@ class WebhookEndpoint:
         channels: Mapping[str, WebhookChannel],
         settings: Mapping[str, PlatformChannelSettings],
         public_url: str | None,
+        limits: ClientLimits,
         clock: Clock = utc_now,
     ) -> None:
+        self._limits = limits
+        self._body_timeout = limits.settings.body_timeout.total_seconds()
         self._pipeline = pipeline
         self._channels = channels
         self._settings = settings
@@ -46,6 +51,7 @@ class WebhookEndpoint:
         self._clock = clock
 
     async def handle(self, request: web.Request) -> web.Response:
+        self._limits.webhook(request.remote)  # before any work: reading, HMAC, parsing
         name = request.match_info["channel"]
         adapter = self._channels.get(name)
         if adapter is None:
@@ -65,11 +71,7 @@ class WebhookEndpoint:
         return _response(adapter.ok())
 
     async def _webhook(self, request: web.Request, limit: int) -> Webhook:
-        if request.content_length is not None and request.content_length > limit:
-            raise PayloadTooLarge("body_too_large", f"request body is over {limit} bytes")
-        body = await request.content.read(limit + 1)
-        if len(body) > limit:
-            raise PayloadTooLarge("body_too_large", f"request body is over {limit} bytes")
+        body = await read_body(request, limit, self._body_timeout, code="body_too_large")
         # Signatures that cover the URL (Twilio) need the address the platform called, which
         # behind a proxy is the configured public URL, not the one this process sees.
         url = f"{self._public_url}{request.path_qs}" if self._public_url else str(request.url)

@@ -856,6 +856,20 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
     if (entry) setCustomerState(entry, "failed", message, code === "validation_error" ? null : item || { client_message_id: cmid, text: entry.row.firstChild.textContent, sentOn: 0 });
   }
 
+  /** Refused for coming too fast (nothing was stored): keep it pending, send it after the wait. */
+  function onRateLimited(cmid, error) {
+    const item = pending.find((m) => m.client_message_id === cmid);
+    if (!item) return;
+    clearTimeout(item.timer);
+    setStatus("Slow down a little — too many messages at once.");
+    const seconds = Math.max(1, Number(error.retry_after) || 1);
+    item.timer = setTimeout(() => {
+      item.sentOn = 0;
+      if (socketOpen) setStatus("");
+      flush();
+    }, seconds * 1000);
+  }
+
   // ---------------------------------------------------------------- socket
   function handleFrame(f) {
     if (!f || typeof f !== "object") return;
@@ -863,7 +877,8 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
       if (typeof f.client_message_id === "string") onAccepted(f.client_message_id, f.conversation_id);
     } else if (f.type === "error") {
       if (typeof f.client_message_id === "string" && f.client_message_id) {
-        onSendError(f.client_message_id, f.error);
+        if (f.error && f.error.code === "rate_limited") onRateLimited(f.client_message_id, f.error);
+        else onSendError(f.client_message_id, f.error);
       } else {
         const code = f.error && f.error.code;
         if (code === "unknown_conversation" || code === "conversation_mismatch") {
@@ -917,13 +932,15 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
       }
       handleFrame(f);
     });
-    sock.addEventListener("close", () => {
+    sock.addEventListener("close", (ev) => {
       if (ws !== sock) return;
       const lived = socketOpen ? Date.now() - socketOpenedAt : 0;
       ws = null;
       socketOpen = false;
       if (lived > 5000) attempts = 0; // a socket that stayed up a while resets the backoff
       for (const item of pending) clearTimeout(item.timer);
+      // 4408: closed as idle (no conversation yet, nothing sent); the next send reconnects.
+      if (ev.code === 4408 && !pending.length) return;
       if (wantConnection) scheduleReconnect();
     });
   }

@@ -188,3 +188,23 @@ def test_each_platform_keeps_its_own_promise_when_its_section_omits_it(tmp_path)
     empty = tmp_path / "empty.toml"
     empty.write_text("", encoding="utf-8")
     assert not load_settings(empty, env={}).channels.email.enabled
+
+
+def test_limits_default_to_not_throttling_a_fast_typist(tmp_path):
+    limits = load_settings(write(tmp_path, ""), env={}).limits
+    assert limits.messages_per_sender / limits.window.total_seconds() >= 2  # 20 in 10 s
+    assert limits.requests_per_address >= 10 * limits.messages_per_sender  # a shared NAT
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('window = "0s"', r"limits.*window must be longer than 0"),
+        ("messages_per_sender = -1", r"limits\.messages_per_sender"),
+        ('socket_idle = "soon"', r"limits\.socket_idle.*invalid duration"),
+        ("per_sender = 5", r"limits\.per_sender"),
+    ],
+)
+def test_bad_limits_stop_the_start_naming_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(write(tmp_path, f"[limits]\n{text}\n"), env={})
