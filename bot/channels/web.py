@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import datetime
 from typing import Any, ClassVar
 
 from aiohttp import WSMsgType, web
@@ -83,21 +84,7 @@ class WebChannel:
 
     def parse(self, data: Any) -> InboundMessage:
         """Validate a message object (the POST body or a WebSocket frame)."""
-        body = validate(MessageIn, data)
-        if len(body.text) > self._settings.max_text_chars:
-            raise Unprocessable(
-                "validation_error",
-                f"text: is longer than {self._settings.max_text_chars} characters",
-                field="text",
-            )
-        return InboundMessage(
-            channel=NAME,
-            customer=Customer(body.customer.id, body.customer.name, body.customer.email),
-            platform_message_id=body.client_message_id,
-            text=body.text,
-            received_at=self._clock(),
-            conversation_id=body.conversation_id,
-        )
+        return parse_message(data, self._settings.max_text_chars, self._clock())
 
     async def post_message(self, request: web.Request) -> web.Response:
         self._limits.address(request.remote)
@@ -274,6 +261,23 @@ class WebChannel:
                 "duplicate": received.duplicate,
             }
         )
+
+
+def parse_message(data: Any, max_text_chars: int, received_at: datetime) -> InboundMessage:
+    """A web chat message from any JSON value, or a ``RequestError`` naming the problem."""
+    body = validate(MessageIn, data)
+    if len(body.text) > max_text_chars:
+        raise Unprocessable(
+            "validation_error", f"text: is longer than {max_text_chars} characters", field="text"
+        )
+    return InboundMessage(
+        channel=NAME,
+        customer=Customer(body.customer.id, body.customer.name, body.customer.email),
+        platform_message_id=body.client_message_id,
+        text=body.text,
+        received_at=received_at,
+        conversation_id=body.conversation_id,
+    )
 
 
 def _after(request: web.Request) -> int:
