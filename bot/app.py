@@ -43,8 +43,10 @@ from bot.console.articles import ArticleStore
 from bot.console.canned import CannedReplies
 from bot.console.dashboard import Dashboard
 from bot.console.editor import Editor
+from bot.console.emergency import EmergencyAPI
 from bot.console.feed import Feed
 from bot.delivery import Dispatcher
+from bot.emergency import EmergencySwitch, Switch
 from bot.handoff.notify import Notifier
 from bot.handoff.tickets import TicketService
 from bot.http import console_headers_middleware, cors_middleware, errors_middleware
@@ -96,6 +98,7 @@ def create_app(settings: Settings) -> web.Application:
         (keys.EDITOR, Editor.ROUTES),
         (keys.DASHBOARD, Dashboard.ROUTES),
         (keys.KB_API, KnowledgeAPI.ROUTES),
+        (keys.EMERGENCY, EmergencyAPI.ROUTES),
     ):
         for method, path, name in routes:
             app.router.add_route(method, path, _delegate(key, name))
@@ -201,7 +204,11 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         logger.warning("debug.clock_start: the clock starts at %s", settings.debug.clock_start)
     if debug.clock_speed != 1:
         logger.warning("debug.clock_speed: the clock runs %g times real time", debug.clock_speed)
-    tickets = TicketService(store, outbox, settings, clock, notifier)
+    if not isinstance(store, SQLiteStore):
+        raise TypeError("the emergency switch lives in the SQLite store")
+    switch = EmergencySwitch(store, clock, {"web", *platform_settings(settings)})
+    await switch.load()
+    tickets = TicketService(store, outbox, settings, clock, notifier, lambda: switch.current)
     await tickets.rebuild()
     rasa = RasaClient(
         app[keys.HTTP],
@@ -217,9 +224,24 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         return None if channel is None else channel.max_chars_for(conversation.reply_to)
 
     pipeline = Pipeline(
-        store, outbox, rasa, kb, tickets, settings, clock, metrics, answer_limit=answer_limit
+        store,
+        outbox,
+        rasa,
+        kb,
+        tickets,
+        settings,
+        clock,
+        metrics,
+        answer_limit=answer_limit,
+        switch=lambda: switch.current,
     )
     rasa.on_recovery(pipeline.resume)
+
+    async def unpaused(before: Switch, after: Switch) -> None:
+        if before.paused - after.paused:  # what waited on those channels is answered now
+            await pipeline.resume()
+
+    switch.on_change(unpaused)
     orders = OrderBook.from_csv(settings.path(settings.kb.articles).parent / "demo_orders.csv")
     services.configure(
         services.Services(
@@ -256,8 +278,13 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     app[keys.KB_API] = KnowledgeAPI(store, kb, settings.kb, agent_token, clock)
     app[keys.ACTIONS] = ActionEndpoint(executor, action_token)
     app[keys.PAGES] = Pages(
-        store, rasa, kb, {name: name in channels for name in platform_settings(settings)}
+        store,
+        rasa,
+        kb,
+        {name: name in channels for name in platform_settings(settings)},
+        lambda: switch.current,
     )
+    app[keys.EMERGENCY] = EmergencyAPI(switch, sorted({"web", *platform_settings(settings)}))
     app[keys.METRICS] = MetricsEndpoint(
         metrics, store, tickets, rasa, kb_up=kb is not None, queues=settings.queues, clock=clock
     )
@@ -279,6 +306,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(rasa.watch()),
         asyncio.create_task(tickets.monitor.run()),
         asyncio.create_task(feed.run(agent_api.views.by_id)),
+        asyncio.create_task(switch.watch()),
     ]
     if kb is not None:
         background.append(asyncio.create_task(app[keys.ARTICLES].watch(kb)))

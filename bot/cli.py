@@ -66,6 +66,19 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--until", help="a duration back from now or a time; default now")
     report.add_argument("--format", choices=("text", "csv", "json"), default="text")
     report.add_argument("--out", type=Path, help="write the report into this folder")
+    emergency = commands.add_parser(
+        "emergency",
+        help="the leads' emergency switch: show it, or set a mode or pause a channel",
+        description="normal | all-to-humans (every new message opens a ticket, the bot is "
+        "bypassed) | bot-only (no live agents: handoffs promise the SLA deadline) | pause "
+        "CHANNEL (messages are acked and wait) | resume CHANNEL | status. A running gateway "
+        "picks the change up within a second; each change is logged with --reason.",
+    )
+    emergency.add_argument(
+        "action", choices=("status", "normal", "all-to-humans", "bot-only", "pause", "resume")
+    )
+    emergency.add_argument("channel", nargs="?", help="for pause and resume: web, telegram, ...")
+    emergency.add_argument("--reason", default="", help="why, for the event log")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -93,6 +106,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 1 if summary.rejected else 0
     elif args.command == "users":
         print(asyncio.run(_users(settings, args)))
+    elif args.command == "emergency":
+        print(asyncio.run(_emergency(settings, args)))
     elif args.command == "report":
         print(asyncio.run(_report(settings, args)), end="")
     elif args.command == "kb" and args.kb_command != "index":
@@ -397,6 +412,41 @@ async def _users(settings: Settings, args: argparse.Namespace) -> str:
         return f"added {user.role} {user.username}"
     finally:
         await store.close()
+
+
+async def _emergency(settings: Settings, args: argparse.Namespace) -> str:
+    from bot.channels.registry import platform_settings
+    from bot.emergency import EmergencySwitch, mode_named
+    from bot.store.sqlite import SQLiteStore
+
+    needs_channel = args.action in ("pause", "resume")
+    if needs_channel != (args.channel is not None):
+        raise PromptlyError(
+            "pause and resume need a CHANNEL"
+            if needs_channel
+            else f"{args.action} takes no CHANNEL"
+        )
+    store = await SQLiteStore.open(settings.path(settings.storage.database))
+    try:
+        switch = EmergencySwitch(
+            store, lambda: datetime.now(UTC), {"web", *platform_settings(settings)}
+        )
+        await switch.load()
+        if args.action == "pause":
+            await switch.pause(args.channel, "cli", args.reason)
+        elif args.action == "resume":
+            await switch.resume(args.channel, "cli", args.reason)
+        elif args.action != "status":
+            await switch.set_mode(mode_named(args.action), "cli", args.reason)
+        state = switch.current
+    finally:
+        await store.close()
+    paused = ", ".join(sorted(state.paused)) or "none"
+    line = f"mode: {state.mode.value}; paused channels: {paused}"
+    if state.at is not None:
+        line += f"\nlast change by {state.by} at {state.at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        line += f": {state.reason}" if state.reason else ""
+    return line
 
 
 async def _report(settings: Settings, args: argparse.Namespace) -> str:

@@ -14,6 +14,7 @@ from bot.console.agent import Console
 from bot.console.articles import ArticleStore
 from bot.console.dashboard import Dashboard
 from bot.console.editor import Editor
+from bot.console.emergency import EmergencyAPI
 from bot.delivery import Dispatcher
 from bot.kb_api import KnowledgeAPI
 from bot.metrics import MetricsEndpoint
@@ -43,3 +44,4 @@ EDITOR = web.AppKey("editor", Editor)
 METRICS = web.AppKey("metrics", MetricsEndpoint)
 DASHBOARD = web.AppKey("dashboard", Dashboard)
 KB_API = web.AppKey("kb_api", KnowledgeAPI)
+EMERGENCY = web.AppKey("emergency", EmergencyAPI)

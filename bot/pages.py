@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Any, ClassVar
 
@@ -11,6 +11,7 @@ import nh3
 from aiohttp import web
 from markdown_it import MarkdownIt
 
+from bot.emergency import Switch
 from bot.errors import NotFound
 from bot.nlu import RasaClient
 from bot.store.base import Store
@@ -57,7 +58,9 @@ class Pages:
         rasa: RasaClient,
         kb: LiveKnowledgeBase | None,
         channels: Mapping[str, bool] | None = None,
+        switch: Callable[[], Switch] = Switch,
     ) -> None:
+        self._switch = switch
         self._store = store
         self._rasa = rasa
         self._kb = kb
@@ -104,4 +107,13 @@ class Pages:
         }
         status = "ok" if all(v == "up" for v in components.values()) else "degraded"
         channels = {name: "enabled" if on else "disabled" for name, on in self._channels.items()}
-        return web.json_response({"status": status, "components": components, "channels": channels})
+        switch = self._switch()
+        for name in switch.paused:
+            channels[name] = "paused"
+        body = {
+            "status": status,
+            "components": components,
+            "channels": channels,
+            "emergency": switch.to_json(),
+        }
+        return web.json_response(body)

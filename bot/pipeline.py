@@ -31,6 +31,7 @@ from bot.channels.base import (
     ReplyType,
 )
 from bot.clock import speed_of
+from bot.emergency import PAUSED, Mode, Switch
 from bot.errors import Conflict, NLUUnavailable, NotFound
 from bot.handoff import csat, eta
 from bot.handoff.tickets import TicketService
@@ -64,6 +65,11 @@ MEDIA_TEXT = (
     "If a person should look at it, say 'agent' and they will see it."
 )
 RASA_UNAVAILABLE = "rasa_unavailable"  # why a message waits (its ``pending`` event)
+PAUSED_TEXT = (
+    "Thanks, we've received your message. Replies on this channel are paused for a short "
+    "while; we'll answer here as soon as they resume."
+)
+ALL_TO_HUMANS = "emergency_all_to_humans"  # the intent recorded on tickets the switch opens
 NO_ANSWER_TEXT = (
     "Sorry, I couldn't work that out. Could you rephrase, or say 'agent' to reach a person?"
 )
@@ -104,8 +110,10 @@ class Pipeline:
         clock: Callable[[], datetime],
         metrics: Metrics | None = None,
         answer_limit: Callable[[Conversation], int | None] = lambda _: None,
+        switch: Callable[[], Switch] = Switch,
     ) -> None:
         self._store = store
+        self._switch = switch  # the leads' emergency switch (bot/emergency.py)
         self._answer_limit = answer_limit  # one message's length on the conversation's channel
         self._outbox = outbox
         self._metrics = metrics
@@ -192,6 +200,13 @@ class Pipeline:
                 if ticket is not None:
                     await self._plan_for_waiting(message, ticket, started)
                     return
+            switch = self._switch()
+            if switch.is_paused(conversation.channel):
+                await self._hold(message, started)
+                return
+            if switch.mode is Mode.ALL_TO_HUMANS:
+                await self._to_humans(message, conversation, started)
+                return
             if await self._chosen(message, conversation, started):
                 return
             if await self._rated(message, conversation, started):
@@ -210,6 +225,28 @@ class Pipeline:
         plan = await self._tickets.plan(ticket, message.client_message_id, waiting=True)
         await self._reply(message, plan, started, first=message.acked_at is None, source="handoff")
         await self._store.set_status(message.id, MessageStatus.DONE)
+
+    async def _hold(self, message: StoredMessage, started: float) -> None:
+        """A paused channel: receipt (once) and wait; ``resume`` answers it when unpaused."""
+        if message.acked_at is not None:
+            await self._mark_pending(message, PAUSED)
+            return
+        receipt = OutboundMessage(
+            type=ReplyType.ACK,
+            kind=AckKind.RECEIPT,
+            text=PAUSED_TEXT,
+            in_reply_to=message.client_message_id,
+        )
+        await self._reply(message, receipt, started, first=True, source="gateway", pending=PAUSED)
+
+    async def _to_humans(
+        self, message: StoredMessage, conversation: Conversation, started: float
+    ) -> None:
+        """ "All to humans": a ticket at once, no Rasa, no KB."""
+        ticket = await self._tickets.escalate(conversation.id, ALL_TO_HUMANS, message.text)
+        outcome = Outcome(ticket=ticket, source="handoff")
+        promise = self._promise(conversation.channel)
+        await self._deliver(message, outcome, promise, started, message.acked_at is not None)
 
     async def _rated(
         self, message: StoredMessage, conversation: Conversation, started: float
@@ -346,9 +383,9 @@ class Pipeline:
         )
         await self._reply(message, receipt, started, first=True, source="gateway", pending=pending)
 
-    async def _mark_pending(self, message: StoredMessage) -> None:
+    async def _mark_pending(self, message: StoredMessage, reason: str = RASA_UNAVAILABLE) -> None:
         await self._store.set_status(
-            message.id, MessageStatus.PENDING, event="pending", data={"reason": RASA_UNAVAILABLE}
+            message.id, MessageStatus.PENDING, event="pending", data={"reason": reason}
         )
 
     async def _deliver(

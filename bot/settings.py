@@ -201,6 +201,14 @@ class DebugSettings(_Section):
     clock_speed: float = Field(1.0, ge=1, allow_inf_nan=False)
 
 
+class EmergencySettings(_Section):
+    """The leads' emergency switch (bot/emergency.py)."""
+
+    # While "bot only" is on, handoffs open tickets on this queue (e.g. one with an email
+    # follow-up and a longer SLA); unset: the queue routing chooses, as usual.
+    followup_queue: str | None = None
+
+
 class Settings(_Section):
     root: Path = Path(".")
     server: ServerSettings = ServerSettings()
@@ -213,6 +221,7 @@ class Settings(_Section):
     debug: DebugSettings = DebugSettings()
     console: ConsoleSettings = ConsoleSettings()
     limits: LimitSettings = LimitSettings()
+    emergency: EmergencySettings = EmergencySettings()
     queues: dict[str, QueueSettings] = Field(default_factory=default_queues)
     calendars: dict[str, CalendarSettings] = Field(
         default_factory=lambda: {"default": CalendarSettings()}
@@ -240,6 +249,8 @@ class Settings(_Section):
         for i, policy in enumerate(self.sla.policies):
             for name in policy.when.queue:
                 self._known_queue(f"sla.policies.{i}.when.queue", name)
+        if self.emergency.followup_queue is not None:
+            self._known_queue("emergency.followup_queue", self.emergency.followup_queue)
         if self.sla.notify_url and self.notify_secret is None:
             raise ValueError(
                 f"sla.notify_url: alerts are signed; set {NOTIFY_SECRET_ENV} in the environment"

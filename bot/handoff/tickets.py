@@ -16,12 +16,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.channels.base import AckKind, OutboundMessage, ReplyType
+from bot.emergency import Mode, Switch
 from bot.errors import Conflict, NotFound, Unprocessable
-from bot.handoff import csat, routing, schedule, sla
+from bot.handoff import csat, eta, routing, schedule, sla
 from bot.handoff.assignment import Presence, choose_agent
 from bot.handoff.calendar import Calendar
 from bot.handoff.config import ALWAYS_OPEN, Priority, Tier
-from bot.handoff.eta import Estimate
 from bot.handoff.monitor import SLAMonitor, Timer
 from bot.handoff.notify import Notifier
 from bot.handoff.queues import QueueModel
@@ -52,8 +52,10 @@ class TicketService:
         settings: Settings,
         clock: Clock,
         notifier: Notifier | None = None,
+        switch: Callable[[], Switch] = Switch,
     ) -> None:
         self._store = store
+        self._switch = switch  # "bot only" changes the handoff's queue and wording
         self._outbox = outbox
         self._settings = settings
         self._clock = clock
@@ -87,6 +89,9 @@ class TicketService:
             "language": customer.language if customer else None,
         }
         queue = routing.queue_for(self._settings.routing, facts)
+        followup = self._settings.emergency.followup_queue
+        if followup is not None and self._switch().mode is Mode.BOT_ONLY:
+            queue = followup
         priority = routing.priority_for(intent, text, tier)
         now = self._clock()
         draft = self._measured(
@@ -156,9 +161,25 @@ class TicketService:
     ) -> OutboundMessage:
         """The ``plan`` ack for a handed-off conversation: commitment and honest estimate."""
         promise = await self.queues.promise(ticket)
-        if promise.estimate.predicted_breach:
-            await self._predicted_breach(ticket, promise.estimate)
-        if waiting:
+        if self._switch().mode is Mode.BOT_ONLY:
+            # Nobody takes live conversations: no queue estimate holds, only the commitment.
+            promise = replace(
+                promise,
+                estimate=replace(
+                    promise.estimate,
+                    expected_by=None,
+                    stated_by=promise.estimate.committed_by,
+                    predicted_breach=False,
+                    opens_at=None,
+                ),
+            )
+            timezone = self.queues.calendar(ticket.queue).timezone
+            sentence = eta.describe(promise.estimate, timezone, self._clock())
+            text = (
+                "Our team isn't taking live conversations right now. I've logged your request "
+                f"(reference {ticket.reference}): {sentence}."
+            )
+        elif waiting:
             text = (
                 f"Your request {ticket.reference} is with our {promise.queue_name} team. "
                 f"We've added this message to it; {promise.sentence}."
@@ -168,6 +189,8 @@ class TicketService:
                 f"I've passed this to our {promise.queue_name} team "
                 f"(reference {ticket.reference}): {promise.sentence}."
             )
+        if promise.estimate.predicted_breach:
+            await self._predicted_breach(ticket, promise.estimate)
         return OutboundMessage(
             type=ReplyType.ACK,
             kind=AckKind.PLAN,
@@ -182,7 +205,7 @@ class TicketService:
             },
         )
 
-    async def _predicted_breach(self, ticket: Ticket, estimate: Estimate) -> None:
+    async def _predicted_breach(self, ticket: Ticket, estimate: eta.Estimate) -> None:
         due = estimate.committed_by
         data = {"expected_by": estimate.stated_by.isoformat(), "due": due.isoformat()}
         fired = await self._store.fire_timer(

@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 Row = tuple[Any, ...]
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 _MESSAGE_COLUMNS = (
     "seq, id, conversation_id, direction, type, kind, text, payload, in_reply_to, "
     "client_message_id, status, created_at, acked_at, delivery_status, delivery"

@@ -195,3 +195,40 @@ def test_admin_agent_editor_and_customer(
 
     for page in (boss, agent, customer, editor, customer2):
         assert page.errors == [], page.errors  # type: ignore[attr-defined]
+
+
+def test_a_lead_pauses_the_web_channel_and_the_customer_is_answered_on_resume(
+    browser: Browser,  # noqa: F811
+    stack: Stack,
+    admin: str,
+    contexts: list[BrowserContext],
+) -> None:
+    lead = new_page(browser, stack, contexts)
+    sign_in(lead, admin, ADMIN_PASSWORD)
+    lead.goto("/console")
+    try:
+        lead.get_by_text("Emergency switch", exact=True).click()
+        lead.get_by_test_id("emergency-reason").fill(XSS)  # a reason is shown as text
+        lead.get_by_test_id("emergency-channel-web").click()
+        banner = lead.get_by_test_id("emergency-banner")
+        expect(banner).to_contain_text("paused: web")
+        expect(banner).to_contain_text("<script>")
+
+        customer = new_page(browser, stack, contexts)
+        customer.goto("/")
+        customer_asks(customer, "hello, is anyone there?")
+        receipt = customer.locator(f'{MSG}[data-type="ack"]').first
+        expect(receipt).to_contain_text("Replies on this channel are paused")
+
+        lead.get_by_test_id("emergency-channel-web").click()  # the controls stay open
+        expect(banner).to_have_count(0)
+        expect(customer.locator(f'{MSG}[data-type="answer"]').first).to_be_visible()
+        for page in (lead, customer):
+            assert page.evaluate("window.__xss") is None
+            assert page.errors == [], page.errors  # type: ignore[attr-defined]
+    finally:  # the other browser tests share this gateway
+        subprocess.run(
+            [sys.executable, "-m", "bot", "--config", str(stack.config), "emergency", "resume",
+             "web"],
+            check=True, cwd=ROOT, capture_output=True,
+        )  # fmt: skip

@@ -24,6 +24,7 @@ from bot.console.access import Access
 from bot.console.agent import Console
 from bot.console.dashboard import Dashboard
 from bot.console.editor import Editor
+from bot.console.emergency import EmergencyAPI
 from bot.handoff.config import SLASettings
 from bot.kb_api import KnowledgeAPI
 from bot.metrics import MetricsEndpoint
@@ -416,6 +417,7 @@ async def test_health_and_pages(client):
             Editor,
             Dashboard,
             KnowledgeAPI,
+            EmergencyAPI,
         )
         for method, path, _ in handler.ROUTES
     }

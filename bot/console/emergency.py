@@ -1,0 +1,59 @@
+"""The emergency switch over HTTP: everyone signed in sees it, leads and admins set it."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.console.access import require
+from bot.console.accounts import ROLES
+from bot.emergency import EmergencySwitch, Switch, mode_named
+from bot.http import read_json, validate
+
+_MAX_BODY = 4096
+
+
+class ModeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: str = Field(min_length=1, max_length=32)
+    reason: str = Field("", max_length=500)
+
+
+class ChannelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    channel: str = Field(min_length=1, max_length=32)
+    paused: bool
+    reason: str = Field("", max_length=500)
+
+
+class EmergencyAPI:
+    ROUTES: ClassVar[list[tuple[str, str, str]]] = [
+        ("GET", "/api/console/emergency", "show"),
+        ("PUT", "/api/console/emergency/mode", "set_mode"),
+        ("PUT", "/api/console/emergency/channel", "set_channel"),
+    ]
+
+    def __init__(self, switch: EmergencySwitch, channels: list[str]) -> None:
+        self._switch = switch
+        self._channels = channels
+
+    async def show(self, request: web.Request) -> web.Response:
+        await require(request, *ROLES)
+        return self._answer(self._switch.current)
+
+    async def set_mode(self, request: web.Request) -> web.Response:
+        user = await require(request, "lead")
+        body = validate(ModeIn, await read_json(request, _MAX_BODY))
+        mode = mode_named(body.mode)
+        return self._answer(await self._switch.set_mode(mode, user.username, body.reason))
+
+    async def set_channel(self, request: web.Request) -> web.Response:
+        user = await require(request, "lead")
+        body = validate(ChannelIn, await read_json(request, _MAX_BODY))
+        change = self._switch.pause if body.paused else self._switch.resume
+        return self._answer(await change(body.channel, user.username, body.reason))
+
+    def _answer(self, switch: Switch) -> web.Response:
+        return web.json_response({**switch.to_json(), "channels": self._channels})

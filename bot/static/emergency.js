@@ -1,0 +1,107 @@
+// The emergency switch on every console page: a banner while it is on, and for leads and
+// admins the controls. It reads /api/console/emergency every few seconds, so a change made
+// elsewhere (another lead, the CLI) shows up here too. Text only: nothing is parsed as HTML.
+(() => {
+  "use strict";
+  const box = document.getElementById("emergency");
+  if (!box) return;
+  const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+  const CAN_SET = box.dataset.canSet === "yes";
+  const MODES = { normal: "Normal", all_to_humans: "All to humans", bot_only: "Bot only" };
+  const POLL_MS = 5000;
+  let state = null;
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (key === "testid") node.dataset.testid = value;
+      else node.setAttribute(key, value);
+    }
+    node.append(...children);
+    return node;
+  }
+
+  async function request(method, path, body) {
+    const r = await fetch(path, {
+      method,
+      headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRF-Token": CSRF },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "same-origin",
+      cache: "no-store",
+    });
+    const data = await r.json().catch(() => null);
+    if (!r.ok) throw new Error((data && data.error && data.error.message) || `HTTP ${r.status}`);
+    return data;
+  }
+
+  function summary(s) {
+    const parts = [];
+    if (s.mode !== "normal") parts.push(MODES[s.mode] || s.mode);
+    if (s.paused_channels.length) parts.push(`paused: ${s.paused_channels.join(", ")}`);
+    let line = `Emergency switch on: ${parts.join("; ")}`;
+    if (s.by) line += ` (by ${s.by}${s.reason ? `: ${s.reason}` : ""})`;
+    return line;
+  }
+
+  function controls(s) {
+    const reason = el("input", { type: "text", maxlength: "500", placeholder: "Reason (logged)", testid: "emergency-reason" });
+    const select = el("select", { testid: "emergency-mode", "aria-label": "Mode" },
+      ...Object.entries(MODES).map(([value, label]) => {
+        const option = el("option", { value }, label);
+        option.selected = value === s.mode;
+        return option;
+      }));
+    const apply = el("button", { type: "button", testid: "emergency-apply" }, "Set mode");
+    apply.addEventListener("click", () =>
+      change("PUT", "/api/console/emergency/mode", { mode: select.value, reason: reason.value }));
+    const channels = s.channels.map((name) => {
+      const paused = s.paused_channels.includes(name);
+      const button = el("button", { type: "button", testid: `emergency-channel-${name}` },
+        `${paused ? "Resume" : "Pause"} ${name}`);
+      button.addEventListener("click", () => change("PUT", "/api/console/emergency/channel",
+        { channel: name, paused: !paused, reason: reason.value }));
+      return button;
+    });
+    return el("details", { class: "emergency-controls" },
+      el("summary", {}, "Emergency switch"),
+      el("div", { class: "emergency-row" }, select, reason, apply),
+      el("div", { class: "emergency-row" }, ...channels));
+  }
+
+  function render(s) {
+    const on = s.mode !== "normal" || s.paused_channels.length > 0;
+    const open = box.querySelector("details")?.open;
+    box.hidden = !on && !CAN_SET;
+    box.className = on ? "emergency on" : "emergency";
+    const children = [];
+    if (on) children.push(el("p", { role: "status", testid: "emergency-banner" }, summary(s)));
+    if (CAN_SET) children.push(controls(s));
+    box.replaceChildren(...children);
+    const details = box.querySelector("details");
+    if (details && open) details.open = true;
+  }
+
+  async function change(method, path, body) {
+    try {
+      state = await request(method, path, body);
+      render(state);
+    } catch (error) {
+      box.append(el("p", { class: "emergency-error", role: "alert", testid: "emergency-error" }, String(error.message)));
+    }
+  }
+
+  async function poll() {
+    try {
+      const next = await request("GET", "/api/console/emergency");
+      if (JSON.stringify(next) !== JSON.stringify(state)) {
+        state = next;
+        render(state);
+      }
+    } catch (_) {
+      // Signed out or the gateway restarting: the page's own script says so; try again.
+    }
+  }
+
+  poll();
+  setInterval(poll, POLL_MS);
+})();
