@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from multidict import MultiDictProxy
 from pydantic import AfterValidator, BaseModel, ValidationError
 
 from bot.errors import (
@@ -23,6 +25,9 @@ from bot.errors import (
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
+# The largest integer a store column holds (SQLite INTEGER, PostgreSQL bigint): a larger one
+# from a client raises in the driver instead of matching nothing, so routes bound them.
+MAX_INTEGER = 2**63 - 1
 
 
 def _not_blank(value: str) -> str:
@@ -133,6 +138,17 @@ async def read_body(
     if size > max_bytes:
         raise PayloadTooLarge(code, f"request body is over {max_bytes} bytes")
     return b"".join(chunks)
+
+
+async def read_form(
+    request: web.Request,
+) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
+    """A form post, or ``BadRequest`` when it cannot be parsed: aiohttp raises on hostile
+    multipart (a part header that is not a valid header, a bad boundary, bad bytes)."""
+    try:
+        return await request.post()
+    except (HttpProcessingError, ValueError) as e:
+        raise BadRequest("invalid_form", "the form could not be read") from e
 
 
 def parse_json(raw: bytes | str) -> Any:

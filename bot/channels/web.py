@@ -16,7 +16,7 @@ from bot.clock import Clock, utc_now
 from bot.errors import Forbidden, NotFound, RequestError, TooManyRequests, Unprocessable
 from bot.frames import frame
 from bot.handoff.csat import SCALE
-from bot.http import NonBlankText, error_of, parse_json, read_json, validate
+from bot.http import MAX_INTEGER, NonBlankText, error_of, parse_json, read_json, validate
 from bot.hub import Hub, Subscription
 from bot.limits import ClientLimits, SocketBudget
 from bot.pipeline import Pipeline
@@ -286,4 +286,4 @@ def _after(request: web.Request) -> int:
         value = int(raw)
     except ValueError as e:
         raise Unprocessable("validation_error", "after: must be an integer", field="after") from e
-    return max(value, 0)
+    return min(max(value, 0), MAX_INTEGER)  # past every seq: nothing to replay

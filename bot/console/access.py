@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bot.console.accounts import ROLES, Accounts, Audit, User
 from bot.console.throttle import Limit, LoginThrottle
 from bot.errors import Forbidden, NotFound, Unauthorized
-from bot.http import read_json, validate
+from bot.http import read_form, read_json, validate
 from bot.settings import ConsoleSettings, Settings
 
 logger = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ class Access:
         return response
 
     async def login(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
+        form = await read_form(request)
         username = str(form.get("username", "")).strip()
         password = str(form.get("password", ""))
         await _check_csrf(request, str(form.get("csrf_token", "")))
@@ -234,7 +234,7 @@ class Access:
         raise web.HTTPFound(_safe_next(str(form.get("next", "")), user))
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
+        form = await read_form(request)
         await _check_csrf(
             request, request.headers.get(CSRF_HEADER) or str(form.get("csrf_token", ""))
         )

@@ -19,7 +19,7 @@ from bot.console.accounts import Audit
 from bot.console.article_content import Content, make_content
 from bot.console.articles import ArticleStore, StoredArticle, Version, kb_article
 from bot.errors import NotFound, Unprocessable
-from bot.http import error_body, read_json, validate
+from bot.http import MAX_INTEGER, error_body, read_json, validate
 from bot.pages import render_markdown
 from bot.settings import KBSettings
 from knowledge_base.bands import decide
@@ -53,21 +53,21 @@ class NewArticleIn(ContentIn):
 
 
 class SaveIn(ContentIn):
-    version: int = Field(ge=1)  # the version the edit started from
+    version: int = Field(ge=1, le=MAX_INTEGER)  # the version the edit started from
 
 
 class PublishIn(_In):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_INTEGER)
     content: ContentIn | None = None  # publish these edits; default: the newest version
 
 
 class ArchiveIn(_In):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_INTEGER)
 
 
 class RestoreIn(_In):
-    version: int = Field(ge=1)
-    from_version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_INTEGER)
+    from_version: int = Field(ge=1, le=MAX_INTEGER)
 
 
 class PreviewIn(_In):
@@ -251,7 +251,8 @@ def _id(request: web.Request) -> str:
 
 
 def _number(text: str, name: str, error: type[NotFound] | type[Unprocessable]) -> int:
-    if not text.isdigit():
+    # ASCII only: str.isdigit() also accepts "²", which int() refuses.
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_INTEGER:
         raise error(f"invalid_{name}", f"{name} must be a version number", field=name)
     return int(text)
 

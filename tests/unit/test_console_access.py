@@ -119,6 +119,21 @@ async def test_the_sign_in_form_needs_its_csrf_token(client):
     assert (await response.json())["error"]["code"] == "csrf"
 
 
+@pytest.mark.parametrize("path", ["/console/login", "/console/logout"])
+async def test_a_form_that_cannot_be_parsed_is_a_400_not_a_crash(client, path):
+    """Found by schemathesis: a multipart part header with raw non-ASCII bytes was a 500."""
+    boundary = "b0undary"
+    body = (
+        f"--{boundary}\r\n".encode()
+        + b'Content-Disposition: form-data; name="\xf1\x92\x84\x9a\x08"\r\n\r\nx\r\n'
+        + f"--{boundary}--\r\n".encode()
+    )
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    response = await client.post(path, data=body, headers=headers)
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "invalid_form"
+
+
 async def test_next_is_followed_only_on_this_site(client):
     await add_user(client, "agent", "alex")
     response = await try_sign_in(client, "alex", PASSWORD, next="//evil.example/steal")

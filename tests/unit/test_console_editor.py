@@ -228,6 +228,21 @@ async def test_versions_diff_and_restore(client: TestClient) -> None:
     ] == "from"
 
 
+@pytest.mark.parametrize("number", [str(2**70), "\u00b2", "\u0661"])
+async def test_version_numbers_past_the_stores_integers_are_refused_not_a_crash(
+    client: TestClient, number: str
+) -> None:
+    """Found by schemathesis: a version beyond 64 bits was a 500 (the driver's overflow),
+    and "²" passed str.isdigit but not int()."""
+    erin = await session(client)
+    await erin.call("POST", A, ARTICLE, status=201)
+    await erin.call("GET", f"{A}/gift-cards/diff?from={number}&to=1", status=422)
+    await erin.call("GET", f"{A}/gift-cards/versions/{number}", status=404)
+    body = {"version": 2**70, "from_version": 1}
+    refused = await erin.call("POST", f"{A}/gift-cards/restore", body, status=422)
+    assert refused["error"]["field"] == "version"
+
+
 async def test_list_filters_and_searches(client: TestClient) -> None:
     erin = await session(client)
     await erin.call("POST", A, ARTICLE, status=201)

@@ -178,6 +178,16 @@ async def test_a_body_in_several_pieces_within_the_time_is_read_whole(client):
     assert head.startswith(b"HTTP/1.1 202")
 
 
+async def test_a_replay_position_past_every_seq_replays_nothing(client):
+    accepted = await (await post(client, "hi")).json()
+    response = await client.get(
+        f"/api/web/conversations/{accepted['conversation_id']}/messages",
+        params={"customer_id": "c1", "after": str(2**70)},  # was a 500 (the driver's overflow)
+    )
+    assert response.status == 200
+    assert (await response.json())["messages"] == []
+
+
 # -- WebSocket --------------------------------------------------------------------------------
 
 
