@@ -57,6 +57,7 @@ from bot.limits import ClientLimits
 from bot.metrics import Metrics, MetricsEndpoint
 from bot.nlu import RasaClient
 from bot.outbox import Outbox
+from bot.overload_watch import OverloadWatch, Sources, overload_thresholds
 from bot.pages import Pages
 from bot.pipeline import Pipeline
 from bot.settings import Settings
@@ -208,7 +209,9 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         raise TypeError("the emergency switch lives in the SQLite store")
     switch = EmergencySwitch(store, clock, {"web", *platform_settings(settings)})
     await switch.load()
-    tickets = TicketService(store, outbox, settings, clock, notifier, lambda: switch.current)
+    tickets = TicketService(
+        store, outbox, settings, clock, notifier, lambda: switch.current, lambda: watch.overloaded
+    )
     await tickets.rebuild()
     rasa = RasaClient(
         app[keys.HTTP],
@@ -234,6 +237,20 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         metrics,
         answer_limit=answer_limit,
         switch=lambda: switch.current,
+        overloaded=lambda: watch.overloaded,
+    )
+    watch = OverloadWatch(
+        store,
+        Sources(
+            accepted=lambda: pipeline.accepted,
+            backlog=lambda: pipeline.backlog,
+            latency=rasa.expected_latency,
+            window=settings.channels.web.promise.total_seconds(),
+        ),
+        overload_thresholds(settings.overload),
+        clock,
+        notifier=notifier,
+        leads=tuple(sorted({q.lead for q in settings.queues.values() if q.lead})),
     )
     rasa.on_recovery(pipeline.resume)
 
@@ -283,8 +300,11 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         kb,
         {name: name in channels for name in platform_settings(settings)},
         lambda: switch.current,
+        watch.to_json,
     )
-    app[keys.EMERGENCY] = EmergencyAPI(switch, sorted({"web", *platform_settings(settings)}))
+    app[keys.EMERGENCY] = EmergencyAPI(
+        switch, sorted({"web", *platform_settings(settings)}), watch.to_json
+    )
     app[keys.METRICS] = MetricsEndpoint(
         metrics, store, tickets, rasa, kb_up=kb is not None, queues=settings.queues, clock=clock
     )
@@ -307,6 +327,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(tickets.monitor.run()),
         asyncio.create_task(feed.run(agent_api.views.by_id)),
         asyncio.create_task(switch.watch()),
+        asyncio.create_task(watch.run()),
     ]
     if kb is not None:
         background.append(asyncio.create_task(app[keys.ARTICLES].watch(kb)))

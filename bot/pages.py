@@ -59,8 +59,10 @@ class Pages:
         kb: LiveKnowledgeBase | None,
         channels: Mapping[str, bool] | None = None,
         switch: Callable[[], Switch] = Switch,
+        overload: Callable[[], dict[str, Any]] = lambda: {"on": False},
     ) -> None:
         self._switch = switch
+        self._overload = overload
         self._store = store
         self._rasa = rasa
         self._kb = kb
@@ -115,5 +117,6 @@ class Pages:
             "components": components,
             "channels": channels,
             "emergency": switch.to_json(),
+            "overload": self._overload(),
         }
         return web.json_response(body)

@@ -56,6 +56,9 @@ logger = logging.getLogger(__name__)
 
 RECEIPT_TEXT = "Thanks, got it. I'm looking into this now."
 RECEIPT_BY_TEXT = "Thanks, we've received your message. You'll have our answer {when}."
+RECEIPT_BUSY_TEXT = (
+    "Thanks, we've received your message. We're busier than usual: you'll have our answer {when}."
+)
 RECEIPT_DOWN_TEXT = (
     "Thanks, we've received your message. Our assistant is running in a limited mode right "
     "now; we'll reply here as soon as we can."
@@ -111,7 +114,9 @@ class Pipeline:
         metrics: Metrics | None = None,
         answer_limit: Callable[[Conversation], int | None] = lambda _: None,
         switch: Callable[[], Switch] = Switch,
+        overloaded: Callable[[], bool] = lambda: False,
     ) -> None:
+        self._overloaded = overloaded  # bot/overload_watch.py: receipts then say when
         self._store = store
         self._switch = switch  # the leads' emergency switch (bot/emergency.py)
         self._answer_limit = answer_limit  # one message's length on the conversation's channel
@@ -125,6 +130,7 @@ class Pipeline:
         self._speed = speed_of(clock)  # clock seconds per real second (debug.clock_speed)
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: set[str] = set()
+        self.accepted = 0  # new messages accepted since start: the overload watch's rate
         self._locks = KeyedLocks()
         self.ratings = csat.Ratings(store, clock)  # shared with the web channel's rating route
         self._rating_locks = KeyedLocks()  # "5" sent twice must not rate twice
@@ -148,6 +154,7 @@ class Pipeline:
                 await self._store.set_status(received.message.id, MessageStatus.DONE)
             return received
         if not received.duplicate:
+            self.accepted += 1
             self._inflight.add(received.message.id)
             self._spawn(self._turn(received.message, received.conversation, started))
         return received
@@ -169,6 +176,11 @@ class Pipeline:
                 logger.info("resuming %d unanswered messages", len(waiting))
             for messages in by_conversation.values():
                 self._spawn(self._resume_conversation(messages))
+
+    @property
+    def backlog(self) -> int:
+        """Turns accepted and not finished (waiting for Rasa or the bot's lock included)."""
+        return len(self._inflight)
 
     async def drain(self) -> None:
         """Wait for running turns (used at shutdown and by tests)."""
@@ -368,11 +380,14 @@ class Pipeline:
         text = RECEIPT_TEXT if self._nlu.up else RECEIPT_DOWN_TEXT
         extra: dict[str, Any] = {}
         expected = self._nlu.expected_latency()
-        if expected is not None and not promise.answer_as_ack:
-            # Receipt-first channels (email) say when the answer will come.
+        busy = self._overloaded()
+        if expected is not None and (busy or not promise.answer_as_ack):
+            # Receipt-first channels (email) say when the answer will come; in overload every
+            # receipt does, from Rasa's latency under its current queue.
             now = self._clock()
             by = now + timedelta(seconds=expected * self._speed)
-            text = RECEIPT_BY_TEXT.format(when=eta.soon(by, self._tz, now))
+            template = RECEIPT_BUSY_TEXT if busy else RECEIPT_BY_TEXT
+            text = template.format(when=eta.soon(by, self._tz, now))
             extra = {"expected_reply_by": by.isoformat()}
         receipt = OutboundMessage(
             type=ReplyType.ACK,

@@ -25,6 +25,7 @@ from bot.errors import ConfigError
 from bot.handoff.config import (
     ALWAYS_OPEN,
     CalendarSettings,
+    Priority,
     QueueSettings,
     RoutingSettings,
     SLASettings,
@@ -209,6 +210,31 @@ class EmergencySettings(_Section):
     followup_queue: str | None = None
 
 
+class OverloadSettings(_Section):
+    """When the gateway declares overload (bot/overload.py): any ``*_enter`` level reached
+    starts it; every signal at or below its ``*_leave`` level for ``hold`` ends it."""
+
+    rate_enter: float = Field(40.0, gt=0)  # inbound messages per second
+    rate_leave: float = Field(25.0, ge=0)
+    backlog_enter: int = Field(300, ge=1)  # turns accepted and not yet finished
+    backlog_leave: int = Field(100, ge=0)
+    latency_enter: float = Field(2.0, gt=0)  # the bot's expected latency / the web promise
+    latency_leave: float = Field(1.0, ge=0)
+    hold: Duration = timedelta(seconds=30)
+    # Handoffs of at most ``overflow_priority`` made during overload go here (e.g. an email
+    # follow-up queue), so agents keep up with the rest; unset: where routing sends them.
+    overflow_queue: str | None = None
+    overflow_priority: Priority = Priority.NORMAL
+
+    @model_validator(mode="after")
+    def _leave_below_enter(self) -> OverloadSettings:
+        for name in ("rate", "backlog", "latency"):
+            enter, leave = getattr(self, f"{name}_enter"), getattr(self, f"{name}_leave")
+            if leave > enter:
+                raise ValueError(f"{name}_leave {leave} must not exceed {name}_enter {enter}")
+        return self
+
+
 class Settings(_Section):
     root: Path = Path(".")
     server: ServerSettings = ServerSettings()
@@ -222,6 +248,7 @@ class Settings(_Section):
     console: ConsoleSettings = ConsoleSettings()
     limits: LimitSettings = LimitSettings()
     emergency: EmergencySettings = EmergencySettings()
+    overload: OverloadSettings = OverloadSettings()
     queues: dict[str, QueueSettings] = Field(default_factory=default_queues)
     calendars: dict[str, CalendarSettings] = Field(
         default_factory=lambda: {"default": CalendarSettings()}
@@ -249,6 +276,8 @@ class Settings(_Section):
         for i, policy in enumerate(self.sla.policies):
             for name in policy.when.queue:
                 self._known_queue(f"sla.policies.{i}.when.queue", name)
+        if self.overload.overflow_queue is not None:
+            self._known_queue("overload.overflow_queue", self.overload.overflow_queue)
         if self.emergency.followup_queue is not None:
             self._known_queue("emergency.followup_queue", self.emergency.followup_queue)
         if self.sla.notify_url and self.notify_secret is None:

@@ -1,8 +1,10 @@
-"""The emergency switch over HTTP: everyone signed in sees it, leads and admins set it."""
+"""The emergency switch over HTTP: everyone signed in sees it (and whether the gateway is
+overloaded), leads and admins set it."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,9 +37,15 @@ class EmergencyAPI:
         ("PUT", "/api/console/emergency/channel", "set_channel"),
     ]
 
-    def __init__(self, switch: EmergencySwitch, channels: list[str]) -> None:
+    def __init__(
+        self,
+        switch: EmergencySwitch,
+        channels: list[str],
+        overload: Callable[[], dict[str, Any]] = lambda: {"on": False},
+    ) -> None:
         self._switch = switch
         self._channels = channels
+        self._overload = overload  # shown in the same banner, set by bot/overload_watch.py
 
     async def show(self, request: web.Request) -> web.Response:
         await require(request, *ROLES)
@@ -56,4 +64,5 @@ class EmergencyAPI:
         return self._answer(await change(body.channel, user.username, body.reason))
 
     def _answer(self, switch: Switch) -> web.Response:
-        return web.json_response({**switch.to_json(), "channels": self._channels})
+        body = {**switch.to_json(), "channels": self._channels, "overload": self._overload()}
+        return web.json_response(body)

@@ -64,3 +64,8 @@ def priority_for(intent: str | None, text: str, tier: Tier = Tier.CONSUMER) -> P
 def raised(priority: Priority) -> Priority:
     """One level up (an escalation after a breach), up to urgent."""
     return _ORDER[min(_ORDER.index(priority) + 1, len(_ORDER) - 1)]
+
+
+def at_most(priority: Priority, limit: Priority) -> bool:
+    """Whether ``priority`` ranks at or below ``limit`` (low < normal < high < urgent)."""
+    return _ORDER.index(priority) <= _ORDER.index(limit)

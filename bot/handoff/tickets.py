@@ -53,7 +53,9 @@ class TicketService:
         clock: Clock,
         notifier: Notifier | None = None,
         switch: Callable[[], Switch] = Switch,
+        overloaded: Callable[[], bool] = lambda: False,
     ) -> None:
+        self._overloaded = overloaded  # low-priority handoffs then go to the overflow queue
         self._store = store
         self._switch = switch  # "bot only" changes the handoff's queue and wording
         self._outbox = outbox
@@ -89,10 +91,8 @@ class TicketService:
             "language": customer.language if customer else None,
         }
         queue = routing.queue_for(self._settings.routing, facts)
-        followup = self._settings.emergency.followup_queue
-        if followup is not None and self._switch().mode is Mode.BOT_ONLY:
-            queue = followup
         priority = routing.priority_for(intent, text, tier)
+        queue = self._diverted(queue, priority)
         now = self._clock()
         draft = self._measured(
             Ticket(
@@ -133,6 +133,20 @@ class TicketService:
         logger.info("handoff %s to %s (%s, %s)", ticket.reference, ticket.queue, priority, tier)
         self._reschedule(ticket)
         return await self._assign(ticket) or ticket
+
+    def _diverted(self, queue: str, priority: Priority) -> str:
+        """The emergency switch's "bot only" queue, or the overflow queue in overload."""
+        followup = self._settings.emergency.followup_queue
+        overload = self._settings.overload
+        if followup is not None and self._switch().mode is Mode.BOT_ONLY:
+            return followup
+        if (
+            overload.overflow_queue is not None
+            and self._overloaded()
+            and routing.at_most(priority, overload.overflow_priority)
+        ):
+            return overload.overflow_queue
+        return queue
 
     def _measured(self, ticket: Ticket, channel: str) -> Ticket:
         """The ticket under the policy matching it now, with its deadlines."""

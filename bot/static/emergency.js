@@ -1,5 +1,5 @@
-// The emergency switch on every console page: a banner while it is on, and for leads and
-// admins the controls. It reads /api/console/emergency every few seconds, so a change made
+// The emergency switch on every console page: a banner while it is on (or while the gateway
+// is overloaded), and for leads and admins the controls. It reads /api/console/emergency every few seconds, so a change made
 // elsewhere (another lead, the CLI) shows up here too. Text only: nothing is parsed as HTML.
 (() => {
   "use strict";
@@ -68,13 +68,20 @@
       el("div", { class: "emergency-row" }, ...channels));
   }
 
+  function overloadLine(o) {
+    const since = new Date(o.since).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    return `Overload since ${since} (${o.cause.join(", ")}): customers are told longer reply times.`;
+  }
+
   function render(s) {
     const on = s.mode !== "normal" || s.paused_channels.length > 0;
+    const busy = Boolean(s.overload && s.overload.on);
     const open = box.querySelector("details")?.open;
-    box.hidden = !on && !CAN_SET;
-    box.className = on ? "emergency on" : "emergency";
+    box.hidden = !on && !busy && !CAN_SET;
+    box.className = on || busy ? "emergency on" : "emergency";
     const children = [];
     if (on) children.push(el("p", { role: "status", testid: "emergency-banner" }, summary(s)));
+    if (busy) children.push(el("p", { role: "status", testid: "overload-banner" }, overloadLine(s.overload)));
     if (CAN_SET) children.push(controls(s));
     box.replaceChildren(...children);
     const details = box.querySelector("details");

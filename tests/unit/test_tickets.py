@@ -350,3 +350,26 @@ async def test_resolving_after_the_customers_goodbye_stops_the_next_response_clo
     assert resolved.next_response_due is None and resolved.resolution_due is None
     assert await engine.advance_to(bye.next_response_due + timedelta(days=7)) == 0
     assert await engine.events("sla_warning", "sla_breach") == []
+
+
+async def test_overload_sends_normal_handoffs_to_the_overflow_queue_and_keeps_high_ones(
+    tmp_path: Path,
+) -> None:
+    store = await SQLiteStore.open(tmp_path / "promptly.db")
+    try:
+        clock = FakeClock(FRIDAY_1755)
+        settings = settings_for(tmp_path, '\n[overload]\noverflow_queue = "billing"\n')
+        overloaded = True
+        tickets = TicketService(
+            store, Outbox(store, Hub()), settings, clock, overloaded=lambda: overloaded
+        )
+        engine = Engine(store, tickets, clock, settings)
+        normal = await tickets.escalate(await engine.conversation("ann"), "human_handoff", "hi")
+        high = await tickets.escalate(await engine.conversation("bob"), "complaint", "hi")
+        overloaded = False
+        calm = await tickets.escalate(await engine.conversation("cy"), "human_handoff", "hi")
+        assert (normal.queue, normal.priority) == ("billing", Priority.NORMAL)
+        assert high.priority == Priority.HIGH and high.queue != "billing"
+        assert calm.queue != "billing"
+    finally:
+        await store.close()
