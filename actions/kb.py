@@ -3,6 +3,7 @@ offer a human (the bands of ``knowledge_base/bands.py``)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -13,6 +14,12 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions import services
 from knowledge_base.bands import MAX_CHOICES, Band, compose, decide, offer_text
 
+logger = logging.getLogger(__name__)
+
+KB_DOWN_TEXT = (
+    "I can't look that up in our help articles right now. "
+    "Would you like me to connect you with a person?"
+)
 UNSURE_TEXT = (
     "I'm not sure about that one, and I'd rather not guess. "
     "Would you like me to connect you with a person?"
@@ -29,7 +36,16 @@ class ActionAnswerFromKB(Action):
         question = tracker.latest_message.get("text") or ""
         deps = await services.get()
         started = time.monotonic()
-        hits = await deps.kb.asearch(question, k=MAX_CHOICES) if deps.kb else []
+        try:
+            hits = await deps.kb.asearch(question, k=MAX_CHOICES) if deps.kb else []
+        except Exception:
+            # Degraded: the KB is down (the host reports it), Rasa is not. Offer a person, and
+            # do not count the question as a content gap: no article was ever consulted.
+            logger.exception("the knowledge base failed; offering a person instead")
+            dispatcher.utter_message(
+                json_message={"promptly": "answer", "text": KB_DOWN_TEXT, "citations": []}
+            )
+            return [SlotSet("offered_human", True)]
         # The KB's share of Rasa's turn, so analytics can tell the NLU stage from the KB stage.
         kb_ms = round((time.monotonic() - started) * 1000, 3)
         decision = decide(hits, deps.kb_floor, deps.kb_offer_floor)

@@ -178,10 +178,18 @@ async def _knowledge_base(app: web.Application) -> AsyncIterator[None]:
         report.unchanged,
     )
     loop = asyncio.get_running_loop()
-    embedder = await loop.run_in_executor(None, embedder_for, settings)
+    embedder = None
     try:
+        embedder = await loop.run_in_executor(None, embedder_for, settings)
         published = await articles.published()
         app[keys.KB] = await load_live_knowledge_base(settings, embedder, published)
+    except Exception:
+        # Degraded, not down: acks, Rasa's replies and handoffs need no KB.
+        logger.exception(
+            "the knowledge base could not be loaded; serving without it (Rasa-only replies "
+            "and handoffs, /health shows kb down) until the next start"
+        )
+    try:
         yield
     finally:
         if isinstance(embedder, IsolatedEmbedder):
@@ -302,11 +310,25 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         lambda: switch.current,
         watch.to_json,
     )
+
+    def status() -> dict[str, Any]:
+        components = {"rasa": rasa.up, "kb": kb is not None and kb.up}
+        return {
+            "overload": watch.to_json(),
+            "components": {name: "up" if up else "down" for name, up in components.items()},
+        }
+
     app[keys.EMERGENCY] = EmergencyAPI(
-        switch, sorted({"web", *platform_settings(settings)}), watch.to_json
+        switch, sorted({"web", *platform_settings(settings)}), status
     )
     app[keys.METRICS] = MetricsEndpoint(
-        metrics, store, tickets, rasa, kb_up=kb is not None, queues=settings.queues, clock=clock
+        metrics,
+        store,
+        tickets,
+        rasa,
+        kb_up=lambda: kb is not None and kb.up,
+        queues=settings.queues,
+        clock=clock,
     )
     await app[keys.METRICS].start()
     app[keys.DISPATCHER] = dispatcher

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections import Counter as Tally
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -227,7 +227,7 @@ class MetricsEndpoint:
         tickets: TicketService,
         rasa: RasaClient,
         *,
-        kb_up: bool,
+        kb_up: Callable[[], bool],
         queues: Iterable[str],
         clock: Clock,
     ) -> None:
@@ -253,7 +253,7 @@ class MetricsEndpoint:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _snapshot(self) -> Snapshot:
-        components = {"rasa": self._rasa.up, "kb": self._kb_up}
+        components = {"rasa": self._rasa.up, "kb": self._kb_up()}
         try:
             rows = await self._store.run(lambda db: _read(self._cursor, db), write=False)
         except Exception:

@@ -104,7 +104,7 @@ class Pages:
             database = "down"
         components = {
             "rasa": "up" if self._rasa.up else "down",
-            "kb": "up" if self._kb is not None else "down",
+            "kb": "up" if self._kb is not None and self._kb.up else "down",
             "database": database,
         }
         status = "ok" if all(v == "up" for v in components.values()) else "degraded"

@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from knowledge_base.articles import Article
 from knowledge_base.embedder import Vectors
 from knowledge_base.search import Answer, Hit, KnowledgeBase
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class LiveKnowledgeBase:
@@ -28,6 +30,9 @@ class LiveKnowledgeBase:
     def __init__(self, initial: KnowledgeBase, *, save_to: Path | None = None) -> None:
         self._current = initial
         self._save_to = save_to
+        # The last search's failure, if it failed (the embedding process gone for good, say):
+        # the host reports the KB down until a search succeeds again.
+        self.failure: str | None = None
         self._lock = asyncio.Lock()
         self._settling: asyncio.Task[None] | None = None
 
@@ -53,15 +58,36 @@ class LiveKnowledgeBase:
         """Unit vectors of ``texts`` from the serving model (for grouping questions)."""
         return self._current.embedder.encode(texts)
 
+    @property
+    def up(self) -> bool:
+        return self.failure is None
+
     async def asearch(
         self, question: str, k: int = 3, *, include_internal: bool = False
     ) -> list[Hit]:
-        return await self._current.asearch(question, k, include_internal=include_internal)
+        return await self._watched(
+            self._current.asearch(question, k, include_internal=include_internal)
+        )
 
     async def aanswer(
         self, question: str, floor: float, *, include_internal: bool = False
     ) -> Answer:
-        return await self._current.aanswer(question, floor, include_internal=include_internal)
+        return await self._watched(
+            self._current.aanswer(question, floor, include_internal=include_internal)
+        )
+
+    async def _watched(self, search: Awaitable[T]) -> T:
+        try:
+            result = await search
+        except Exception as exc:
+            if self.failure is None:
+                logger.error("knowledge-base search failed; reporting the KB down: %r", exc)
+            self.failure = repr(exc)
+            raise
+        if self.failure is not None:
+            logger.info("knowledge-base search works again")
+            self.failure = None
+        return result
 
     async def publish(self, article: Article) -> None:
         """Make ``article`` (new or changed) searchable; returns once searches see it."""

@@ -1,5 +1,5 @@
 """The emergency switch over HTTP: everyone signed in sees it (and whether the gateway is
-overloaded), leads and admins set it."""
+overloaded or degraded), leads and admins set it."""
 
 from __future__ import annotations
 
@@ -41,11 +41,13 @@ class EmergencyAPI:
         self,
         switch: EmergencySwitch,
         channels: list[str],
-        overload: Callable[[], dict[str, Any]] = lambda: {"on": False},
+        status: Callable[[], dict[str, Any]] = dict,
     ) -> None:
         self._switch = switch
         self._channels = channels
-        self._overload = overload  # shown in the same banner, set by bot/overload_watch.py
+        # What else the banner shows: ``overload`` (bot/overload_watch.py) and ``components``
+        # (Rasa and the KB, up or down: the degraded modes).
+        self._status = status
 
     async def show(self, request: web.Request) -> web.Response:
         await require(request, *ROLES)
@@ -64,5 +66,5 @@ class EmergencyAPI:
         return self._answer(await change(body.channel, user.username, body.reason))
 
     def _answer(self, switch: Switch) -> web.Response:
-        body = {**switch.to_json(), "channels": self._channels, "overload": self._overload()}
+        body = {**switch.to_json(), "channels": self._channels, **self._status()}
         return web.json_response(body)

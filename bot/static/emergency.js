@@ -1,5 +1,5 @@
 // The emergency switch on every console page: a banner while it is on (or while the gateway
-// is overloaded), and for leads and admins the controls. It reads /api/console/emergency every few seconds, so a change made
+// is overloaded, or Rasa or the knowledge base is down), and for leads and admins the controls. It reads /api/console/emergency every few seconds, so a change made
 // elsewhere (another lead, the CLI) shows up here too. Text only: nothing is parsed as HTML.
 (() => {
   "use strict";
@@ -73,15 +73,24 @@
     return `Overload since ${since} (${o.cause.join(", ")}): customers are told longer reply times.`;
   }
 
+  const DEGRADED = {
+    rasa: "Degraded: Rasa is down. Every message is acknowledged at once; confident knowledge-base answers still go out, other messages wait and are answered when it is back.",
+    kb: "Degraded: the knowledge base is down. Rasa replies and hands off as usual; questions for the knowledge base are offered a person.",
+  };
+
   function render(s) {
     const on = s.mode !== "normal" || s.paused_channels.length > 0;
-    const busy = Boolean(s.overload && s.overload.on);
+    const down = Object.keys(DEGRADED).filter((name) => s.components && s.components[name] === "down");
+    const busy = Boolean(s.overload && s.overload.on) || down.length > 0;
     const open = box.querySelector("details")?.open;
     box.hidden = !on && !busy && !CAN_SET;
     box.className = on || busy ? "emergency on" : "emergency";
     const children = [];
     if (on) children.push(el("p", { role: "status", testid: "emergency-banner" }, summary(s)));
-    if (busy) children.push(el("p", { role: "status", testid: "overload-banner" }, overloadLine(s.overload)));
+    if (s.overload && s.overload.on) {
+      children.push(el("p", { role: "status", testid: "overload-banner" }, overloadLine(s.overload)));
+    }
+    for (const name of down) children.push(el("p", { role: "status", testid: `degraded-${name}` }, DEGRADED[name]));
     if (CAN_SET) children.push(controls(s));
     box.replaceChildren(...children);
     const details = box.querySelector("details");
