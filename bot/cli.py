@@ -66,6 +66,18 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--until", help="a duration back from now or a time; default now")
     report.add_argument("--format", choices=("text", "csv", "json"), default="text")
     report.add_argument("--out", type=Path, help="write the report into this folder")
+    db = commands.add_parser(
+        "db",
+        help="the database: status, upgrade, backup, restore (docs/deploy.md)",
+        description="status: schema version and row counts. upgrade: run pending schema "
+        "migrations (a start does too). backup PATH: a consistent copy while Promptly runs, "
+        "checked before it is kept. restore PATH --yes: replace the database with a backup "
+        "(stop Promptly first).",
+    )
+    db.add_argument("action", choices=("status", "upgrade", "backup", "restore"))
+    db.add_argument("file", nargs="?", type=Path, help="the backup file (backup, restore)")
+    db.add_argument("--force", action="store_true", help="backup: replace an existing file")
+    db.add_argument("--yes", action="store_true", help="restore: yes, replace the database")
     emergency = commands.add_parser(
         "emergency",
         help="the leads' emergency switch: show it, or set a mode or pause a channel",
@@ -106,6 +118,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 1 if summary.rejected else 0
     elif args.command == "users":
         print(asyncio.run(_users(settings, args)))
+    elif args.command == "db":
+        print(asyncio.run(_db(settings, args)))
     elif args.command == "emergency":
         print(asyncio.run(_emergency(settings, args)))
     elif args.command == "report":
@@ -412,6 +426,39 @@ async def _users(settings: Settings, args: argparse.Namespace) -> str:
         return f"added {user.role} {user.username}"
     finally:
         await store.close()
+
+
+async def _db(settings: Settings, args: argparse.Namespace) -> str:
+    from bot.store import maintenance
+    from bot.store.sqlite import SQLiteStore
+
+    path = settings.path(settings.storage.database)
+    if (args.file is not None) != (args.action in ("backup", "restore")):
+        raise PromptlyError(
+            f"{args.action} needs a FILE" if args.file is None else f"{args.action} takes no FILE"
+        )
+    if args.action == "backup":
+        copy = await asyncio.to_thread(maintenance.backup, path, args.file, overwrite=args.force)
+        return f"backed up to {copy.describe()}"
+    if args.action == "restore":
+        if not args.yes:
+            raise PromptlyError(f"restore replaces {path}: stop Promptly, then add --yes")
+        restored = await asyncio.to_thread(maintenance.restore, args.file, path)
+        if restored.schema_version < restored.code_version:
+            await (await SQLiteStore.open(path)).close()  # bring it up to this code's schema
+        now = await asyncio.to_thread(maintenance.status, path)
+        return f"restored {args.file} into {now.describe()}"
+    if args.action == "upgrade":
+        before = (
+            (await asyncio.to_thread(maintenance.status, path)).schema_version
+            if path.exists()
+            else None
+        )
+        await (await SQLiteStore.open(path)).close()
+        after = await asyncio.to_thread(maintenance.status, path)
+        was = "a new database" if before is None else f"schema version {before}"
+        return f"upgraded {was} to {after.schema_version}\n{after.describe()}"
+    return (await asyncio.to_thread(maintenance.status, path)).describe()
 
 
 async def _emergency(settings: Settings, args: argparse.Namespace) -> str:

@@ -11,6 +11,10 @@ class ConfigError(PromptlyError):
     """The configuration cannot be used; the message names the key."""
 
 
+class StorageError(PromptlyError):
+    """The database cannot be used as it is (a schema newer than the code, a bad backup)."""
+
+
 class RequestError(PromptlyError):
     """A client sent something we refuse; carries the HTTP status and a stable code."""
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from bot.channels.base import EVENT_KINDS, InboundMessage, OutboundMessage
-from bot.errors import Conflict, Forbidden, NotFound
+from bot.errors import Conflict, Forbidden, NotFound, StorageError
 from bot.store.base import (
     AgentRecord,
     Conversation,
@@ -296,8 +296,9 @@ class SQLiteStore:
             current = 1
             self._db.execute("INSERT INTO schema_version VALUES (1)")
         if current > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"database schema version {current} is newer than this code ({SCHEMA_VERSION})"
+            raise StorageError(
+                f"database schema version {current} is newer than this code ({SCHEMA_VERSION}): "
+                "run the Promptly release that wrote it, or restore a backup made by this one"
             )
         for version, script in _migrations():
             if version > current:

@@ -11,7 +11,7 @@ import pytest
 
 import bot.store
 from bot.channels.base import AckKind, Customer, InboundMessage, OutboundMessage, ReplyType
-from bot.errors import Forbidden, NotFound
+from bot.errors import Forbidden, NotFound, StorageError
 from bot.store.base import (
     AgentRecord,
     ConversationState,
@@ -265,7 +265,7 @@ async def test_a_database_newer_than_the_code_is_refused(tmp_path):
     await (await SQLiteStore.open(path)).close()
     with sqlite3.connect(path) as db:
         db.execute("UPDATE schema_version SET version = 99")
-    with pytest.raises(RuntimeError, match="schema version 99 is newer"):
+    with pytest.raises(StorageError, match="schema version 99 is newer"):
         await SQLiteStore.open(path)
 
 
