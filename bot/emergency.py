@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -151,14 +152,19 @@ class EmergencySwitch:
     async def _change(
         self, change: Callable[[Switch], Switch], by: str, reason: str, what: str = "channels"
     ) -> Switch:
+        at = self._clock()
+
+        def apply(db: sqlite3.Connection) -> tuple[int, Switch, Switch]:
+            # Read, change and write in one write transaction (BEGIN IMMEDIATE): a change made
+            # meanwhile by another process is built on, never overwritten.
+            _, state = _read(db)
+            before = Switch() if state is None else Switch.from_json(state)
+            after = replace(change(before), by=by, at=at, reason=reason.strip()[:500])
+            return _write(db, after, {**after.to_json(), "changed": what}, at), before, after
+
         async with self._lock:
-            await self.load()
-            before = self._current
-            after = replace(change(before), by=by, at=self._clock(), reason=reason.strip()[:500])
-            data = {**after.to_json(), "changed": what}
-            self._version = await self._store.run(
-                lambda db: _write(db, after, data, after.at or self._clock()), write=True
-            )
+            seen = self._current
+            self._version, before, after = await self._store.run(apply, write=True)
             self._current = after
         if (before.mode, before.paused) != (after.mode, after.paused):
             logger.warning(
@@ -168,7 +174,7 @@ class EmergencySwitch:
                 by,
                 after.reason or "no reason given",
             )
-        await self._notify(before, after)
+        await self._notify(seen, after)
         return after
 
     async def _notify(self, before: Switch, after: Switch) -> None:
@@ -179,12 +185,12 @@ class EmergencySwitch:
                 logger.exception("an emergency switch listener failed")
 
 
-def _read(db: Any) -> tuple[int, dict[str, Any] | None]:
+def _read(db: sqlite3.Connection) -> tuple[int, dict[str, Any] | None]:
     row = db.execute("SELECT version, state FROM emergency WHERE id = 1").fetchone()
     return (0, None) if row is None else (int(row[0]), json.loads(row[1]))
 
 
-def _write(db: Any, switch: Switch, data: dict[str, Any], at: datetime) -> int:
+def _write(db: sqlite3.Connection, switch: Switch, data: dict[str, Any], at: datetime) -> int:
     state = json.dumps(switch.to_json())
     db.execute(
         "INSERT INTO emergency (id, version, state) VALUES (1, 1, ?) "

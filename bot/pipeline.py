@@ -116,9 +116,9 @@ class Pipeline:
         switch: Callable[[], Switch] = Switch,
         overloaded: Callable[[], bool] = lambda: False,
     ) -> None:
-        self._overloaded = overloaded  # bot/overload_watch.py: receipts then say when
         self._store = store
         self._switch = switch  # the leads' emergency switch (bot/emergency.py)
+        self._overloaded = overloaded  # bot/overload_watch.py: receipts then say when
         self._answer_limit = answer_limit  # one message's length on the conversation's channel
         self._outbox = outbox
         self._metrics = metrics
@@ -254,7 +254,7 @@ class Pipeline:
     async def _to_humans(
         self, message: StoredMessage, conversation: Conversation, started: float
     ) -> None:
-        """ "All to humans": a ticket at once, no Rasa, no KB."""
+        """The switch's "all to humans": a ticket at once, no Rasa, no KB."""
         ticket = await self._tickets.escalate(conversation.id, ALL_TO_HUMANS, message.text)
         outcome = Outcome(ticket=ticket, source="handoff")
         promise = self._promise(conversation.channel)

@@ -55,9 +55,9 @@ class TicketService:
         switch: Callable[[], Switch] = Switch,
         overloaded: Callable[[], bool] = lambda: False,
     ) -> None:
-        self._overloaded = overloaded  # low-priority handoffs then go to the overflow queue
         self._store = store
         self._switch = switch  # "bot only" changes the handoff's queue and wording
+        self._overloaded = overloaded  # handoffs up to overflow_priority go to the overflow
         self._outbox = outbox
         self._settings = settings
         self._clock = clock

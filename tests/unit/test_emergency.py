@@ -24,6 +24,14 @@ from tests.unit.test_gateway import frames, make_settings, post, wait_for_rasa
 CHANNELS = {"web", "telegram"}
 
 
+@pytest.fixture
+async def lead(tmp_path, aiohttp_client, rasa_server) -> tuple[Any, str]:
+    """A gateway with Rasa up and a signed-in lead: (client, CSRF token)."""
+    client = await aiohttp_client(create_app(make_settings(tmp_path, rasa_server.port)))
+    await wait_for_rasa(client)
+    return client, await signed_in(client, "lead")
+
+
 def clock() -> datetime:
     return datetime.now(UTC)
 
@@ -70,12 +78,8 @@ async def test_changes_are_stored_logged_and_seen_by_another_process(tmp_path: P
         await other_store.close()
 
 
-async def test_a_paused_channel_acks_keeps_and_answers_on_resume(
-    tmp_path, aiohttp_client, rasa_server, fake_rasa
-) -> None:
-    client = await aiohttp_client(create_app(make_settings(tmp_path, rasa_server.port)))
-    await wait_for_rasa(client)
-    csrf = await signed_in(client, "lead")
+async def test_a_paused_channel_acks_keeps_and_answers_on_resume(lead, fake_rasa) -> None:
+    client, csrf = lead
     paused = {"channel": "web", "paused": True, "reason": "bad deploy"}
     state = await call(client, "PUT", "/api/console/emergency/channel", paused, csrf=csrf)
     assert state["paused_channels"] == ["web"] and "telegram" in state["channels"]
@@ -100,12 +104,8 @@ async def test_a_paused_channel_acks_keeps_and_answers_on_resume(
     assert len(fake_rasa.calls) == 1
 
 
-async def test_all_to_humans_opens_a_ticket_without_asking_the_bot(
-    tmp_path, aiohttp_client, rasa_server, fake_rasa
-) -> None:
-    client = await aiohttp_client(create_app(make_settings(tmp_path, rasa_server.port)))
-    await wait_for_rasa(client)
-    csrf = await signed_in(client, "lead")
+async def test_all_to_humans_opens_a_ticket_without_asking_the_bot(lead, fake_rasa) -> None:
+    client, csrf = lead
     body = {"mode": "all-to-humans", "reason": "bot gives wrong refunds info"}
     await call(client, "PUT", "/api/console/emergency/mode", body, csrf=csrf)
     accepted = await (await post(client, "how long does delivery take")).json()

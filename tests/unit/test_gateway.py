@@ -37,7 +37,7 @@ from tests.unit.conftest import FakeRasa
 TOKEN = "agent-test-token"
 
 
-def make_settings(tmp_path: Path, rasa_port: int, **web: str) -> Settings:
+def make_settings(tmp_path: Path, rasa_port: int, extra: str = "", **web: str) -> Settings:
     channel = "\n".join(
         f'{k} = "{v}"' for k, v in {"promise": "600ms", "margin": "100ms", **web}.items()
     )
@@ -55,7 +55,7 @@ probe_interval = "50ms"
 enabled = false
 [channels.web]
 {channel}
-""",
+{extra}""",
         encoding="utf-8",
     )
     return load_settings(path, env={"PROMPTLY_AGENT_TOKEN": TOKEN})

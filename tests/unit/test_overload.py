@@ -15,8 +15,7 @@ from bot import keys
 from bot.app import create_app
 from bot.overload import Level, Signals, State, Thresholds, step
 from bot.pipeline import RECEIPT_BUSY_TEXT
-from bot.settings import load_settings
-from tests.unit.test_gateway import TOKEN, frames, post, wait_for_rasa
+from tests.unit.test_gateway import frames, make_settings, post, wait_for_rasa
 
 LIMITS = Thresholds(
     rate=Level(40, 25), backlog=Level(300, 100), latency=Level(2, 1), hold=timedelta(seconds=30)
@@ -96,30 +95,8 @@ def test_naive_times_and_inverted_levels_are_refused() -> None:
 async def test_the_gateway_declares_a_surge_says_so_in_receipts_and_ends_it(
     tmp_path: Path, aiohttp_client, rasa_server, fake_rasa
 ) -> None:
-    config = tmp_path / "promptly.toml"
-    config.write_text(
-        f"""
-[storage]
-database = "promptly.db"
-[rasa]
-url = "http://127.0.0.1:{rasa_server.port}"
-manage = false
-probe_interval = "50ms"
-[kb]
-enabled = false
-[channels.web]
-promise = "600ms"
-margin = "100ms"
-[overload]
-rate_enter = 4
-rate_leave = 1
-hold = "300ms"
-""",
-        encoding="utf-8",
-    )
-    client = await aiohttp_client(
-        create_app(load_settings(config, env={"PROMPTLY_AGENT_TOKEN": TOKEN}))
-    )
+    surge = '[overload]\nrate_enter = 4\nrate_leave = 1\nhold = "300ms"\n'
+    client = await aiohttp_client(create_app(make_settings(tmp_path, rasa_server.port, surge)))
     await wait_for_rasa(client)
     for i in range(12):
         await post(client, f"surge {i}", mid=f"s{i}", customer=f"c{i}")
