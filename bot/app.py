@@ -49,7 +49,12 @@ from bot.delivery import Dispatcher
 from bot.emergency import EmergencySwitch, Switch
 from bot.handoff.notify import Notifier
 from bot.handoff.tickets import TicketService
-from bot.http import console_headers_middleware, cors_middleware, errors_middleware
+from bot.http import (
+    ProxiedOnly,
+    console_headers_middleware,
+    cors_middleware,
+    errors_middleware,
+)
 from bot.hub import Hub
 from bot.kb_api import KnowledgeAPI
 from bot.knowledge import embedder_for, load_live_knowledge_base
@@ -66,15 +71,25 @@ from bot.store.sqlite import SQLiteStore
 from knowledge_base.isolated import IsolatedEmbedder
 
 logger = logging.getLogger(__name__)
+# Reached without the reverse proxy: Rasa calling the actions, probes and Prometheus.
+DIRECT_PATHS = ("/actions/webhook", "/health", "/metrics")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Middle-generation collections per full collection (CPython's default is 10).
 FULL_COLLECTION_EVERY = 1000
 
 
 def create_app(settings: Settings) -> web.Application:
+    middlewares = [errors_middleware]
+    if settings.server.trusted_proxies:
+        # aiohttp-remotes: the client's address from X-Forwarded-For, set by that proxy only.
+        proxy = ProxiedOnly(
+            [[str(network) for network in settings.server.trusted_proxies]],
+            white_paths=DIRECT_PATHS,
+        )
+        middlewares.append(proxy.middleware)
     app = web.Application(
         middlewares=[
-            errors_middleware,
+            *middlewares,
             console_headers_middleware,
             cors_middleware(settings.channels.web.allowed_origins),
         ],

@@ -6,10 +6,11 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp_remotes import XForwardedStrict
 from multidict import MultiDictProxy
 from pydantic import AfterValidator, BaseModel, ValidationError
 
@@ -198,3 +199,14 @@ async def console_headers_middleware(request: web.Request, handler: Handler) -> 
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
     return response
+
+
+class ProxiedOnly(XForwardedStrict):
+    """aiohttp-remotes' strict X-Forwarded-For reading, refusing what did not come through the
+    trusted proxies with a JSON error that says so (its own is a bare 400)."""
+
+    async def raise_error(self, request: web.Request) -> NoReturn:
+        raise BadRequest(
+            "not_via_proxy",
+            "requests reach this gateway through its reverse proxy (server.trusted_proxies)",
+        )

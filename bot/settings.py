@@ -15,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
     model_validator,
@@ -48,6 +49,11 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     public_url: str | None = None
+    # The reverse proxy in front (addresses or networks). When set, a client's address is the
+    # one the proxy puts in X-Forwarded-For (rate limits, sign-in throttle), and a request
+    # that did not come through the proxy is refused; Rasa's action calls and /health,
+    # /metrics may still come straight.
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
 
 
 class StorageSettings(_Section):

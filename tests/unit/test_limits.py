@@ -283,3 +283,22 @@ async def test_headers_sent_too_slowly_are_cut_off(tmp_path, unused_tcp_port):
         assert closed == b""  # the server hung up
     finally:
         await runner.cleanup()
+
+
+async def test_behind_a_trusted_proxy_the_forwarded_address_is_the_clients(
+    tmp_path, aiohttp_client, rasa_server
+) -> None:
+    proxied = '[server]\ntrusted_proxies = ["127.0.0.1/32"]\n[limits]\nrequests_per_address = 2\n'
+    client = await aiohttp_client(create_app(make_settings(tmp_path, rasa_server.port, proxied)))
+
+    async def send(address: str | None, n: int) -> tuple[int, dict[str, Any]]:
+        headers = {} if address is None else {"X-Forwarded-For": address}
+        body = {"client_message_id": f"m{n}", "text": "hi", "customer": {"id": f"c{n}"}}
+        response = await client.post("/api/web/messages", json=body, headers=headers)
+        return response.status, await response.json()
+
+    assert [(await send("203.0.113.9", n))[0] for n in range(3)] == [202, 202, 429]
+    assert (await send("198.51.100.7", 3))[0] == 202  # another client behind the same proxy
+    status, refused = await send(None, 4)  # not through the proxy
+    assert (status, refused["error"]["code"]) == (400, "not_via_proxy")
+    assert (await client.get("/health")).status == 200  # probes may come straight
