@@ -8,8 +8,9 @@ again after the wait.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from bot.errors import TooManyRequests
 from bot.ratelimit import Limit, SlidingWindow
@@ -25,7 +26,8 @@ class ClientLimits:
     def __init__(self, settings: LimitSettings, clock: Monotonic = time.monotonic) -> None:
         self.settings = settings
         self._clock = clock
-        window = settings.window.total_seconds()
+        window = self._window = settings.window.total_seconds()
+        self._open: dict[str, int] = {}  # WebSockets open per address
         self._sender = _window(settings.messages_per_sender, window)
         self._address = _window(settings.requests_per_address, window)
         self._webhooks = _window(settings.webhooks_per_address, window)
@@ -41,6 +43,21 @@ class ClientLimits:
     def webhook(self, address: str | None) -> None:
         """One ``/webhooks/<channel>`` request, before its body is read or verified."""
         _take(self._webhooks, address or "unknown", self._clock(), "webhook requests")
+
+    @contextlib.contextmanager
+    def open_socket(self, address: str | None) -> Iterator[None]:
+        """Hold one of the address's ``sockets_per_address`` while a WebSocket is open."""
+        limit, key = self.settings.sockets_per_address, address or "unknown"
+        if limit and self._open.get(key, 0) >= limit:
+            # Sockets close at any moment; a window is a fair guess at when one will have.
+            raise TooManyRequests("open connections from your address", self._window)
+        self._open[key] = self._open.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            self._open[key] -= 1
+            if not self._open[key]:
+                del self._open[key]
 
     def socket(self) -> SocketBudget:
         window = self.settings.window.total_seconds()

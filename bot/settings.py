@@ -120,6 +120,9 @@ class LimitSettings(_Section):
     # The same, per client address: generous, as many customers may share one (an office NAT).
     requests_per_address: int = Field(200, ge=0)
     messages_per_socket: int = Field(20, ge=0)  # frames on one WebSocket
+    # WebSockets open at once from one address (a chat tab holds one; an office NAT a few
+    # dozen): quiet sockets cost nothing in rate but hold memory.
+    sockets_per_address: int = Field(100, ge=0)
     webhooks_per_address: int = Field(1000, ge=0)  # a platform delivers from few addresses
     # A WebSocket that follows no conversation is closed after this long without a frame.
     socket_idle: Duration = timedelta(seconds=60)

@@ -151,6 +151,16 @@ class WebChannel:
         customer_id = request.query.get("customer_id")
         after = _after(request)
         self._limits.address(request.remote)  # refused with a 429 before the upgrade
+        with self._limits.open_socket(request.remote):
+            return await self._serve_socket(request, conversation_id, customer_id, after)
+
+    async def _serve_socket(
+        self,
+        request: web.Request,
+        conversation_id: str | None,
+        customer_id: str | None,
+        after: int,
+    ) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=25, max_msg_size=self._settings.max_body_bytes)
         await ws.prepare(request)
         subscription = self._hub.subscribe()

@@ -242,6 +242,28 @@ async def test_connecting_counts_against_the_address(client):
     assert refused.value.status == 429
 
 
+@pytest.mark.parametrize("limits", [{"sockets_per_address": 2}], indirect=True)
+async def test_an_address_holds_at_most_its_open_sockets(client):
+    params = {"customer_id": "c1"}
+    first = await client.ws_connect("/ws", params=params)
+    second = await client.ws_connect("/ws", params={"customer_id": "c2"})
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.ws_connect("/ws", params={"customer_id": "c3"})
+    assert refused.value.status == 429
+    assert refused.value.headers is not None and refused.value.headers["Retry-After"] == "10"
+    await first.close()
+    for _ in range(100):  # the server sees the close a moment later
+        try:
+            third = await client.ws_connect("/ws", params={"customer_id": "c3"})
+            break
+        except aiohttp.WSServerHandshakeError:
+            await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("a closed socket never freed its place")
+    await third.close()
+    await second.close()
+
+
 @pytest.mark.parametrize("limits", [{"socket_idle": "300ms"}], indirect=True)
 async def test_a_socket_that_follows_nothing_and_sends_nothing_is_closed(client):
     async with client.ws_connect("/ws", params={"customer_id": "c1"}) as ws:
