@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,6 +61,7 @@ class OverloadWatch:
         self._leads = leads
         self._interval = interval
         self._last_count = sources.accepted()
+        self._last_at = time.monotonic()
         self.state = overload.State()
 
     @property
@@ -83,14 +85,15 @@ class OverloadWatch:
                 logger.exception("overload sampling failed; trying again")
 
     async def sample(self) -> overload.State:
-        count = self._sources.accepted()
+        count, at = self._sources.accepted(), time.monotonic()
         latency = self._sources.latency()
         signals = overload.Signals(
-            rate=(count - self._last_count) / self._interval,
+            # Over the real time since the last sample: a busy loop wakes the sampler late.
+            rate=(count - self._last_count) / max(at - self._last_at, 1e-3),
             backlog=float(self._sources.backlog()),
             latency=None if latency is None else latency / self._sources.window,
         )
-        self._last_count = count
+        self._last_count, self._last_at = count, at
         before = self.state
         self.state = overload.step(before, signals, self._limits, self._clock())
         if self.state.on != before.on:
