@@ -34,8 +34,16 @@ class CircuitBreaker:
         self.open = False
 
     def success(self) -> None:
+        """The probe found Rasa up: close."""
         self.failures = 0
         self.open = False
+
+    def call_succeeded(self) -> None:
+        """A call answered. It never closes an open circuit: a call sent before the circuit
+        opened can answer after it, and only the probe's closing runs the recovery hooks that
+        answer the messages left pending meanwhile."""
+        if not self.open:
+            self.failures = 0
 
     def failure(self, *, hard: bool = False) -> None:
         self.failures += 1
@@ -103,7 +111,7 @@ class RasaClient:
         except (TimeoutError, aiohttp.ClientError, NLUUnavailable, ValueError) as e:
             self._failed(hard=False)
             raise NLUUnavailable(f"Rasa call failed: {e!r}") from e
-        self.breaker.success()
+        self.breaker.call_succeeded()
         self.latency.observe(time.monotonic() - started)
         if not isinstance(messages, list):
             return []
