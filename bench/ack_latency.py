@@ -880,11 +880,13 @@ class Gateway:
         action_token: str,
         config: str = "",
         env: Mapping[str, str] | None = None,
+        port: int | None = None,
+        database: Path | None = None,
     ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://{HOST}:{self.port}"
-        self.database = folder / "promptly.db"
+        self.database = database or folder / "promptly.db"
         self.log = folder / "gateway.log"
         self.config = folder / "promptly.toml"
         venv, models, articles = ROOT / ".venv-rasa", ROOT / "models", ROOT / "kb" / "articles"
@@ -905,29 +907,43 @@ model_dir = "{models}"
 articles = "{articles}"
 index_dir = "{index_dir}"
 [limits]
-# The load generator is thousands of customers behind one loopback address, as behind a
-# proxy: the per-address budgets would refuse it (the per-customer ones still apply).
+# The load generator is not customers: each of its connections and conversations sends many
+# messages a second from one loopback address. It measures acks, not the rate limits.
 requests_per_address = 0
 webhooks_per_address = 0
+messages_per_sender = 0
+messages_per_socket = 0
+sockets_per_address = 0
 {config}""",
             encoding="utf-8",
         )
-        env = {
+        self.env = {
             **os.environ,
             "PROMPTLY_ACTION_TOKEN": action_token,
             "PROMPTLY_AGENT_TOKEN": secrets.token_urlsafe(18),
             "HF_HUB_OFFLINE": "1",
             **(env or {}),
         }
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
+        self.log.write_bytes(b"")
+        self.process = self.launch()
+
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Start the gateway process (again: the fault suite restarts it after a kill -9)."""
+        with self.log.open("ab") as log:
+            return subprocess.Popen(
                 [sys.executable, "-m", "bot", "--config", str(self.config), "gateway"],
                 cwd=ROOT,
-                env=env,
+                env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def kill(self) -> None:
+        """SIGKILL the gateway's process group (the gateway and its embedding child)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
     def wait_ready(self, timeout: float) -> None:
         try:

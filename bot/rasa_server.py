@@ -123,6 +123,16 @@ class RasaServer:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def kill(self) -> None:
+        """SIGKILL the server's process group, as a crash would (the fault suite)."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
     def stop(self, timeout: float = 15) -> None:
         process, self._process = self._process, None
         if process is not None:
