@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine: `make run` and `make test`.
-.PHONY: setup run test lint bench bench-kb train kb screenshots clean
+.PHONY: setup run test lint bench bench-faults bench-kb train kb screenshots clean
 
 setup:
 	@bash scripts/setup.sh
@@ -23,8 +23,12 @@ lint: setup
 
 bench: setup train
 	.venv/bin/python bench/ack_latency.py
+	.venv/bin/python bench/fast_path.py
 	.venv/bin/python bench/sla_monitor.py
 	.venv/bin/python bench/replay_day.py --minutes 4
+
+bench-faults: setup train
+	.venv/bin/python bench/faults.py
 
 bench-kb: setup
 	HF_HUB_OFFLINE=1 .venv/bin/python bench/kb_quality.py --all
