@@ -9,8 +9,9 @@ import hmac
 import json
 import logging
 import zlib
+from collections.abc import Callable
 from ipaddress import ip_address
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from aiohttp import web
 from rasa_sdk.executor import ActionExecutor
@@ -32,9 +33,15 @@ class ActionEndpoint:
         ("GET", "/actions/actions", "list_actions"),
     ]
 
-    def __init__(self, executor: ActionExecutor, token: str | None) -> None:
+    def __init__(
+        self,
+        executor: ActionExecutor,
+        token: str | None,
+        observe: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self._executor = executor
         self._token = token.encode() if token else None
+        self._observe = observe  # sees every call (the fast path learns of active forms)
 
     def _authorize(self, request: web.Request) -> None:
         if self._token is None:
@@ -57,6 +64,8 @@ class ActionEndpoint:
         action_call = parse_json(raw)
         if not isinstance(action_call, dict):
             raise BadRequest("invalid_body", "an action call must be a JSON object")
+        if self._observe is not None:
+            self._observe(action_call)
         try:
             result = await self._executor.run(action_call)
         except ActionExecutionRejection as e:

@@ -21,7 +21,7 @@ from rasa_sdk.executor import ActionExecutor
 import actions
 from actions import services
 from actions.orderbook import OrderBook
-from bot import keys
+from bot import fastpath, keys
 from bot.action_endpoint import ActionEndpoint
 from bot.agent_api import AgentAPI
 from bot.channels.platform import ListeningChannel, WebhookChannel
@@ -249,6 +249,10 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         channel = channels.get(conversation.channel)
         return None if channel is None else channel.max_chars_for(conversation.reply_to)
 
+    fast = None
+    if kb is not None and settings.kb.fast_path:
+        project = settings.path(settings.rasa.project)
+        fast = await fastpath.build(project, kb.embed, gate_floor=settings.kb.fast_gate)
     pipeline = Pipeline(
         store,
         outbox,
@@ -261,6 +265,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         answer_limit=answer_limit,
         switch=lambda: switch.current,
         overloaded=lambda: watch.overloaded,
+        fast=fast,
     )
     watch = OverloadWatch(
         store,
@@ -316,7 +321,9 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     app[keys.CONSOLE] = Console()
     app[keys.DASHBOARD] = Dashboard(store, settings, clock)
     app[keys.KB_API] = KnowledgeAPI(store, kb, settings.kb, agent_token, clock)
-    app[keys.ACTIONS] = ActionEndpoint(executor, action_token)
+    app[keys.ACTIONS] = ActionEndpoint(
+        executor, action_token, observe=None if fast is None else fast.observe_action
+    )
     app[keys.PAGES] = Pages(
         store,
         rasa,

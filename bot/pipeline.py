@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from bot import ack
+from bot import ack, fastpath
 from bot.channels.base import (
     EVENT_KINDS,
     MEDIA_KINDS,
@@ -33,6 +33,7 @@ from bot.channels.base import (
 from bot.clock import speed_of
 from bot.emergency import PAUSED, Mode, Switch
 from bot.errors import Conflict, NLUUnavailable, NotFound
+from bot.fastpath import FastPath
 from bot.handoff import csat, eta
 from bot.handoff.tickets import TicketService
 from bot.latency import LatencyGauge
@@ -73,6 +74,7 @@ PAUSED_TEXT = (
     "while; we'll answer here as soon as they resume."
 )
 ALL_TO_HUMANS = "emergency_all_to_humans"  # the intent recorded on tickets the switch opens
+FAST_SOURCE = "fast_path"  # replies the gateway gave instead of Rasa (bot/fastpath.py)
 NO_ANSWER_TEXT = (
     "Sorry, I couldn't work that out. Could you rephrase, or say 'agent' to reach a person?"
 )
@@ -115,7 +117,9 @@ class Pipeline:
         answer_limit: Callable[[Conversation], int | None] = lambda _: None,
         switch: Callable[[], Switch] = Switch,
         overloaded: Callable[[], bool] = lambda: False,
+        fast: FastPath | None = None,
     ) -> None:
+        self._fast = fast  # the gateway answers plain KB questions itself (bot/fastpath.py)
         self._store = store
         self._switch = switch  # the leads' emergency switch (bot/emergency.py)
         self._overloaded = overloaded  # bot/overload_watch.py: receipts then say when
@@ -423,6 +427,8 @@ class Pipeline:
             )
         if not replies:
             replies.append(OutboundMessage(type=ReplyType.ANSWER, text=NO_ANSWER_TEXT))
+        if self._fast is not None:
+            self._fast.replied(message.conversation_id, offered=bool(outcome.marks))
         elapsed = timedelta(seconds=time.monotonic() - started)
         first = ack.answer_is_ack(elapsed, promise, receipt_sent)
         for index, reply in enumerate(replies):
@@ -487,6 +493,10 @@ class Pipeline:
                 if ticket is not None:
                     ticket = await self._tickets.customer_wrote(ticket, message.created_at)
                     return Outcome(ticket=ticket, source="handoff", waiting=True)
+            fast = await self._fast_answer(message, conversation)
+            if fast is not None:
+                fast.stages["wait"] = wait_ms
+                return fast
             metadata = {
                 "conversation_id": conversation.id,
                 "message_id": message.id,
@@ -545,6 +555,42 @@ class Pipeline:
                         stages={"kb": _ms_since(started)},
                     )
         return Outcome(pending=True, source="none")
+
+    async def _fast_answer(
+        self, message: StoredMessage, conversation: Conversation
+    ) -> Outcome | None:
+        """What Rasa's one-step rule would do, done here (bot/fastpath.py); None: ask Rasa."""
+        fast, kb = self._fast, self._kb
+        if fast is None or kb is None or message.kind in MEDIA_KINDS or not self._kb_open():
+            return None
+        if self._nlu.expected_latency() is None:
+            return None  # Rasa down: the degraded path's rules apply, not Rasa's own
+        started = time.monotonic()
+        try:
+            with self._kb_latency.measure():  # the gate embeds with the KB's model
+                route = await fast.route(conversation.id, message.text)
+                answer = (
+                    await kb.aanswer(message.text, self._settings.kb.direct_floor)
+                    if route is not None and route.action == fastpath.KB_ACTION
+                    else None
+                )
+        except Exception:
+            logger.exception("the fast path failed; Rasa takes the turn")
+            return None
+        if route is None:
+            return None
+        if route.action == fastpath.ESCALATE_ACTION:
+            ticket = await self._tickets.escalate(conversation.id, route.intent, message.text)
+            return Outcome(ticket=ticket, source=FAST_SOURCE)
+        if answer is None:
+            return Outcome(replies=[_answer(route.text, [])], source=FAST_SOURCE)
+        if not answer.confident or answer.hit is None:
+            return None  # an unsure answer or an offer is Rasa's (it sets offered_human)
+        return Outcome(
+            replies=[self._kb_answer(answer.hit, conversation)],
+            source=FAST_SOURCE,
+            stages={"kb": _ms_since(started)},
+        )
 
     def _kb_answer(self, hit: Any, conversation: Conversation) -> OutboundMessage:
         limit = self._answer_limit(conversation)

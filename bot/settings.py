@@ -86,6 +86,11 @@ class KBSettings(_Section):
     floor: float = Field(0.45, ge=0, le=1)  # at or above: answer (knowledge_base/bands.py)
     offer_floor: float = Field(0.4, ge=0, le=1)  # at or above: offer the top titles to pick
     direct_floor: float = Field(0.55, ge=0, le=1)  # answering without Rasa (no intent check)
+    # The answer fast path (bot/fastpath.py): the gateway runs Rasa's one-step rules itself
+    # (FAQ answers above ``direct_floor``, small talk, handoffs) when its intent gate, trained
+    # on Rasa's data/nlu.yml, is at least ``fast_gate`` sure; everything else goes to Rasa.
+    fast_path: bool = True
+    fast_gate: float = Field(0.7, gt=0, le=1)
     enabled: bool = True
     # The gateway embeds in a child process so the model never holds the event loop's GIL.
     isolate: bool = True

@@ -321,3 +321,46 @@ def message_status(stack: Stack, client_message_id: str) -> str:
             "SELECT status FROM messages WHERE client_message_id = ?", (client_message_id,)
         ).fetchone()
     return str(row[0])
+
+
+def reply_sources(stack: Stack, mid: str) -> list[str]:
+    """Where each reply to the customer's message ``mid`` came from (the event log)."""
+    with db(stack) as conn:
+        rows = conn.execute(
+            "SELECT json_extract(e.data, '$.source') FROM events e "
+            "JOIN messages q ON q.id = coalesce(json_extract(e.data, '$.question'), e.message_id) "
+            "WHERE e.type IN ('acked', 'answered') AND q.client_message_id = ? ORDER BY e.seq",
+            (mid,),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+async def test_the_fast_path_answers_faq_itself_and_leaves_forms_and_handoffs_to_rasa(
+    customer, stack
+):
+    mid = await customer.say("what is your return policy?")
+    answer = await customer.wait_reply(mid, lambda f: f["citations"])
+    assert answer["citations"][0]["url"].startswith("/kb/returns")
+    await asyncio.sleep(0.3)
+    assert reply_sources(stack, mid) == ["fast_path"]  # Rasa was not asked
+
+    mid = await customer.say("where is my order?")
+    ask = await customer.wait_reply(mid, lambda f: f.get("kind") != "receipt")
+    assert "order number" in ask["text"].lower()
+    # Inside the form a FAQ question is Rasa's: it answers, then asks for the number again.
+    mid = await customer.say("what is your return policy?")
+    await customer.wait_reply(mid, lambda f: f["citations"])
+    await customer.wait_reply(mid, lambda f: "order number" in f["text"].lower())
+    assert set(reply_sources(stack, mid)) == {"rasa"}
+
+    mid = await customer.say("hello again")  # still inside the form: Rasa's
+    await customer.wait_reply(mid, lambda f: f.get("kind") != "receipt")
+    assert set(reply_sources(stack, mid)) == {"rasa"}
+
+
+async def test_the_fast_path_hands_off_a_plain_request_for_a_person(customer, stack):
+    mid = await customer.say("I want to talk to a person")
+    plan = await customer.wait_reply(mid, lambda f: f.get("kind") == "plan")
+    assert plan["reference"].startswith("PR-")
+    await asyncio.sleep(0.3)
+    assert reply_sources(stack, mid) == ["fast_path"]
