@@ -121,6 +121,7 @@ class WebCustomers:
         self.sent: list[Message] = []
         self.errors: Counter[str] = Counter()
         self.sending = True
+        self.unanswered_before_settle: list[Message] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def post(self, m: Message) -> None:
@@ -628,6 +629,7 @@ async def with_load(
         await resender
         frames = await customers.wait_answered(options.grace)
         if settle is not None:
+            customers.unanswered_before_settle = unanswered(customers.accepted, frames)
             await settle()
         if linger > 0 or settle is not None:
             await asyncio.sleep(linger)
@@ -798,6 +800,13 @@ async def disk_full(suite: Suite, options: Options) -> Row:
             )
             if half:
                 row.failures.append(f"{len(half)} messages stored despite a 5xx")
+            if left := customers.unanswered_before_settle:
+                row.failures.append(
+                    f"{len(left)} accepted messages still had no answer {options.grace:g} s "
+                    "after space returned, and got one only from the restart's resume ("
+                    + ", ".join(f"{m.cmid} {m.text!r}" for m in left[:3])
+                    + ")"
+                )
             if not seen.get("alive"):
                 row.failures.append("the gateway exited")
             if seen.get("alive"):
