@@ -38,11 +38,12 @@ TARGET = 3.0
 
 
 def sources(database: Path) -> Counter[str]:
-    """Where the gateway's first replies came from, by the event log's ``source``."""
+    """Where the gateway's replies other than receipts came from (the event log's ``source``)."""
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
         rows = db.execute(
             "SELECT json_extract(data, '$.source'), count(*) FROM events "
-            "WHERE type IN ('acked', 'answered') GROUP BY 1"
+            "WHERE type = 'answered' OR (type = 'acked' "
+            "AND coalesce(json_extract(data, '$.kind'), '') != 'receipt') GROUP BY 1"
         ).fetchall()
     return Counter({str(source): int(n) for source, n in rows})
 
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             with orchestrator.stack(scenario, rate) as stack:
                 result = al.run_one(scenario, rate, base, stack, number)
                 by = "Rasa"
-                if stack.gateway is not None:
+                if scenario != "baseline" and stack.gateway is not None:
                     counts = sources(stack.gateway.database)
                     total = sum(counts.values()) or 1
                     by = ", ".join(f"{s} {n / total:.0%}" for s, n in counts.most_common())
@@ -122,16 +123,18 @@ def main(argv: list[str] | None = None) -> int:
         side: max((row["rate"] for s, row, _ in rows if s == side and sustained(row)), default=0.0)
         for side in ("Rasa REST alone", "Promptly, fast path")
     }
+    # With no sustained rate on a side there is no ratio to claim: that is a failed run.
     ratio = (
         best["Promptly, fast path"] / best["Rasa REST alone"]
-        if best["Rasa REST alone"]
-        else math.inf
+        if best["Rasa REST alone"] and best["Promptly, fast path"]
+        else math.nan
     )
     verdict = "PASS" if ratio >= TARGET else "FAIL"
     summary = (
         f"Answer throughput (highest rate with >= {ANSWERED_BAR:.0%} answered and answer p95 <= "
         f"{P95_BAR_MS:.0f} ms): Rasa REST alone {best['Rasa REST alone']:g} msg/s, Promptly with "
-        f"the fast path {best['Promptly, fast path']:g} msg/s: {ratio:.2f}x "
+        f"the fast path {best['Promptly, fast path']:g} msg/s: "
+        f"{'no ratio (a side sustained no rate)' if math.isnan(ratio) else f'{ratio:.2f}x'} "
         f"(target >= {TARGET:g}x: {verdict})."
     )
     rendered = table(rows)
@@ -157,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
                 rendered,
                 "",
                 summary,
+                "",
+                "Rasa still takes every order-status form (a fifth of the mix), what follows an "
+                "offer, and the messages the gate or the knowledge base is not sure of; once "
+                "that share passes what Rasa alone sustains, its queue sets the p95.",
             ]
         ),
     )
