@@ -19,6 +19,7 @@ class RequestError(PromptlyError):
     """A client sent something we refuse; carries the HTTP status and a stable code."""
 
     status = 400
+    retry_after: int | None = None  # whole seconds after which the same request may succeed
 
     def __init__(self, code: str, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -74,6 +75,21 @@ class TooManyRequests(RequestError):
         super().__init__(
             "rate_limited",
             f"too many {what}: nothing was stored; send it again in {self.retry_after} s",
+        )
+
+
+class StorageUnavailable(RequestError):
+    """The database takes no writes now (disk full, I/O error, locked past the timeout).
+    Nothing of the request was stored; the client sends it again after ``retry_after``."""
+
+    status = 503
+
+    def __init__(self, cause: str, retry_after: int = 5) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            "storage_unavailable",
+            f"we cannot store anything right now ({cause}): nothing was stored; "
+            f"send it again in {retry_after} s",
         )
 
 

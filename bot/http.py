@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -19,7 +20,7 @@ from bot.errors import (
     PayloadTooLarge,
     RequestError,
     RequestTimeout,
-    TooManyRequests,
+    StorageUnavailable,
     Unprocessable,
     UnsupportedMediaType,
 )
@@ -52,7 +53,7 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
 def error_of(e: RequestError) -> dict[str, Any]:
     """The JSON error for a refused request (HTTP body or WebSocket ``error`` frame)."""
     body = error_body(e.code, e.message, e.field)
-    if isinstance(e, TooManyRequests):
+    if e.retry_after is not None:
         body["error"]["retry_after"] = e.retry_after
     return body
 
@@ -62,8 +63,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except RequestError as e:
+        if isinstance(e, StorageUnavailable):
+            _storage_warning(e)
         response = web.json_response(error_of(e), status=e.status)
-        if isinstance(e, TooManyRequests):
+        if e.retry_after is not None:
             response.headers["Retry-After"] = str(e.retry_after)
         return response
     except web.HTTPException as e:
@@ -76,6 +79,18 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return web.json_response(
             error_body("internal_error", "something went wrong on our side"), status=500
         )
+
+
+_warned_at = 0.0
+_WARN_EVERY = 10.0  # seconds: one log line per outage, not one traceback per request
+
+
+def _storage_warning(e: StorageUnavailable) -> None:
+    global _warned_at
+    now = time.monotonic()
+    if now - _warned_at >= _WARN_EVERY:
+        _warned_at = now
+        logger.warning("refusing requests while the database takes no writes: %s", e.__cause__)
 
 
 def cors_middleware(allowed: tuple[str, ...]) -> Callable[..., Awaitable[web.StreamResponse]]:

@@ -32,7 +32,7 @@ from bot.channels.base import (
 )
 from bot.clock import speed_of
 from bot.emergency import PAUSED, Mode, Switch
-from bot.errors import Conflict, NLUUnavailable, NotFound
+from bot.errors import Conflict, NLUUnavailable, NotFound, StorageUnavailable
 from bot.fastpath import FastPath
 from bot.handoff import csat, eta
 from bot.handoff.tickets import TicketService
@@ -74,6 +74,7 @@ PAUSED_TEXT = (
     "while; we'll answer here as soon as they resume."
 )
 ALL_TO_HUMANS = "emergency_all_to_humans"  # the intent recorded on tickets the switch opens
+STORAGE_RETRY_SECONDS = 5.0  # how often to try the inbox again after a storage failure
 FAST_SOURCE = "fast_path"  # replies the gateway gave instead of Rasa (bot/fastpath.py)
 NO_ANSWER_TEXT = (
     "Sorry, I couldn't work that out. Could you rephrase, or say 'agent' to reach a person?"
@@ -139,6 +140,7 @@ class Pipeline:
         self.ratings = csat.Ratings(store, clock)  # shared with the web channel's rating route
         self._rating_locks = KeyedLocks()  # "5" sent twice must not rate twice
         self._resume_lock = asyncio.Lock()
+        self._storage_retry = False  # a resume waits for the database to take writes again
         self._kb_latency = LatencyGauge(initial=0.05, parallelism=2)
         self._kb_budget = self._settings.channels.web.promise.total_seconds() / 2
         queue = settings.queues.get(settings.routing.default_queue)
@@ -228,11 +230,38 @@ class Pipeline:
             if await self._rated(message, conversation, started):
                 return
             await self._bot_turn(message, conversation, started)
+        except StorageUnavailable as e:
+            # The message is in the inbox, unanswered: marking it would need the database that
+            # just failed. It is answered when the database takes writes again.
+            logger.warning("turn for message %s stopped: %s", message.id, e.__cause__)
+            self._resume_when_storage_returns()
         except Exception:
             logger.exception("turn failed for message %s; it stays in the inbox", message.id)
-            await self._store.set_status(message.id, MessageStatus.PENDING)
+            try:
+                await self._store.set_status(message.id, MessageStatus.PENDING)
+            except StorageUnavailable:
+                logger.warning("could not mark message %s pending", message.id)
+                self._resume_when_storage_returns()
         finally:
             self._inflight.discard(message.id)
+
+    def _resume_when_storage_returns(self) -> None:
+        if not self._storage_retry:
+            self._storage_retry = True
+            self._spawn(self._retry_resume())
+
+    async def _retry_resume(self) -> None:
+        """Every few seconds, until the database takes writes again: answer what waits."""
+        try:
+            while True:
+                await asyncio.sleep(STORAGE_RETRY_SECONDS)
+                try:
+                    await self.resume()
+                    return
+                except StorageUnavailable:
+                    continue
+        finally:
+            self._storage_retry = False
 
     async def _plan_for_waiting(
         self, message: StoredMessage, ticket: Ticket, started: float

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from bot.errors import StorageUnavailable
+
 T = TypeVar("T")
 
 
@@ -100,7 +102,10 @@ class SQLiteWorker:
         try:
             result = job.fn()
         except Exception as e:
-            # Fails the whole batch if SQLite already rolled the transaction back.
+            if not self._db.in_transaction:
+                # SQLite rolled the whole transaction back itself (a full disk, an I/O error):
+                # the batch fails, with this job's error, not "no such savepoint".
+                raise
             self._db.execute("ROLLBACK TO job")
             self._db.execute("RELEASE job")
             return (job.future, None, e)
@@ -125,4 +130,28 @@ def _deliver(outcomes: list[_Outcome]) -> None:
         if error is None:
             future.set_result(result)
         else:
-            future.set_exception(error)
+            future.set_exception(_translated(error))
+
+
+# SQLite's primary result codes for a database that cannot take the work now (as opposed to a
+# bug in a statement): busy or locked past the timeout, read-only, an I/O error, full, unopenable.
+_UNAVAILABLE = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+    }
+)
+
+
+def _translated(error: BaseException) -> BaseException:
+    """``StorageUnavailable`` for a database that cannot take the work now, else ``error``."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(error, sqlite3.Error) and code is not None and code & 0xFF in _UNAVAILABLE:
+        unavailable = StorageUnavailable(str(error))
+        unavailable.__cause__ = error
+        return unavailable
+    return error
