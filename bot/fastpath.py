@@ -29,7 +29,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import yaml
@@ -40,6 +40,7 @@ from knowledge_base.embedder import Vectors
 from knowledge_base.ranking import ArticleHead
 
 logger = logging.getLogger(__name__)
+V = TypeVar("V")
 
 KB_ACTION = "action_answer_from_kb"
 ESCALATE_ACTION = "action_escalate"
@@ -102,8 +103,11 @@ class FastPath:
     rules: dict[str, Route]  # intent -> what its one-step rule does
     gate_floor: float  # the intent's probability needed
     embed: Callable[[str], Awaitable[Vectors]]  # a question's embedding, batched, off the loop
+    # What the gateway knows of each conversation's dialogue, newest last. Bounded: the oldest
+    # are forgotten first (a conversation idle that long is answered by Rasa once more).
     in_form: dict[str, str] = field(default_factory=dict)  # conversation -> active loop
-    after_offer: set[str] = field(default_factory=set)  # conversations Rasa must answer next
+    after_offer: dict[str, None] = field(default_factory=dict)  # Rasa answers them next
+    remember: int = 100_000
 
     def observe_action(self, action_call: dict[str, Any]) -> None:
         """Rasa called one of its actions: note whether the conversation is inside a form."""
@@ -118,17 +122,15 @@ class FastPath:
             # A form's validation runs from its activation on, before the tracker Rasa sends
             # shows the loop as active.
             name = action.removeprefix("validate_")
+        self.in_form.pop(sender, None)
         if name:
-            self.in_form[sender] = str(name)
-        else:
-            self.in_form.pop(sender, None)
+            _remember(self.in_form, sender, str(name), self.remember)
 
     def replied(self, conversation_id: str, *, offered: bool) -> None:
         """The bot answered; ``offered`` when it offered a person or choices."""
+        self.after_offer.pop(conversation_id, None)
         if offered:
-            self.after_offer.add(conversation_id)
-        else:
-            self.after_offer.discard(conversation_id)
+            _remember(self.after_offer, conversation_id, None, self.remember)
 
     async def route(self, conversation_id: str, text: str) -> Route | None:
         """What to do instead of asking Rasa, or None: then Rasa takes the turn."""
@@ -144,6 +146,12 @@ class FastPath:
         if route.action != ESCALATE_ACTION and cues(text):
             return None  # urgent or upset: let Rasa and its handoff rules see it
         return route
+
+
+def _remember(memory: dict[str, V], key: str, value: V, limit: int) -> None:
+    memory[key] = value  # the caller removed it first, so it is the newest
+    while len(memory) > limit:
+        del memory[next(iter(memory))]
 
 
 async def build(

@@ -102,3 +102,14 @@ async def test_an_upset_handoff_request_is_still_handed_off_at_once() -> None:
     fast = fast_path("human_handoff", ESCALATE_ACTION)
     route = await fast.route("c1", "get me a human NOW, this is ridiculous")
     assert route is not None and route.action == ESCALATE_ACTION
+
+
+async def test_what_it_remembers_of_conversations_is_bounded() -> None:
+    fast = fast_path()
+    fast.remember = 2
+    for conversation in ("c1", "c2", "c3"):
+        fast.replied(conversation, offered=True)
+    assert list(fast.after_offer) == ["c2", "c3"]  # the oldest forgotten
+    fast.replied("c2", offered=True)  # touched again: now the newest
+    fast.replied("c4", offered=True)
+    assert list(fast.after_offer) == ["c2", "c4"]
