@@ -229,8 +229,9 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     if debug.clock_speed != 1:
         logger.warning("debug.clock_speed: the clock runs %g times real time", debug.clock_speed)
     if not isinstance(store, SQLiteStore):
-        raise TypeError("the emergency switch lives in the SQLite store")
-    switch = EmergencySwitch(store, clock, {"web", *platform_settings(settings)})
+        raise TypeError("the emergency switch and the console live in the SQLite store")
+    pausable = sorted({"web", *platform_settings(settings)})
+    switch = EmergencySwitch(store, clock, set(pausable))
     await switch.load()
     tickets = TicketService(
         store, outbox, settings, clock, notifier, lambda: switch.current, lambda: watch.overloaded
@@ -310,8 +311,6 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     app[keys.PIPELINE] = pipeline
     limits = ClientLimits(settings.limits)
     app[keys.WEB] = WebChannel(pipeline, store, hub, settings.channels.web, limits, clock)
-    if not isinstance(store, SQLiteStore):
-        raise TypeError("the agent console lives in the SQLite store")
     canned = CannedReplies(store)
     await canned.seed()
     feed = Feed(store, clock)
@@ -333,22 +332,23 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         watch.to_json,
     )
 
+    def kb_up() -> bool:
+        return kb is not None and kb.up
+
     def status() -> dict[str, Any]:
-        components = {"rasa": rasa.up, "kb": kb is not None and kb.up}
+        components = {"rasa": rasa.up, "kb": kb_up()}
         return {
             "overload": watch.to_json(),
             "components": {name: "up" if up else "down" for name, up in components.items()},
         }
 
-    app[keys.EMERGENCY] = EmergencyAPI(
-        switch, sorted({"web", *platform_settings(settings)}), status
-    )
+    app[keys.EMERGENCY] = EmergencyAPI(switch, pausable, status)
     app[keys.METRICS] = MetricsEndpoint(
         metrics,
         store,
         tickets,
         rasa,
-        kb_up=lambda: kb is not None and kb.up,
+        kb_up=kb_up,
         queues=settings.queues,
         clock=clock,
     )
