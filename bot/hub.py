@@ -7,10 +7,22 @@ queue overflowed) loses nothing: it reconnects with ``after=<seq>`` and replays 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
-from typing import Any
+from typing import Any, Protocol
 
 Frame = dict[str, Any]
+
+
+class FrameHub(Protocol):
+    """What the web channel, the outbox and the dispatcher need of a hub: ``Hub`` (one
+    process) or ``bot.hub_redis.RedisHub`` (frames shared between gateway processes)."""
+
+    def subscribe(self) -> Subscription: ...
+
+    def publish(self, conversation_id: str, frame: Frame) -> None: ...
+
+    def listeners(self, conversation_id: str) -> int: ...
 
 
 class Subscription:
@@ -33,6 +45,19 @@ class Subscription:
                     del self._hub._subscribers[conversation_id]
         self.conversations.clear()
 
+    def drop(self) -> None:
+        """Stop following and tell the client to go (``None``): it reconnects with
+        ``after=<seq>`` and replays what it missed from the store.
+
+        Whatever is still queued goes too: the client resumes after the last frame it got,
+        so sending the frames after one that was discarded would skip that one for good.
+        """
+        self.close()
+        with contextlib.suppress(asyncio.QueueEmpty):
+            while True:
+                self.queue.get_nowait()
+        self.queue.put_nowait(None)
+
 
 class Hub:
     def __init__(self, queue_size: int = 1000) -> None:
@@ -48,9 +73,15 @@ class Hub:
                 subscription.queue.put_nowait(frame)
             except asyncio.QueueFull:
                 # A client this far behind is dropped; it replays from the store on reconnect.
-                subscription.close()
-                subscription.queue.get_nowait()
-                subscription.queue.put_nowait(None)
+                subscription.drop()
 
     def listeners(self, conversation_id: str) -> int:
         return len(self._subscribers.get(conversation_id, ()))
+
+    def drop_all(self) -> int:
+        """Drop every subscription following a conversation (frames may have been missed:
+        their clients replay from the store); returns how many."""
+        dropped = {s for subscribers in self._subscribers.values() for s in subscribers}
+        for subscription in dropped:
+            subscription.drop()
+        return len(dropped)
