@@ -8,9 +8,11 @@ I/O around it (which clock, which key, what the client is told) lives with each 
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 MIN_WAIT = 0.001  # seconds
 
@@ -89,3 +91,41 @@ def take_all(checks: Iterable[tuple[SlidingWindow, str]], now: float) -> float:
         for window, key in checks:
             window.record(key, now)
     return wait
+
+
+class AsyncWindow(Protocol):
+    """``SlidingWindow``'s methods, awaited: what a limit shared between gateway processes
+    offers (``bot.ratelimit_redis.RedisSlidingWindow``). ``now=None`` reads the window's own
+    clock (Redis's, for the shared one)."""
+
+    limit: Limit
+
+    async def wait(self, key: str, now: float | None = None) -> float: ...
+
+    async def record(self, key: str, now: float | None = None) -> None: ...
+
+    async def take(self, key: str, now: float | None = None) -> float: ...
+
+    async def forget(self, key: str) -> None: ...
+
+
+class LocalWindow:
+    """A ``SlidingWindow`` of this process behind the awaited interface (the default where
+    limits are not shared); ``now=None`` reads ``clock``."""
+
+    def __init__(self, limit: Limit, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window = SlidingWindow(limit)
+        self._clock = clock
+
+    async def wait(self, key: str, now: float | None = None) -> float:
+        return self.window.wait(key, self._clock() if now is None else now)
+
+    async def record(self, key: str, now: float | None = None) -> None:
+        self.window.record(key, self._clock() if now is None else now)
+
+    async def take(self, key: str, now: float | None = None) -> float:
+        return self.window.take(key, self._clock() if now is None else now)
+
+    async def forget(self, key: str) -> None:
+        self.window.forget(key)
