@@ -12,7 +12,6 @@ import asyncio
 import functools
 import json
 import logging
-import secrets
 import sqlite3
 import uuid
 from collections.abc import Callable
@@ -37,9 +36,19 @@ from bot.store.base import (
     Route,
     StoredMessage,
     Ticket,
-    TicketSLA,
     TicketStatus,
 )
+from bot.store.common import (
+    better_tier,
+    identities,
+    new_reference,
+    reply_payload,
+    sla_from_dict,
+    sla_to_dict,
+)
+from bot.store.common import iso as _ts
+from bot.store.common import opt_dt as _dt
+from bot.store.common import opt_iso as _opt_ts
 from bot.store.worker import SQLiteWorker
 
 logger = logging.getLogger(__name__)
@@ -62,7 +71,6 @@ _TICKET_MUTABLE = (
     "resolved_at, assignee, resolution_due, assigned_at, sla"
 )
 _AGENT_COLUMNS = "id, name, presence, capacity, skills, queues, last_assigned"
-_TIER_RANK = {"consumer": 0, "business": 1, "enterprise": 2}  # bot.handoff.config.Tier
 _EVENT_KIND_LIST = ", ".join(f"'{kind}'" for kind in sorted(EVENT_KINDS))
 _CONVERSATION_COLUMNS = "id, customer_id, channel, state, created_at, reply_to"
 _PRAGMAS = (
@@ -71,30 +79,10 @@ _PRAGMAS = (
     "foreign_keys=ON",
     "busy_timeout=5000",
 )
-# Crockford-style alphabet without look-alikes, for references customers read out loud.
-_REF_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def _ts(value: datetime) -> str:
-    if value.tzinfo is None:
-        raise ValueError("timestamps must be time-zone aware")
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _dt(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
-def _opt_ts(value: datetime | None) -> str | None:
-    return None if value is None else _ts(value)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def new_reference() -> str:
-    return "PR-" + "".join(secrets.choice(_REF_ALPHABET) for _ in range(5))
 
 
 def _message(row: Row) -> StoredMessage:
@@ -136,30 +124,7 @@ def _ticket(row: Row) -> Ticket:
         assignee=row[14],
         resolution_due=_dt(row[15]),
         assigned_at=_dt(row[16]),
-        sla=_sla_from_json(row[17]),
-    )
-
-
-def _sla_to_json(sla: TicketSLA) -> str:
-    return json.dumps(
-        {
-            "policy": sla.policy,
-            "calendar": sla.calendar,
-            "pauses": [[_ts(a), None if b is None else _ts(b)] for a, b in sla.pauses],
-            "next_response_from": _opt_ts(sla.next_response_from),
-            "last_agent_reply_at": _opt_ts(sla.last_agent_reply_at),
-        }
-    )
-
-
-def _sla_from_json(text: str) -> TicketSLA:
-    data = json.loads(text)
-    return TicketSLA(
-        policy=data.get("policy", {}),
-        calendar=data.get("calendar", "default"),
-        pauses=tuple((datetime.fromisoformat(a), _dt(b)) for a, b in data.get("pauses", [])),
-        next_response_from=_dt(data.get("next_response_from")),
-        last_agent_reply_at=_dt(data.get("last_agent_reply_at")),
+        sla=sla_from_dict(json.loads(row[17])),
     )
 
 
@@ -177,7 +142,7 @@ def _ticket_values(ticket: Ticket) -> tuple[Any, ...]:
         ticket.assignee,
         _opt_ts(ticket.resolution_due),
         _opt_ts(ticket.assigned_at),
-        _sla_to_json(ticket.sla),
+        json.dumps(sla_to_dict(ticket.sla)),
     )
 
 
@@ -443,9 +408,9 @@ class SQLiteStore:
             (msg.channel, msg.customer.external_id),
         )
         name, email = msg.customer.name, msg.customer.email
-        identities = _identities(msg)
+        claimed = identities(msg)
         if row is None:
-            known = self._customer_by_identity(identities)
+            known = self._customer_by_identity(claimed)
             if known is None:
                 customer_id = uuid.uuid4().hex
                 self._db.execute(
@@ -459,7 +424,7 @@ class SQLiteStore:
                 "INSERT INTO channel_accounts (channel, external_id, customer_id) VALUES (?, ?, ?)",
                 (msg.channel, msg.customer.external_id, customer_id),
             )
-            self._claim_identities(customer_id, identities, msg.received_at)
+            self._claim_identities(customer_id, claimed, msg.received_at)
             if known is None:
                 return CustomerRecord(customer_id, name, email, "consumer")
             row = self._one(
@@ -467,7 +432,7 @@ class SQLiteStore:
             )
             assert row is not None
         else:
-            self._claim_identities(row[0], identities, msg.received_at)
+            self._claim_identities(row[0], claimed, msg.received_at)
         record = CustomerRecord(row[0], row[1], row[2], row[3])
         if (name and name != record.name) or (email and email != record.email):
             self._db.execute(
@@ -672,7 +637,7 @@ class SQLiteStore:
             type=reply.type,
             kind=reply.kind,
             text=reply.text,
-            payload=_payload(reply),
+            payload=reply_payload(reply),
             in_reply_to=reply.in_reply_to,
             status=None,
             at=at,
@@ -823,7 +788,7 @@ class SQLiteStore:
         self._db.execute("DELETE FROM identities WHERE customer_id = ?", (other,))
         kept, gone = rows[into], rows[other]
         # The customer keeps the better of the two tiers: a merge never demotes anyone.
-        tier = max(kept[3], gone[3], key=lambda t: _TIER_RANK.get(t, -1))
+        tier = better_tier(kept[3], gone[3])
         self._db.execute(
             "UPDATE customers SET name = coalesce(name, ?), email = coalesce(email, ?), "
             "language = coalesce(language, ?), tier = ? WHERE id = ?",
@@ -1091,7 +1056,7 @@ class SQLiteStore:
             type=reply.type,
             kind=None,
             text=reply.text,
-            payload=_payload(reply),
+            payload=reply_payload(reply),
             in_reply_to=None,
             status=None,
             at=at,
@@ -1197,22 +1162,3 @@ class SQLiteStore:
             args = (conversation_id,)
         rows = await self._read(self._all, query + " ORDER BY seq", args)
         return [_event(row) for row in rows]
-
-
-def _identities(msg: InboundMessage) -> list[tuple[str, str]]:
-    """The verified email/phone a platform vouched for, normalised."""
-    if not msg.customer.verified:
-        return []
-    found = []
-    if msg.customer.email:
-        found.append(("email", msg.customer.email.strip().lower()))
-    if msg.customer.phone:
-        found.append(("phone", "+" + "".join(c for c in msg.customer.phone if c.isdigit())))
-    return found
-
-
-def _payload(reply: OutboundMessage) -> dict[str, Any]:
-    payload: dict[str, Any] = dict(reply.extra)
-    if reply.citations:
-        payload["citations"] = [{"title": c.title, "url": c.url} for c in reply.citations]
-    return payload

@@ -1,17 +1,27 @@
-"""Storage contract: every backend must pass these (PostgreSQL joins the parametrization)."""
+"""Storage contract: every backend must pass these (SQLite and PostgreSQL).
+
+The PostgreSQL runs create a fresh database per test on the local server
+(``PROMPTLY_TEST_POSTGRES_URL``, default ``postgresql://postgres@127.0.0.1:5432/postgres``) and
+drop it afterwards; they are skipped, with the reason, where no server answers there.
+"""
 
 import asyncio
+import contextlib
+import logging
+import os
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 import bot.store
 from bot.channels.base import AckKind, Customer, InboundMessage, OutboundMessage, ReplyType
-from bot.errors import Forbidden, NotFound, StorageError
+from bot.errors import Forbidden, NotFound, StorageError, StorageUnavailable
 from bot.store.base import (
     AgentRecord,
     ConversationState,
@@ -22,16 +32,48 @@ from bot.store.base import (
     TicketSLA,
     TicketStatus,
 )
+from bot.store.postgres import PostgresStore
 from bot.store.sqlite import SCHEMA_VERSION, SQLiteStore
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite"])
+def pg_admin_url() -> str:
+    return os.environ.get(
+        "PROMPTLY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+
+
+@contextlib.asynccontextmanager
+async def pg_database() -> AsyncIterator[str]:
+    """The URL of a new, empty database, dropped afterwards; skips without a server."""
+    admin_url = pg_admin_url()
+    try:
+        admin = await asyncpg.connect(admin_url, timeout=3)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as e:
+        pytest.skip(f"no PostgreSQL server at {admin_url} ({type(e).__name__}: {e})")
+    name = f"promptly_test_{uuid.uuid4().hex}"
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
 async def store(request, tmp_path) -> AsyncIterator[Store]:
-    backend = await SQLiteStore.open(tmp_path / "promptly.db")
-    yield backend
-    await backend.close()
+    if request.param == "sqlite":
+        backend: SQLiteStore | PostgresStore = await SQLiteStore.open(tmp_path / "promptly.db")
+        yield backend
+        await backend.close()
+        return
+    async with pg_database() as url:
+        backend = await PostgresStore.open(url)
+        try:
+            yield backend
+        finally:
+            await backend.close()
 
 
 def inbound(text="hi", mid="m1", customer="c1", conversation_id=None) -> InboundMessage:
@@ -243,32 +285,6 @@ async def test_link_customer_sets_the_tier_on_every_channel_account(store):
     assert await store.customer_id_for("telegram", "42") == new_id
 
 
-async def test_a_version_1_database_is_migrated_in_place(tmp_path):
-    path = tmp_path / "old.db"
-    with sqlite3.connect(path) as db:
-        db.executescript((Path(bot.store.__file__).parent / "schema_sqlite.sql").read_text())
-        db.execute("INSERT INTO schema_version VALUES (1)")
-        db.execute("INSERT INTO customers VALUES ('c', NULL, NULL, 'consumer', '2026-01-01')")
-    store = await SQLiteStore.open(path)
-    try:
-        customer = await store.customer("c")
-        assert customer is not None and customer.language is None
-        assert await store.agents() == []
-    finally:
-        await store.close()
-    with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
-
-
-async def test_a_database_newer_than_the_code_is_refused(tmp_path):
-    path = tmp_path / "new.db"
-    await (await SQLiteStore.open(path)).close()
-    with sqlite3.connect(path) as db:
-        db.execute("UPDATE schema_version SET version = 99")
-    with pytest.raises(StorageError, match="schema version 99 is newer"):
-        await SQLiteStore.open(path)
-
-
 async def test_naive_timestamps_are_rejected(store):
     naive_time = datetime(2026, 1, 1)  # noqa: DTZ001
     naive = InboundMessage(
@@ -281,18 +297,6 @@ async def test_naive_timestamps_are_rejected(store):
     with pytest.raises(ValueError, match="time-zone aware"):
         await store.receive(naive)
     assert await store.unanswered() == []
-
-
-async def test_reopening_keeps_data(tmp_path):
-    path = tmp_path / "promptly.db"
-    first = await SQLiteStore.open(path)
-    received = await first.receive(inbound())
-    await first.close()
-    second = await SQLiteStore.open(path)
-    try:
-        assert [m.id for m in await second.unanswered()] == [received.message.id]
-    finally:
-        await second.close()
 
 
 def platform_message(
@@ -396,3 +400,242 @@ async def test_merging_customers_moves_everything_to_one(store):
     assert again.customer.id == a.customer.id
     with pytest.raises(NotFound):
         await store.merge_customers(a.customer.id, b.customer.id, NOW)
+
+
+async def test_a_new_senders_messages_at_once_make_one_customer_and_conversation(store):
+    results = await asyncio.gather(*(store.receive(inbound(mid=str(i))) for i in range(12)))
+    assert len({r.customer.id for r in results}) == 1
+    assert len({r.conversation.id for r in results}) == 1
+    assert len(await store.messages(results[0].conversation.id)) == 12
+
+
+async def test_one_message_received_many_times_at_once_is_stored_once(store):
+    results = await asyncio.gather(*(store.receive(inbound()) for _ in range(8)))
+    assert sorted(r.duplicate for r in results) == [False] + [True] * 7
+    assert len({r.message.id for r in results}) == 1
+    assert len(await store.unanswered()) == 1
+
+
+async def test_a_conversations_messages_are_read_in_commit_order(store):
+    """A client that reads ``messages(after=seq)`` while replies are written sees each one."""
+    received = await store.receive(inbound())
+    conversation_id = received.conversation.id
+    reply = OutboundMessage(type=ReplyType.ANSWER, text="hi")
+    writes = asyncio.gather(
+        *(store.add_reply(conversation_id, reply, event="answered") for _ in range(40))
+    )
+    seen: list[str] = []
+    last = 0
+    while True:  # one client polling until every write is in
+        done = writes.done()
+        for message in await store.messages(conversation_id, after=last):
+            seen.append(message.id)
+            last = message.seq
+        if done:
+            break
+        await asyncio.sleep(0)
+    stored = [m.id for m in await writes]
+    assert sorted(seen) == sorted([received.message.id, *stored])
+
+
+class TestSQLiteOnly:
+    """What only a SQLite file has: its schema_version read and written with sqlite3."""
+
+    async def test_a_version_1_database_is_migrated_in_place(self, tmp_path):
+        path = tmp_path / "old.db"
+        with sqlite3.connect(path) as db:
+            db.executescript((Path(bot.store.__file__).parent / "schema_sqlite.sql").read_text())
+            db.execute("INSERT INTO schema_version VALUES (1)")
+            db.execute("INSERT INTO customers VALUES ('c', NULL, NULL, 'consumer', '2026-01-01')")
+        store = await SQLiteStore.open(path)
+        try:
+            customer = await store.customer("c")
+            assert customer is not None and customer.language is None
+            assert await store.agents() == []
+        finally:
+            await store.close()
+        with sqlite3.connect(path) as db:
+            assert db.execute("SELECT version FROM schema_version").fetchall() == [
+                (SCHEMA_VERSION,)
+            ]
+
+    async def test_a_database_newer_than_the_code_is_refused(self, tmp_path):
+        path = tmp_path / "new.db"
+        await (await SQLiteStore.open(path)).close()
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE schema_version SET version = 99")
+        with pytest.raises(StorageError, match="schema version 99 is newer"):
+            await SQLiteStore.open(path)
+
+    async def test_reopening_keeps_data(self, tmp_path):
+        path = tmp_path / "promptly.db"
+        first = await SQLiteStore.open(path)
+        received = await first.receive(inbound())
+        await first.close()
+        second = await SQLiteStore.open(path)
+        try:
+            assert [m.id for m in await second.unanswered()] == [received.message.id]
+        finally:
+            await second.close()
+
+
+class TestPostgresOnly:
+    """Schema management and work shared by several gateway processes on one database."""
+
+    async def test_migrations_mirror_the_sqlite_versions(self):
+        from bot.store import postgres, sqlite
+
+        assert [v for v, _ in postgres.migrations()] == [v for v, _ in sqlite._migrations()]
+        assert postgres.migrations()[-1][0] == SCHEMA_VERSION
+
+    async def test_a_version_1_database_is_migrated_in_place(self):
+        schema = (Path(bot.store.__file__).parent / "pg" / "schema.sql").read_text()
+        async with pg_database() as url:
+            db = await asyncpg.connect(url)
+            try:
+                await db.execute(schema)
+                await db.execute("INSERT INTO schema_version VALUES (1)")
+                await db.execute(
+                    "INSERT INTO customers VALUES ('c', NULL, NULL, 'consumer', now())"
+                )
+            finally:
+                await db.close()
+            store = await PostgresStore.open(url)
+            try:
+                customer = await store.customer("c")
+                assert customer is not None and customer.language is None
+                assert await store.agents() == []
+            finally:
+                await store.close()
+            assert await _schema_versions(url) == [SCHEMA_VERSION]
+
+    async def test_a_database_newer_than_the_code_is_refused(self):
+        async with pg_database() as url:
+            await (await PostgresStore.open(url)).close()
+            db = await asyncpg.connect(url)
+            try:
+                await db.execute("UPDATE schema_version SET version = 99")
+            finally:
+                await db.close()
+            with pytest.raises(StorageError, match="schema version 99 is newer"):
+                await PostgresStore.open(url)
+
+    async def test_processes_opening_at_once_migrate_once(self, caplog):
+        caplog.set_level(logging.INFO, logger="bot.store.postgres")
+        async with pg_database() as url:
+            stores = await asyncio.gather(*(PostgresStore.open(url) for _ in range(4)))
+            try:
+                received = await stores[0].receive(inbound())
+                assert (await stores[3].message(received.message.id)) is not None
+            finally:
+                await asyncio.gather(*(s.close() for s in stores))
+            assert await _schema_versions(url) == [SCHEMA_VERSION]
+        migrated = [r.getMessage() for r in caplog.records if "migrating" in r.getMessage()]
+        assert len(migrated) == SCHEMA_VERSION - 1  # 2 … N, each once
+        assert len(set(migrated)) == len(migrated)
+
+    async def test_reopening_keeps_data(self):
+        async with pg_database() as url:
+            first = await PostgresStore.open(url)
+            received = await first.receive(inbound())
+            await first.close()
+            second = await PostgresStore.open(url)
+            try:
+                assert [m.id for m in await second.unanswered()] == [received.message.id]
+            finally:
+                await second.close()
+
+    async def test_two_gateways_never_claim_the_same_message(self):
+        async with pg_database() as url:
+            a, b = await asyncio.gather(
+                PostgresStore.open(url, max_size=4), PostgresStore.open(url, max_size=4)
+            )
+            try:
+                for n in range(60):
+                    await a.receive(inbound(mid=str(n), customer=f"c{n % 9}"))
+                claimed: dict[str, list[str]] = {"a": [], "b": []}
+
+                async def claimer(store: PostgresStore, gateway: str, owner: str) -> None:
+                    while batch := await store.claim_unanswered(
+                        owner, lease=timedelta(minutes=5), limit=3
+                    ):
+                        for message in batch:
+                            claimed[gateway].append(message.id)
+                            await store.set_status(message.id, MessageStatus.DONE)
+
+                # Three workers in each gateway, each claiming under its own name.
+                await asyncio.gather(
+                    *(claimer(a, "a", f"a{i}") for i in range(3)),
+                    *(claimer(b, "b", f"b{i}") for i in range(3)),
+                )
+            finally:
+                await asyncio.gather(a.close(), b.close())
+        every = claimed["a"] + claimed["b"]
+        assert len(every) == len(set(every)) == 60  # each message once, none lost
+        assert claimed["a"] and claimed["b"]  # both gateways took work
+
+    async def test_a_claim_is_held_until_its_lease_ends(self):
+        async with pg_database() as url:
+            store = await PostgresStore.open(url)
+            try:
+                received = await store.receive(inbound())
+                held = await store.claim_unanswered("a", lease=timedelta(minutes=5))
+                assert [m.id for m in held] == [received.message.id]
+                assert await store.claim_unanswered("b", lease=timedelta(minutes=5)) == []
+                renewed = await store.claim_unanswered("a", lease=timedelta(0))
+                assert [m.id for m in renewed] == [received.message.id]
+                # Gateway a died: its lease ended, so b takes the message over.
+                taken = await store.claim_unanswered("b", lease=timedelta(minutes=5))
+                assert [m.id for m in taken] == [received.message.id]
+                reply = OutboundMessage(type=ReplyType.ANSWER, text="hi")
+                telegram = await store.receive(platform_message("telegram", "7", "g1"))
+                pending = await store.add_reply(telegram.conversation.id, reply, event="answered")
+                sent = await store.claim_deliveries("a", lease=timedelta(minutes=5))
+                assert [m.id for m in sent] == [pending.id]
+                assert await store.claim_deliveries("b", lease=timedelta(minutes=5)) == []
+            finally:
+                await store.close()
+
+    async def test_an_unreachable_server_is_storage_unavailable(self):
+        with pytest.raises(StorageUnavailable):
+            await PostgresStore.open("postgresql://postgres@127.0.0.1:1/promptly")
+
+    async def test_a_connection_lost_mid_operation_is_storage_unavailable(self):
+        async with pg_database() as url:
+            store = await PostgresStore.open(url)
+            admin = await asyncpg.connect(url)
+            try:
+                received = await store.receive(inbound())
+                async with admin.transaction():  # holds the conversation: the reply waits
+                    await admin.execute(
+                        "SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE",
+                        received.conversation.id,
+                    )
+                    reply = OutboundMessage(type=ReplyType.ANSWER, text="hi")
+                    writing = asyncio.create_task(
+                        store.add_reply(received.conversation.id, reply, event="answered")
+                    )
+                    while not await admin.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    ):
+                        await asyncio.sleep(0.01)
+                    await admin.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                    with pytest.raises(StorageUnavailable):
+                        await writing
+                await store.ping()  # the pool connects again
+                assert len(await store.messages(received.conversation.id)) == 1
+            finally:
+                await admin.close()
+                await store.close()
+
+
+async def _schema_versions(url: str) -> list[int]:
+    db = await asyncpg.connect(url)
+    try:
+        return [row[0] for row in await db.fetch("SELECT version FROM schema_version")]
+    finally:
+        await db.close()

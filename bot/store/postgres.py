@@ -1,0 +1,1354 @@
+"""PostgreSQL backend (asyncpg): the ``Store`` several gateway processes share.
+
+Every operation is one transaction on a pooled connection. What SQLite gets from having one
+writer, this backend gets from locks taken in one order, so concurrent transactions wait
+for each other instead of deadlocking:
+
+1. per-sender advisory locks (channel account, verified email/phone): one sender's messages
+   are received one at a time, so a new customer or conversation is created once;
+2. the customer row (``receive``, ``move_ticket``, ``merge_customers``);
+3. conversation rows: every transaction that adds a message to a conversation locks its
+   row first, so within a conversation ``seq`` order is commit order and a client reading
+   ``messages(after=seq)`` never skips a message that commits late;
+4. ticket rows.
+
+Work that one gateway of several must take (unanswered messages, replies to deliver) is
+claimed with ``FOR UPDATE SKIP LOCKED`` and a lease (``claim_unanswered``,
+``claim_deliveries``); an SLA timer fires once because ``sla_fired``'s key decides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import asyncpg
+
+from bot.channels.base import EVENT_KINDS, InboundMessage, OutboundMessage
+from bot.errors import Conflict, Forbidden, NotFound, StorageError, StorageUnavailable
+from bot.store.base import (
+    AgentRecord,
+    Conversation,
+    ConversationState,
+    CustomerRecord,
+    DeliveryStatus,
+    Event,
+    MessageStatus,
+    NewTicket,
+    Received,
+    Route,
+    StoredMessage,
+    Ticket,
+    TicketStatus,
+)
+from bot.store.common import (
+    aware,
+    better_tier,
+    identities,
+    iso,
+    new_reference,
+    opt_iso,
+    reply_payload,
+    sla_from_dict,
+    sla_to_dict,
+)
+from bot.store.sqlite import SCHEMA_VERSION
+
+logger = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
+Conn = Any  # asyncpg.Connection (asyncpg ships no type information)
+Record = Any  # asyncpg.Record
+
+_MESSAGE_COLUMNS = (
+    "seq, id, conversation_id, direction, type, kind, text, payload, in_reply_to, "
+    "client_message_id, status, created_at, acked_at, delivery_status, delivery"
+)
+_TICKET_COLUMNS = (
+    "id, reference, conversation_id, customer_id, queue, priority, tier, status, reason, "
+    "created_at, first_response_due, first_responded_at, next_response_due, resolved_at, "
+    "assignee, resolution_due, assigned_at, sla"
+)
+# What a ticket update may change ($1..$12): everything but its identity and creation.
+_TICKET_MUTABLE = (
+    "queue, priority, tier, status, first_response_due, first_responded_at, next_response_due, "
+    "resolved_at, assignee, resolution_due, assigned_at, sla"
+)
+_AGENT_COLUMNS = "id, name, presence, capacity, skills, queues, last_assigned"
+_CONVERSATION_COLUMNS = "id, customer_id, channel, state, created_at, reply_to"
+_EVENT_KINDS = sorted(EVENT_KINDS)
+# pg_advisory_xact_lock key held while a process creates or migrates the schema ("PROMPTLY").
+_MIGRATION_LOCK = 0x50524F4D50544C59
+_ACQUIRE_TIMEOUT = 10.0  # seconds to wait for a free pooled connection
+_COMMAND_TIMEOUT = 30.0
+
+# A server that cannot take the work now (as opposed to a bug in a statement): unreachable,
+# connection lost, shutting down or starting, out of connections, disk or memory, read-only
+# (a standby), a statement cancelled by its timeout, a deadlock or serialisation failure.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.ReadOnlySQLTransactionError,
+    asyncpg.TransactionRollbackError,
+    asyncpg.LockNotAvailableError,
+)
+
+
+class _Retry(Exception):
+    """A concurrent transaction changed what this one read: run it again from the start."""
+
+
+def _message(row: Record) -> StoredMessage:
+    return StoredMessage(
+        seq=row[0],
+        id=row[1],
+        conversation_id=row[2],
+        direction=row[3],
+        type=row[4],
+        kind=row[5],
+        text=row[6],
+        payload=row[7],
+        in_reply_to=row[8],
+        client_message_id=row[9],
+        status=row[10],
+        created_at=row[11],
+        acked_at=row[12],
+        delivery_status=None if row[13] is None else DeliveryStatus(row[13]),
+        delivery=row[14],
+    )
+
+
+def _ticket(row: Record) -> Ticket:
+    return Ticket(
+        id=row[0],
+        reference=row[1],
+        conversation_id=row[2],
+        customer_id=row[3],
+        queue=row[4],
+        priority=row[5],
+        tier=row[6],
+        status=TicketStatus(row[7]),
+        reason=row[8],
+        created_at=row[9],
+        first_response_due=row[10],
+        first_responded_at=row[11],
+        next_response_due=row[12],
+        resolved_at=row[13],
+        assignee=row[14],
+        resolution_due=row[15],
+        assigned_at=row[16],
+        sla=sla_from_dict(row[17]),
+    )
+
+
+def _ticket_values(ticket: Ticket) -> tuple[Any, ...]:
+    """The ``_TICKET_MUTABLE`` columns of a ticket, in that order."""
+    return (
+        ticket.queue,
+        ticket.priority,
+        ticket.tier,
+        ticket.status,
+        aware(ticket.first_response_due),
+        _opt_aware(ticket.first_responded_at),
+        _opt_aware(ticket.next_response_due),
+        _opt_aware(ticket.resolved_at),
+        ticket.assignee,
+        _opt_aware(ticket.resolution_due),
+        _opt_aware(ticket.assigned_at),
+        sla_to_dict(ticket.sla),
+    )
+
+
+def _opt_aware(value: datetime | None) -> datetime | None:
+    return None if value is None else aware(value)
+
+
+def _agent(row: Record) -> AgentRecord:
+    return AgentRecord(
+        id=row[0],
+        name=row[1],
+        presence=row[2],
+        capacity=row[3],
+        skills=tuple(row[4]),
+        queues=tuple(row[5]),
+        last_assigned=row[6],
+    )
+
+
+def _conversation(row: Record) -> Conversation:
+    return Conversation(
+        id=row[0],
+        customer_id=row[1],
+        channel=row[2],
+        state=ConversationState(row[3]),
+        created_at=row[4],
+        reply_to=row[5],
+    )
+
+
+def _event(row: Record) -> Event:
+    return Event(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _lock_key(*parts: str) -> int:
+    """A stable signed 64-bit advisory-lock key for a sender or an identity."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _schema_script() -> str:
+    return resources.files("bot.store").joinpath("pg", "schema.sql").read_text(encoding="utf-8")
+
+
+def migrations() -> list[tuple[int, str]]:
+    """``pg/migrations/NNN_*.sql``, by version: each mirrors SQLite's migration NNN."""
+    folder = resources.files("bot.store").joinpath("pg", "migrations")
+    found = [
+        (int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    ]
+    return sorted(found)
+
+
+async def _init_connection(conn: Conn) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+def _unavailable(error: BaseException) -> StorageUnavailable:
+    unavailable = StorageUnavailable(str(error) or type(error).__name__)
+    unavailable.__cause__ = error
+    return unavailable
+
+
+class PostgresStore:
+    """``Store`` on a PostgreSQL database that several gateway processes may share.
+
+    A caller cancelled while its operation runs rolls that transaction back (asyncpg resets
+    the connection), unlike SQLite, where an operation once started completes.
+    """
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> PostgresStore:
+        """Connect a pool to ``url``, then create or migrate the schema, once across
+        processes: the work runs under a transaction-scoped advisory lock, so a second
+        process opening at the same time waits, then finds the schema current."""
+        try:
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                init=_init_connection,
+                command_timeout=_COMMAND_TIMEOUT,
+            )
+        except _UNAVAILABLE as e:
+            raise _unavailable(e) from e
+        store = cls(pool)
+        try:
+            await store._tx(store._migrate)
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def ping(self) -> None:
+        async with self._connection() as conn:
+            await conn.fetchval("SELECT 1")
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Conn]:
+        """A pooled connection; a server that cannot take the work is ``StorageUnavailable``."""
+        try:
+            async with self._pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn:
+                try:
+                    yield conn
+                except asyncpg.InterfaceError as e:
+                    # Lost under a transaction: asyncpg reports that its rollback cannot run.
+                    lost = e.__context__
+                    if isinstance(lost, _UNAVAILABLE) or "connection is closed" in str(e):
+                        raise _unavailable(lost if isinstance(lost, _UNAVAILABLE) else e) from e
+                    raise
+        except _UNAVAILABLE as e:
+            raise _unavailable(e) from e
+
+    async def _tx(
+        self,
+        fn: Callable[Concatenate[Conn, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn(connection, …)`` as one transaction, again when it asks to (``_Retry``)."""
+        for attempt in range(3):
+            try:
+                async with self._connection() as conn, conn.transaction():
+                    return await fn(conn, *args, **kwargs)
+            except _Retry as e:
+                if attempt == 2:
+                    raise StorageUnavailable("concurrent changes kept conflicting") from e
+        raise AssertionError("unreachable")
+
+    async def _read(self, query: str, *args: Any) -> list[Record]:
+        async with self._connection() as conn:
+            rows: list[Record] = await conn.fetch(query, *args)
+        return rows
+
+    async def _read_one(self, query: str, *args: Any) -> Record | None:
+        async with self._connection() as conn:
+            return await conn.fetchrow(query, *args)
+
+    # -- schema --------------------------------------------------------------------------
+
+    async def _migrate(self, conn: Conn) -> None:
+        """Version 1 is ``pg/schema.sql``; each ``pg/migrations/NNN_*.sql`` raises it by one."""
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        if await conn.fetchval("SELECT to_regclass('schema_version')") is None:
+            await conn.execute(_schema_script())
+        current = await conn.fetchval("SELECT max(version) FROM schema_version")
+        if current is None:
+            current = 1
+            await conn.execute("INSERT INTO schema_version VALUES (1)")
+        if current > SCHEMA_VERSION:
+            raise StorageError(
+                f"database schema version {current} is newer than this code ({SCHEMA_VERSION}): "
+                "run the Promptly release that wrote it, or restore a backup made by this one"
+            )
+        for version, script in migrations():
+            if version > current:
+                logger.info("migrating the database to schema version %d", version)
+                await conn.execute(script)
+                await conn.execute("UPDATE schema_version SET version = $1", version)
+
+    # -- inbox ---------------------------------------------------------------------------
+
+    async def receive(self, msg: InboundMessage) -> Received:
+        aware(msg.received_at)
+        return await self._tx(self._receive, msg)
+
+    async def _receive(self, conn: Conn, msg: InboundMessage) -> Received:
+        claimed = identities(msg)
+        keys = [_lock_key("account", msg.channel, msg.customer.external_id)]
+        keys += [_lock_key(kind, value) for kind, value in claimed]
+        await conn.executemany("SELECT pg_advisory_xact_lock($1)", [(k,) for k in sorted(keys)])
+        customer = await self._customer_for(conn, msg, claimed)
+        existing = await conn.fetchrow(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE direction = 'in' "
+            "AND channel = $1 AND sender = $2 AND client_message_id = $3",
+            msg.channel,
+            msg.customer.external_id,
+            msg.platform_message_id,
+        )
+        if existing is not None:
+            stored = _message(existing)
+            conversation = await _get_conversation(conn, stored.conversation_id)
+            assert conversation is not None
+            return Received(stored, conversation, customer, duplicate=True)
+        conversation = await self._conversation_for(conn, msg, customer.id)
+        # Events (reactions, joins) carry a coarser address (no thread): they never move it.
+        if (
+            msg.reply_to
+            and msg.kind not in EVENT_KINDS
+            and dict(msg.reply_to) != conversation.reply_to
+        ):
+            await conn.execute(
+                "UPDATE conversations SET reply_to = $1 WHERE id = $2",
+                dict(msg.reply_to),
+                conversation.id,
+            )
+            conversation = replace(conversation, reply_to=dict(msg.reply_to))
+        if msg.kind not in EVENT_KINDS:  # a reaction or a join is not the customer writing
+            conversation = await self._follow_open_ticket(conn, conversation, msg.received_at)
+        stored = await _insert_message(
+            conn,
+            conversation.id,
+            direction="in",
+            channel=msg.channel,
+            sender=msg.customer.external_id,
+            client_message_id=msg.platform_message_id,
+            type="customer",
+            kind=None if msg.kind == "text" else msg.kind,
+            text=msg.text,
+            payload={"attachments": list(msg.attachments)} if msg.attachments else {},
+            in_reply_to=None,
+            status=MessageStatus.RECEIVED,
+            at=msg.received_at,
+        )
+        await _event_row(
+            conn,
+            "received",
+            msg.received_at,
+            conversation.id,
+            stored.id,
+            None,
+            {"channel": msg.channel, "chars": len(msg.text)},
+        )
+        return Received(stored, conversation, customer, duplicate=False)
+
+    async def _customer_for(
+        self, conn: Conn, msg: InboundMessage, claimed: list[tuple[str, str]]
+    ) -> CustomerRecord:
+        row = await conn.fetchrow(
+            "SELECT customer_id FROM channel_accounts WHERE channel = $1 AND external_id = $2",
+            msg.channel,
+            msg.customer.external_id,
+        )
+        name, email = msg.customer.name, msg.customer.email
+        if row is None:
+            customer_id = await _customer_by_identity(conn, claimed)
+            if customer_id is None:
+                customer_id = uuid.uuid4().hex
+                await conn.execute(
+                    "INSERT INTO customers (id, name, email, tier, created_at) "
+                    "VALUES ($1, $2, $3, 'consumer', $4)",
+                    customer_id,
+                    name,
+                    email,
+                    msg.received_at,
+                )
+            linked = await conn.fetchval(
+                "INSERT INTO channel_accounts (channel, external_id, customer_id) "
+                "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING customer_id",
+                msg.channel,
+                msg.customer.external_id,
+                customer_id,
+            )
+            if linked is None:
+                raise _Retry("the channel account was linked concurrently")
+        else:
+            customer_id = row[0]
+        await _claim_identities(conn, customer_id, claimed, msg.received_at)
+        # Locked: a merge or another channel's message for this customer waits for us.
+        locked = await conn.fetchrow(
+            "SELECT id, name, email, tier FROM customers WHERE id = $1 FOR NO KEY UPDATE",
+            customer_id,
+        )
+        if locked is None:
+            raise _Retry("the customer was merged into another concurrently")
+        record = CustomerRecord(locked[0], locked[1], locked[2], locked[3])
+        if (name and name != record.name) or (email and email != record.email):
+            await conn.execute(
+                "UPDATE customers SET name = coalesce($1, name), email = coalesce($2, email) "
+                "WHERE id = $3",
+                name,
+                email,
+                record.id,
+            )
+            record = CustomerRecord(
+                record.id, name or record.name, email or record.email, record.tier
+            )
+        return record
+
+    async def _conversation_for(
+        self, conn: Conn, msg: InboundMessage, customer_id: str
+    ) -> Conversation:
+        if msg.conversation_id is not None:
+            conversation = await _lock_conversation(conn, msg.conversation_id)
+            if conversation is None:
+                raise NotFound(
+                    "unknown_conversation", "no conversation with that id", field="conversation_id"
+                )
+            if conversation.customer_id != customer_id:
+                raise Forbidden(
+                    "conversation_mismatch",
+                    "that conversation belongs to another customer",
+                    field="conversation_id",
+                )
+            return conversation
+        row = await conn.fetchrow(
+            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations "
+            "WHERE customer_id = $1 AND channel = $2 ORDER BY created_at DESC LIMIT 1 "
+            "FOR NO KEY UPDATE",
+            customer_id,
+            msg.channel,
+        )
+        if row is not None:
+            return _conversation(row)
+        conversation = Conversation(
+            uuid.uuid4().hex,
+            customer_id,
+            msg.channel,
+            ConversationState.BOT,
+            msg.received_at,
+            dict(msg.reply_to),
+        )
+        await conn.execute(
+            "INSERT INTO conversations (id, customer_id, channel, state, created_at, reply_to) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            conversation.id,
+            customer_id,
+            msg.channel,
+            conversation.state,
+            msg.received_at,
+            conversation.reply_to,
+        )
+        await _event_row(
+            conn,
+            "conversation_started",
+            msg.received_at,
+            conversation.id,
+            None,
+            None,
+            {"channel": msg.channel},
+        )
+        return conversation
+
+    async def _follow_open_ticket(
+        self, conn: Conn, conversation: Conversation, at: datetime
+    ) -> Conversation:
+        """The customer's open ticket moves to the conversation they wrote in last, so one
+        customer has one open ticket and agents answer where the customer is."""
+        if conversation.state is not ConversationState.BOT:
+            return conversation
+        row = await conn.fetchrow(
+            "SELECT id, conversation_id FROM tickets WHERE customer_id = $1 "
+            "AND status <> 'resolved' AND conversation_id <> $2 "
+            "ORDER BY created_at DESC LIMIT 1",
+            conversation.customer_id,
+            conversation.id,
+        )
+        if row is None:
+            return conversation
+        ticket_id, previous_id = row
+        previous = await _lock_conversation(conn, previous_id)
+        assert previous is not None
+        await _move_ticket(conn, ticket_id, previous, conversation, at)
+        return replace(conversation, state=previous.state)
+
+    async def move_ticket(self, ticket_id: str, conversation_id: str, at: datetime) -> Ticket:
+        return await self._tx(self._move_ticket_to, ticket_id, conversation_id, aware(at))
+
+    async def _move_ticket_to(
+        self, conn: Conn, ticket_id: str, conversation_id: str, at: datetime
+    ) -> Ticket:
+        ticket = await _get_ticket(conn, ticket_id)
+        if ticket is not None:
+            await _lock_customer(conn, ticket.customer_id)
+            ticket = await _get_ticket(conn, ticket_id)  # as it is now that no one moves it
+        if ticket is None or not ticket.is_open:
+            raise NotFound("not_found", "no open ticket with that id")
+        conversation = await _lock_conversation(conn, conversation_id)
+        if conversation is None or conversation.customer_id != ticket.customer_id:
+            raise NotFound("unknown_conversation", "the customer has no such conversation")
+        if conversation.id != ticket.conversation_id:
+            previous = await _lock_conversation(conn, ticket.conversation_id)
+            assert previous is not None
+            await _move_ticket(conn, ticket.id, previous, conversation, at)
+        moved = await _get_ticket(conn, ticket_id)
+        assert moved is not None
+        return moved
+
+    async def add_reply(
+        self,
+        conversation_id: str,
+        reply: OutboundMessage,
+        *,
+        event: str,
+        data: dict[str, Any] | None = None,
+        acks: str | None = None,
+        at: datetime | None = None,
+        pending: str | None = None,
+    ) -> StoredMessage:
+        at = aware(at) if at is not None else _now()
+        return await self._tx(
+            self._add_reply, conversation_id, reply, event, data, acks, at, pending
+        )
+
+    async def _add_reply(
+        self,
+        conn: Conn,
+        conversation_id: str,
+        reply: OutboundMessage,
+        event: str,
+        data: dict[str, Any] | None,
+        acks: str | None,
+        at: datetime,
+        pending: str | None,
+    ) -> StoredMessage:
+        conversation = await _lock_conversation(conn, conversation_id)
+        if conversation is None:
+            raise NotFound("unknown_conversation", "no conversation with that id")
+        stored = await _insert_message(
+            conn,
+            conversation_id,
+            direction="out",
+            channel=conversation.channel,
+            sender=None,
+            client_message_id=None,
+            type=reply.type,
+            kind=reply.kind,
+            text=reply.text,
+            payload=reply_payload(reply),
+            in_reply_to=reply.in_reply_to,
+            status=None,
+            at=at,
+        )
+        if acks is not None:
+            await conn.execute(
+                "UPDATE messages SET acked_at = $1 WHERE id = $2 AND acked_at IS NULL", at, acks
+            )
+        await _event_row(conn, event, at, conversation_id, acks or stored.id, None, data)
+        if acks is not None and pending is not None:
+            await conn.execute(
+                "UPDATE messages SET status = $1 WHERE id = $2", MessageStatus.PENDING, acks
+            )
+            await _event_row(conn, "pending", at, conversation_id, acks, None, {"reason": pending})
+        return stored
+
+    async def messages(self, conversation_id: str, after: int = 0) -> list[StoredMessage]:
+        rows = await self._read(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND seq > $2 "
+            "ORDER BY seq",
+            conversation_id,
+            after,
+        )
+        return [_message(row) for row in rows]
+
+    async def message(self, message_id: str) -> StoredMessage | None:
+        row = await self._read_one(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = $1", message_id
+        )
+        return None if row is None else _message(row)
+
+    async def set_status(
+        self,
+        message_id: str,
+        status: MessageStatus,
+        *,
+        event: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        await self._tx(self._set_status, message_id, status, event, data)
+
+    async def _set_status(
+        self,
+        conn: Conn,
+        message_id: str,
+        status: MessageStatus,
+        event: str | None,
+        data: dict[str, Any] | None,
+    ) -> None:
+        conversation_id = await conn.fetchval(
+            "UPDATE messages SET status = $1 WHERE id = $2 RETURNING conversation_id",
+            status,
+            message_id,
+        )
+        if event is not None:
+            await _event_row(conn, event, _now(), conversation_id, message_id, None, data)
+
+    async def unanswered(self) -> list[StoredMessage]:
+        rows = await self._read(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE direction = 'in' "
+            "AND status IN ('received', 'pending') ORDER BY seq"
+        )
+        return [_message(row) for row in rows]
+
+    async def claim_unanswered(
+        self, owner: str, *, lease: timedelta, limit: int = 100
+    ) -> list[StoredMessage]:
+        """Claim up to ``limit`` unanswered inbound messages for gateway ``owner``, oldest
+        first, until ``lease`` from now (the database's clock).
+
+        Picks rows with ``FOR UPDATE SKIP LOCKED``: gateways claiming at once skip each
+        other's rows instead of waiting, and each message goes to one of them. A message
+        another gateway holds is left out until its lease ends (that gateway died); the
+        owner's own claims come back, renewed.
+        """
+        return await self._claim(
+            "direction = 'in' AND status IN ('received', 'pending')", owner, lease, limit
+        )
+
+    async def claim_deliveries(
+        self, owner: str, *, lease: timedelta, limit: int = 100
+    ) -> list[StoredMessage]:
+        """``claim_unanswered`` for replies still to push to a platform (``FOR UPDATE SKIP
+        LOCKED``, leased): one gateway's dispatcher sends each."""
+        return await self._claim("delivery_status = 'pending'", owner, lease, limit)
+
+    async def _claim(
+        self, condition: str, owner: str, lease: timedelta, limit: int
+    ) -> list[StoredMessage]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                "UPDATE messages m SET claimed_by = $1, claimed_until = now() + $2::interval "
+                f"FROM (SELECT seq FROM messages WHERE {condition} "
+                "AND (claimed_until IS NULL OR claimed_until < now() OR claimed_by = $1) "
+                "ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED) picked "
+                f"WHERE m.seq = picked.seq RETURNING "
+                + ", ".join(f"m.{c.strip()}" for c in _MESSAGE_COLUMNS.split(",")),
+                owner,
+                lease,
+                limit,
+            )
+        return sorted((_message(row) for row in rows), key=lambda m: m.seq)
+
+    async def conversation(self, conversation_id: str) -> Conversation | None:
+        async with self._connection() as conn:
+            return await _get_conversation(conn, conversation_id)
+
+    async def conversations_of(self, customer_id: str) -> list[Conversation]:
+        rows = await self._read(
+            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations c WHERE customer_id = $1 "
+            "ORDER BY (SELECT max(seq) FROM messages m WHERE m.conversation_id = c.id) "
+            "DESC NULLS LAST",
+            customer_id,
+        )
+        return [_conversation(row) for row in rows]
+
+    async def set_delivery(
+        self, message_id: str, status: DeliveryStatus, info: dict[str, Any]
+    ) -> StoredMessage | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(
+                "UPDATE messages SET delivery_status = $1, delivery = $2 WHERE id = $3 "
+                f"RETURNING {_MESSAGE_COLUMNS}",
+                status,
+                info,
+                message_id,
+            )
+        return None if row is None else _message(row)
+
+    async def pending_deliveries(self) -> list[StoredMessage]:
+        rows = await self._read(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE delivery_status = 'pending' "
+            "ORDER BY seq"
+        )
+        return [_message(row) for row in rows]
+
+    async def route(self, conversation_id: str) -> Route | None:
+        async with self._connection() as conn:
+            return await _route(conn, conversation_id)
+
+    # -- customers -----------------------------------------------------------------------
+
+    async def merge_customers(
+        self, into: str, other: str, at: datetime, *, by: str | None = None
+    ) -> CustomerRecord:
+        if into == other:
+            raise Conflict("same_customer", "a customer cannot be merged into itself")
+        return await self._tx(self._merge_customers, into, other, aware(at), by)
+
+    async def _merge_customers(
+        self, conn: Conn, into: str, other: str, at: datetime, by: str | None
+    ) -> CustomerRecord:
+        rows = {
+            row[0]: row
+            for row in await conn.fetch(
+                "SELECT id, name, email, tier, language FROM customers WHERE id = any($1) "
+                "ORDER BY id FOR UPDATE",
+                [into, other],
+            )
+        }
+        for customer_id, field in ((into, "into"), (other, "from")):
+            if customer_id not in rows:
+                raise NotFound("unknown_customer", f"no customer {customer_id!r}", field=field)
+        for table in ("channel_accounts", "conversations", "tickets", "identities"):
+            await conn.execute(
+                f"UPDATE {table} SET customer_id = $1 WHERE customer_id = $2", into, other
+            )
+        kept, gone = rows[into], rows[other]
+        tier = better_tier(kept[3], gone[3])
+        await conn.execute(
+            "UPDATE customers SET name = coalesce(name, $1), email = coalesce(email, $2), "
+            "language = coalesce(language, $3), tier = $4 WHERE id = $5",
+            gone[1],
+            gone[2],
+            gone[4],
+            tier,
+            into,
+        )
+        await conn.execute("DELETE FROM customers WHERE id = $1", other)
+        data = {"into": into, "from": other, "by": by}
+        await _event_row(conn, "customers_merged", at, None, None, None, data)
+        return CustomerRecord(
+            into, kept[1] or gone[1], kept[2] or gone[2], tier, kept[4] or gone[4]
+        )
+
+    async def customer(self, customer_id: str) -> CustomerRecord | None:
+        row = await self._read_one(
+            "SELECT id, name, email, tier, language FROM customers WHERE id = $1", customer_id
+        )
+        return None if row is None else CustomerRecord(*row)
+
+    async def customer_id_for(self, channel: str, external_id: str) -> str | None:
+        row = await self._read_one(
+            "SELECT customer_id FROM channel_accounts WHERE channel = $1 AND external_id = $2",
+            channel,
+            external_id,
+        )
+        return None if row is None else str(row[0])
+
+    async def link_customer(
+        self,
+        channel: str,
+        external_id: str,
+        *,
+        tier: str,
+        name: str | None = None,
+        email: str | None = None,
+        language: str | None = None,
+    ) -> tuple[str, bool]:
+        return await self._tx(
+            self._link_customer, channel, external_id, tier, name, email, language
+        )
+
+    async def _link_customer(
+        self,
+        conn: Conn,
+        channel: str,
+        external_id: str,
+        tier: str,
+        name: str | None,
+        email: str | None,
+        language: str | None,
+    ) -> tuple[str, bool]:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1)", _lock_key("account", channel, external_id)
+        )
+        customer_id = await conn.fetchval(
+            "SELECT customer_id FROM channel_accounts WHERE channel = $1 AND external_id = $2",
+            channel,
+            external_id,
+        )
+        if customer_id is not None:
+            await conn.execute(
+                "UPDATE customers SET tier = $1, name = coalesce($2, name), "
+                "email = coalesce($3, email), language = coalesce($4, language) WHERE id = $5",
+                tier,
+                name,
+                email,
+                language,
+                customer_id,
+            )
+            return str(customer_id), False
+        customer_id = uuid.uuid4().hex
+        await conn.execute(
+            "INSERT INTO customers (id, name, email, tier, language, created_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            customer_id,
+            name,
+            email,
+            tier,
+            language,
+            _now(),
+        )
+        await conn.execute(
+            "INSERT INTO channel_accounts (channel, external_id, customer_id) VALUES ($1, $2, $3)",
+            channel,
+            external_id,
+            customer_id,
+        )
+        return customer_id, True
+
+    # -- tickets -------------------------------------------------------------------------
+
+    async def create_ticket(self, ticket: NewTicket) -> Ticket:
+        for value in (ticket.created_at, ticket.first_response_due):
+            aware(value)
+        return await self._tx(self._create_ticket, ticket)
+
+    async def _create_ticket(self, conn: Conn, ticket: NewTicket) -> Ticket:
+        # Locked first: two handoffs of one conversation at once make one ticket.
+        conversation = await _lock_conversation(conn, ticket.conversation_id)
+        if conversation is None:
+            raise NotFound("unknown_conversation", "no conversation with that id")
+        open_row = await conn.fetchrow(
+            f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE conversation_id = $1 "
+            "AND status <> 'resolved'",
+            ticket.conversation_id,
+        )
+        if open_row is not None:
+            return _ticket(open_row)
+        for _ in range(10):
+            reference = new_reference()
+            if await conn.fetchval("SELECT 1 FROM tickets WHERE reference = $1", reference) is None:
+                break
+        created = Ticket(
+            id=uuid.uuid4().hex,
+            reference=reference,
+            conversation_id=ticket.conversation_id,
+            customer_id=conversation.customer_id,
+            queue=ticket.queue,
+            priority=ticket.priority,
+            tier=ticket.tier,
+            status=TicketStatus.NEW,
+            reason=ticket.reason,
+            created_at=ticket.created_at,
+            first_response_due=ticket.first_response_due,
+            first_responded_at=None,
+            next_response_due=None,
+            resolved_at=None,
+            assignee=None,
+            resolution_due=ticket.resolution_due,
+            assigned_at=None,
+            sla=ticket.sla,
+        )
+        placeholders = ", ".join(f"${n}" for n in range(1, 19))
+        await conn.execute(
+            f"INSERT INTO tickets (id, reference, conversation_id, customer_id, reason, "
+            f"created_at, {_TICKET_MUTABLE}) VALUES ({placeholders})",
+            created.id,
+            created.reference,
+            created.conversation_id,
+            created.customer_id,
+            created.reason,
+            created.created_at,
+            *_ticket_values(created),
+        )
+        await conn.execute(
+            "UPDATE conversations SET state = $1 WHERE id = $2",
+            ConversationState.WAITING_AGENT,
+            ticket.conversation_id,
+        )
+        await _event_row(
+            conn,
+            "handed_off",
+            ticket.created_at,
+            ticket.conversation_id,
+            None,
+            created.id,
+            {
+                "queue": created.queue,
+                "priority": created.priority,
+                "tier": created.tier,
+                "reason": created.reason,
+                "policy": created.sla.policy.get("name"),
+                "first_response_due": iso(created.first_response_due),
+                "resolution_due": opt_iso(created.resolution_due),
+            },
+        )
+        return created
+
+    async def ticket(self, ticket_id: str) -> Ticket | None:
+        async with self._connection() as conn:
+            return await _get_ticket(conn, ticket_id)
+
+    async def open_ticket(self, conversation_id: str) -> Ticket | None:
+        row = await self._read_one(
+            f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE conversation_id = $1 "
+            "AND status <> 'resolved'",
+            conversation_id,
+        )
+        return None if row is None else _ticket(row)
+
+    async def tickets(self, status: str | None = None) -> list[Ticket]:
+        query = f"SELECT {_TICKET_COLUMNS} FROM tickets"
+        args: tuple[str, ...] = ()
+        if status == "open":
+            query += " WHERE status <> 'resolved'"
+        elif status is not None:
+            query += " WHERE status = $1"
+            args = (status,)
+        rows = await self._read(query + " ORDER BY created_at, id", *args)
+        return [_ticket(row) for row in rows]
+
+    async def assigned_load(self) -> dict[str, int]:
+        rows = await self._read(
+            "SELECT assignee, count(*) FROM tickets WHERE status <> 'resolved' "
+            "AND assignee IS NOT NULL GROUP BY assignee"
+        )
+        return {str(assignee): int(count) for assignee, count in rows}
+
+    async def queue_position(self, queue: str, created_before: datetime) -> int:
+        row = await self._read_one(
+            "SELECT count(*) FROM tickets WHERE queue = $1 AND status <> 'resolved' "
+            "AND assignee IS NULL AND created_at < $2",
+            queue,
+            aware(created_before),
+        )
+        return int(row[0]) if row else 0
+
+    async def first_responses(self, queue: str, limit: int) -> list[tuple[datetime, datetime]]:
+        rows = await self._read(
+            "SELECT created_at, first_responded_at FROM tickets WHERE queue = $1 "
+            "AND first_responded_at IS NOT NULL ORDER BY first_responded_at DESC LIMIT $2",
+            queue,
+            limit,
+        )
+        return [(a, b) for a, b in rows]
+
+    async def save_ticket(
+        self,
+        ticket: Ticket,
+        *,
+        event: str,
+        at: datetime,
+        data: dict[str, Any] | None = None,
+        conversation_state: ConversationState | None = None,
+    ) -> Ticket:
+        values = _ticket_values(ticket)
+        await self._tx(
+            self._save_ticket, ticket, values, event, aware(at), data, conversation_state
+        )
+        return ticket
+
+    async def _save_ticket(
+        self,
+        conn: Conn,
+        ticket: Ticket,
+        values: tuple[Any, ...],
+        event: str,
+        at: datetime,
+        data: dict[str, Any] | None,
+        conversation_state: ConversationState | None,
+    ) -> None:
+        if conversation_state is not None:  # the conversation row before the ticket's
+            await conn.execute(
+                "UPDATE conversations SET state = $1 WHERE id = $2",
+                conversation_state,
+                ticket.conversation_id,
+            )
+        await _write_ticket(conn, ticket.id, values)
+        await _event_row(conn, event, at, ticket.conversation_id, None, ticket.id, data)
+
+    async def record_agent_reply(
+        self,
+        ticket: Ticket,
+        reply: OutboundMessage,
+        agent_id: str,
+        at: datetime,
+        data: dict[str, Any],
+    ) -> StoredMessage:
+        values = _ticket_values(ticket)
+        return await self._tx(
+            self._record_agent_reply, ticket, values, reply, agent_id, aware(at), data
+        )
+
+    async def _record_agent_reply(
+        self,
+        conn: Conn,
+        ticket: Ticket,
+        values: tuple[Any, ...],
+        reply: OutboundMessage,
+        agent_id: str,
+        at: datetime,
+        data: dict[str, Any],
+    ) -> StoredMessage:
+        conversation = await _lock_conversation(conn, ticket.conversation_id)
+        assert conversation is not None
+        stored = await _insert_message(
+            conn,
+            ticket.conversation_id,
+            direction="out",
+            channel=conversation.channel,
+            sender=agent_id,
+            client_message_id=None,
+            type=reply.type,
+            kind=None,
+            text=reply.text,
+            payload=reply_payload(reply),
+            in_reply_to=None,
+            status=None,
+            at=at,
+        )
+        await _write_ticket(conn, ticket.id, values)
+        await conn.execute(
+            "UPDATE conversations SET state = $1 WHERE id = $2",
+            ConversationState.WITH_AGENT,
+            ticket.conversation_id,
+        )
+        await _event_row(
+            conn, "agent_replied", at, ticket.conversation_id, stored.id, ticket.id, data
+        )
+        return stored
+
+    async def fire_timer(
+        self,
+        ticket_id: str,
+        name: str,
+        due: datetime,
+        at: datetime,
+        event: str,
+        data: dict[str, Any],
+    ) -> bool:
+        """Exactly once across gateways too: ``INSERT … ON CONFLICT DO NOTHING`` on
+        ``sla_fired``'s key; a second gateway firing the same timer at once waits for the
+        first's commit, then finds it fired (no claim needed)."""
+        return await self._tx(self._fire_timer, ticket_id, name, aware(due), aware(at), event, data)
+
+    async def _fire_timer(
+        self,
+        conn: Conn,
+        ticket_id: str,
+        name: str,
+        due: datetime,
+        at: datetime,
+        event: str,
+        data: dict[str, Any],
+    ) -> bool:
+        fired = await conn.fetchval(
+            "INSERT INTO sla_fired (ticket_id, name, due, fired_at) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT DO NOTHING RETURNING 1",
+            ticket_id,
+            name,
+            due,
+            at,
+        )
+        if fired is None:
+            return False
+        conversation_id = await conn.fetchval(
+            "SELECT conversation_id FROM tickets WHERE id = $1", ticket_id
+        )
+        await _event_row(conn, event, at, conversation_id, None, ticket_id, data)
+        return True
+
+    # -- agents --------------------------------------------------------------------------
+
+    async def save_agent(self, agent: AgentRecord, at: datetime) -> None:
+        async with self._connection() as conn:
+            await conn.execute(
+                f"INSERT INTO agents ({_AGENT_COLUMNS}, updated_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+                "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
+                "presence = excluded.presence, capacity = excluded.capacity, "
+                "skills = excluded.skills, queues = excluded.queues, "
+                "last_assigned = excluded.last_assigned, updated_at = excluded.updated_at",
+                agent.id,
+                agent.name,
+                agent.presence,
+                agent.capacity,
+                list(agent.skills),
+                list(agent.queues),
+                agent.last_assigned,
+                aware(at),
+            )
+
+    async def agents(self) -> list[AgentRecord]:
+        rows = await self._read(f"SELECT {_AGENT_COLUMNS} FROM agents ORDER BY id")
+        return [_agent(row) for row in rows]
+
+    async def next_assignment(self) -> int:
+        async with self._connection() as conn:
+            value = await conn.fetchval(
+                "INSERT INTO counters (name, value) VALUES ('assignment', 1) "
+                "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value"
+            )
+        return int(value)
+
+    # -- event log -----------------------------------------------------------------------
+
+    async def log_event(
+        self,
+        type: str,
+        *,
+        conversation_id: str | None = None,
+        message_id: str | None = None,
+        ticket_id: str | None = None,
+        data: dict[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        at = aware(at) if at is not None else _now()
+        async with self._connection() as conn:
+            await _event_row(conn, type, at, conversation_id, message_id, ticket_id, data)
+
+    async def events(self, conversation_id: str | None = None) -> list[Event]:
+        query = "SELECT seq, at, type, conversation_id, message_id, ticket_id, data FROM events"
+        args: tuple[str, ...] = ()
+        if conversation_id is not None:
+            query += " WHERE conversation_id = $1"
+            args = (conversation_id,)
+        rows = await self._read(query + " ORDER BY seq", *args)
+        return [_event(row) for row in rows]
+
+
+# -- statements shared by the operations above (each runs inside the caller's transaction) --
+
+
+async def _get_conversation(conn: Conn, conversation_id: str) -> Conversation | None:
+    row = await conn.fetchrow(
+        f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = $1", conversation_id
+    )
+    return None if row is None else _conversation(row)
+
+
+async def _lock_conversation(conn: Conn, conversation_id: str) -> Conversation | None:
+    """The conversation, its row locked until commit: taken before adding a message to it."""
+    row = await conn.fetchrow(
+        f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = $1 FOR NO KEY UPDATE",
+        conversation_id,
+    )
+    return None if row is None else _conversation(row)
+
+
+async def _lock_customer(conn: Conn, customer_id: str) -> None:
+    await conn.execute("SELECT 1 FROM customers WHERE id = $1 FOR NO KEY UPDATE", customer_id)
+
+
+async def _get_ticket(conn: Conn, ticket_id: str) -> Ticket | None:
+    row = await conn.fetchrow(f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE id = $1", ticket_id)
+    return None if row is None else _ticket(row)
+
+
+async def _write_ticket(conn: Conn, ticket_id: str, values: tuple[Any, ...]) -> None:
+    assignments = ", ".join(
+        f"{column.strip()} = ${n}" for n, column in enumerate(_TICKET_MUTABLE.split(","), 1)
+    )
+    updated = await conn.fetchval(
+        f"UPDATE tickets SET {assignments} WHERE id = $13 RETURNING 1", *values, ticket_id
+    )
+    if updated is None:
+        raise NotFound("not_found", "no ticket with that id")
+
+
+async def _move_ticket(
+    conn: Conn, ticket_id: str, previous: Conversation, conversation: Conversation, at: datetime
+) -> None:
+    """Both conversations are locked by the caller."""
+    await conn.execute(
+        "UPDATE tickets SET conversation_id = $1 WHERE id = $2", conversation.id, ticket_id
+    )
+    await conn.execute(
+        "UPDATE conversations SET state = $1 WHERE id = $2", previous.state, conversation.id
+    )
+    await conn.execute(
+        "UPDATE conversations SET state = $1 WHERE id = $2", ConversationState.BOT, previous.id
+    )
+    await _event_row(
+        conn,
+        "ticket_followed",
+        at,
+        conversation.id,
+        None,
+        ticket_id,
+        {"from_conversation": previous.id, "channel": conversation.channel},
+    )
+
+
+async def _customer_by_identity(conn: Conn, claimed: list[tuple[str, str]]) -> str | None:
+    for kind, value in claimed:
+        customer_id = await conn.fetchval(
+            "SELECT customer_id FROM identities WHERE kind = $1 AND value = $2", kind, value
+        )
+        if customer_id is not None:
+            return str(customer_id)
+    return None
+
+
+async def _claim_identities(
+    conn: Conn, customer_id: str, claimed: list[tuple[str, str]], at: datetime
+) -> None:
+    # First come, first served: an identity already linked elsewhere is left to an agent
+    # to merge, never moved silently.
+    if claimed:
+        await conn.executemany(
+            "INSERT INTO identities (kind, value, customer_id, created_at) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            [(kind, value, customer_id, at) for kind, value in claimed],
+        )
+
+
+async def _insert_message(
+    conn: Conn,
+    conversation_id: str,
+    *,
+    direction: str,
+    channel: str,
+    sender: str | None,
+    client_message_id: str | None,
+    type: str,
+    kind: str | None,
+    text: str,
+    payload: dict[str, Any],
+    in_reply_to: str | None,
+    status: str | None,
+    at: datetime,
+) -> StoredMessage:
+    """Insert into a conversation the caller has locked. An inbound message that is already
+    stored (the inbox key) is an error here: ``receive`` checks under its sender lock first."""
+    message_id = uuid.uuid4().hex
+    # Replies on a platform channel wait for the dispatcher; web clients replay the store.
+    delivery_status = DeliveryStatus.PENDING if direction == "out" and channel != "web" else None
+    seq = await conn.fetchval(
+        "INSERT INTO messages (id, conversation_id, direction, channel, sender, "
+        "client_message_id, type, kind, text, payload, in_reply_to, status, created_at, "
+        "delivery_status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
+        "ON CONFLICT (channel, sender, client_message_id) WHERE direction = 'in' DO NOTHING "
+        "RETURNING seq",
+        message_id,
+        conversation_id,
+        direction,
+        channel,
+        sender,
+        client_message_id,
+        type,
+        kind,
+        text,
+        payload,
+        in_reply_to,
+        status,
+        aware(at),
+        delivery_status,
+    )
+    if seq is None:
+        raise _Retry("the message was stored concurrently")  # the retry finds it: a duplicate
+    return StoredMessage(
+        seq=seq,
+        id=message_id,
+        conversation_id=conversation_id,
+        direction=direction,
+        type=type,
+        kind=kind,
+        text=text,
+        payload=payload,
+        in_reply_to=in_reply_to,
+        client_message_id=client_message_id,
+        status=status,
+        created_at=at,
+        acked_at=None,
+        delivery_status=delivery_status,
+        route=None if delivery_status is None else await _route(conn, conversation_id),
+    )
+
+
+async def _event_row(
+    conn: Conn,
+    type: str,
+    at: datetime,
+    conversation_id: str | None,
+    message_id: str | None,
+    ticket_id: str | None,
+    data: dict[str, Any] | None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO events (at, type, conversation_id, message_id, ticket_id, data) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        aware(at),
+        type,
+        conversation_id,
+        message_id,
+        ticket_id,
+        data or {},
+    )
+
+
+async def _route(conn: Conn, conversation_id: str) -> Route | None:
+    conversation = await _get_conversation(conn, conversation_id)
+    if conversation is None:
+        return None
+    last = await conn.fetchval(
+        "SELECT created_at FROM messages WHERE conversation_id = $1 AND direction = 'in' "
+        "AND (kind IS NULL OR kind <> all($2::text[])) ORDER BY seq DESC LIMIT 1",
+        conversation_id,
+        _EVENT_KINDS,
+    )
+    return Route(conversation.channel, conversation.reply_to, last)
