@@ -14,7 +14,9 @@ for each other instead of deadlocking:
 
 Work that one gateway of several must take (unanswered messages, replies to deliver) is
 claimed with ``FOR UPDATE SKIP LOCKED`` and a lease (``claim_unanswered``,
-``claim_deliveries``); an SLA timer fires once because ``sla_fired``'s key decides.
+``claim_deliveries``); an SLA timer fires once because ``sla_fired``'s key decides. A reader
+tailing the whole event log uses ``events_after``, not ``seq``, which is not commit order
+across conversations.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -103,6 +105,14 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.TransactionRollbackError,
     asyncpg.LockNotAvailableError,
 )
+
+
+@dataclass(frozen=True, order=True)
+class EventCursor:
+    """A position in the event log for ``PostgresStore.events_after``."""
+
+    tx: int  # the transaction id (xid8) of the last event read
+    seq: int
 
 
 class _Retry(Exception):
@@ -1160,6 +1170,35 @@ class PostgresStore:
         at = aware(at) if at is not None else _now()
         async with self._connection() as conn:
             await _event_row(conn, type, at, conversation_id, message_id, ticket_id, data)
+
+    async def event_cursor(self) -> EventCursor:
+        """Where ``events_after`` starts to read only what is logged from now on."""
+        async with self._connection() as conn:
+            xmin = await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+        return EventCursor(int(xmin), 0)
+
+    async def events_after(
+        self, cursor: EventCursor, limit: int = 200
+    ) -> tuple[list[Event], EventCursor]:
+        """Events logged after ``cursor``, at most ``limit``, and the cursor after them.
+
+        For a reader that tails the log (the console feed, metrics): it never skips an event,
+        which ``seq > last seen`` can on PostgreSQL (a lower seq may commit after a higher one
+        was read). It reads in (transaction, seq) order, only the events of transactions older
+        than every transaction still running, whose events are all there for good; so a
+        transaction left open anywhere on the server delays the tail (and loses nothing).
+        """
+        rows = await self._read(
+            "SELECT seq, at, type, conversation_id, message_id, ticket_id, data, tx::text "
+            "FROM events WHERE tx < pg_snapshot_xmin(pg_current_snapshot()) "
+            "AND (tx, seq) > ($1::text::xid8, $2) ORDER BY tx, seq LIMIT $3",
+            str(cursor.tx),
+            cursor.seq,
+            limit,
+        )
+        if not rows:
+            return [], cursor
+        return [_event(row) for row in rows], EventCursor(int(rows[-1][7]), rows[-1][0])
 
     async def events(self, conversation_id: str | None = None) -> list[Event]:
         query = "SELECT seq, at, type, conversation_id, message_id, ticket_id, data FROM events"

@@ -596,6 +596,51 @@ class TestPostgresOnly:
             finally:
                 await store.close()
 
+    async def test_tailing_the_event_log_skips_nothing_written_concurrently(self):
+        async with pg_database() as url:
+            store = await PostgresStore.open(url, max_size=8)
+            try:
+                await store.log_event("before")  # not read: the tail starts after it
+                cursor = await store.event_cursor()
+                writes = asyncio.gather(
+                    *(store.log_event("logged", data={"n": n}) for n in range(120))
+                )
+                seen: list[int] = []
+                async with asyncio.timeout(20):  # another session's long transaction stalls it
+                    while True:
+                        done = writes.done()
+                        events, cursor = await store.events_after(cursor, limit=7)
+                        seen += [e.data["n"] for e in events]
+                        if done and not events:
+                            break
+                        await asyncio.sleep(0.001)
+                await writes
+            finally:
+                await store.close()
+        assert sorted(seen) == list(range(120))
+
+    async def test_an_event_that_commits_after_a_later_one_is_still_tailed(self):
+        async with pg_database() as url:
+            store = await PostgresStore.open(url)
+            slow = await asyncpg.connect(url)
+            try:
+                cursor = await store.event_cursor()
+                slow_tx = slow.transaction()
+                await slow_tx.start()
+                await slow.execute("INSERT INTO events (at, type) VALUES (now(), 'slow')")
+                await store.log_event("fast")  # a higher seq, committed first
+                [fast] = [e for e in await store.events() if e.type == "fast"]
+                events, cursor = await store.events_after(cursor)
+                assert events == []  # not past 'slow', which may still commit
+                await slow_tx.commit()
+                events, cursor = await store.events_after(cursor)
+                assert [e.type for e in events] == ["slow", "fast"]
+                assert fast.seq > events[0].seq
+                assert await store.events_after(cursor) == ([], cursor)
+            finally:
+                await slow.close()
+                await store.close()
+
     async def test_an_unreachable_server_is_storage_unavailable(self):
         with pytest.raises(StorageUnavailable):
             await PostgresStore.open("postgresql://postgres@127.0.0.1:1/promptly")

@@ -84,6 +84,11 @@ CREATE TABLE IF NOT EXISTS events (
     conversation_id text,
     message_id text,
     ticket_id text,
-    data jsonb NOT NULL DEFAULT '{}'
+    data jsonb NOT NULL DEFAULT '{}',
+    -- PostgreSQL only: the writing transaction. seq is taken in allocation order, and with
+    -- several writers a lower seq can commit after a higher one, so a reader tailing the log
+    -- by seq could skip it; tailing by (tx, seq) below the oldest running transaction cannot.
+    tx xid8 NOT NULL DEFAULT pg_current_xact_id()
 );
 CREATE INDEX IF NOT EXISTS events_conversation ON events(conversation_id, seq);
+CREATE INDEX IF NOT EXISTS events_tail ON events(tx, seq);
