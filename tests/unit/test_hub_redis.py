@@ -327,3 +327,19 @@ async def test_frames_published_while_redis_is_down_are_sent_when_it_is_back(
     await asyncio.sleep(0.1)
     assert on_b.queue.empty()
     assert "redis hub: publishing again after 1 failed attempts" in caplog.text
+
+
+async def test_a_silent_redis_is_noticed_by_the_ping(
+    make_hub: MakeHub, private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    b = await make_hub(private_redis.url, ping_interval=0.1, connect_timeout=0.3)
+    on_b = follow(b, "c1")
+    admin = Redis.from_url(private_redis.url)
+    try:
+        await admin.client_pause(800, all=True)  # the link stays up; nothing is answered
+        await until(lambda: not b.subscribed, "B to notice the silence")
+        assert "did not answer a ping" in caplog.text
+        await until(lambda: b.subscribed, "B to subscribe again once Redis answers")
+        assert await get(on_b) is None  # its client replays what it may have missed
+    finally:
+        await admin.aclose()
