@@ -11,7 +11,9 @@ every customer's history and the gateway's SQLite event log:
 * ``rasa-kill``: Rasa killed (SIGKILL) and restarted after ``--rasa-down`` seconds,
 * ``postgres-redis``: skipped, Promptly has neither backend yet (said in the table),
 * ``slow-rasa``: a local proxy in front of Rasa adds ``--slow-delay`` to every request,
-* ``disk-full``: the SQLite file on a small tmpfs that is filled up, then freed.
+* ``disk-full``: the SQLite file on a small tmpfs that is filled up, then freed,
+* ``db-locked``: another process holds the SQLite write lock for ``--db-locked-seconds``
+  (a long backup, a stuck job): messages are journaled and acked from memory meanwhile.
 
     .venv/bin/python bench/faults.py [--scenarios gateway-kill,rasa-kill,...] [--rate 10]
         [--kills 12] [--rasa-down 60] [--out docs/benchmarks.md]
@@ -68,7 +70,7 @@ from bot.rasa_server import RasaServer, write_endpoints
 from bot.settings import load_settings
 from bot.training import model_path, rasa_executable, train
 
-SCENARIOS = ("gateway-kill", "rasa-kill", "postgres-redis", "slow-rasa", "disk-full")
+SCENARIOS = ("gateway-kill", "rasa-kill", "postgres-redis", "slow-rasa", "disk-full", "db-locked")
 POST_TIMEOUT = aiohttp.ClientTimeout(total=10)
 RESEND_EVERY = 0.5  # seconds between resends of a message that got no 202
 REPEATS = 5  # accepted messages sent again after each gateway restart
@@ -105,6 +107,7 @@ class Message:
     duplicate: bool = False  # the first 202 said duplicate: an earlier attempt stored it
     server_error: bool = False  # some attempt got a 5xx
     conversation: str | None = None
+    journaled: bool = False  # the 202 said journaled: the database was away
     busy: bool = False
     refused: bool = False  # a 4xx other than 429: never resent
     repeats: list[bool] = field(default_factory=list)  # `duplicate` of 202s after the first
@@ -122,6 +125,9 @@ class WebCustomers:
         self.errors: Counter[str] = Counter()
         self.sending = True
         self.unanswered_before_settle: list[Message] = []
+        # A journaled first message names no conversation; the widget learns it over its
+        # socket, this client by asking ``resolve(cmid)`` (the gateway's database, read-only).
+        self.resolve: Callable[[str], str | None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def post(self, m: Message) -> None:
@@ -159,7 +165,8 @@ class WebCustomers:
             m.repeats.append(bool(data.get("duplicate")))
             return
         m.accepted = time.time()
-        m.conversation = str(data["conversation_id"])
+        m.conversation = data["conversation_id"]
+        m.journaled = bool(data.get("journaled"))
         m.duplicate = bool(data.get("duplicate"))
         # A duplicate was stored by an earlier attempt whose answer was lost: the promise
         # runs from that attempt.
@@ -209,6 +216,9 @@ class WebCustomers:
 
     async def histories(self, only: set[str] | None = None) -> dict[str, list[dict[str, Any]]]:
         """Every conversation's frames as the customer reads them (``after=0``)."""
+        for m in self.accepted:
+            if m.conversation is None and self.resolve is not None:
+                m.conversation = self.resolve(m.cmid)
         owners = {m.conversation: m.customer for m in self.accepted if m.conversation}
         out: dict[str, list[dict[str, Any]]] = {}
         for conversation, customer in owners.items():
@@ -596,6 +606,7 @@ class Options:
     slow_seconds: float = 30.0
     disk_mb: int = 24
     disk_full_seconds: float = 15.0
+    db_locked_seconds: float = 10.0
 
 
 def tag_for(scenario: str) -> str:
@@ -817,6 +828,67 @@ async def disk_full(suite: Suite, options: Options) -> Row:
     return row
 
 
+@contextlib.contextmanager
+def write_lock(database: Path) -> Iterator[sqlite3.Connection]:
+    """Hold the database's write lock (what a long backup or a stuck process does)."""
+    db = sqlite3.connect(database, timeout=30, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        yield db
+        db.execute("ROLLBACK")
+    finally:
+        db.close()
+
+
+def conversation_of(database: Path, cmid: str) -> str | None:
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        row = db.execute(
+            "SELECT conversation_id FROM messages WHERE client_message_id = ? AND direction = 'in'",
+            (cmid,),
+        ).fetchone()
+    return None if row is None else str(row[0])
+
+
+async def db_locked(suite: Suite, options: Options) -> Row:
+    row = Row("db-locked")
+    with suite.gateway("db-locked") as gateway:
+        await warm_up("up", suite.stack(gateway), "dl")
+        held: list[float] = []
+
+        async def fault(customers: WebCustomers) -> None:
+            customers.resolve = lambda cmid: conversation_of(gateway.database, cmid)
+            await asyncio.sleep(options.before)
+            lock = write_lock(gateway.database)
+            await asyncio.to_thread(lock.__enter__)
+            began = time.monotonic()
+            try:
+                await asyncio.sleep(options.db_locked_seconds)
+            finally:
+                await asyncio.to_thread(lock.__exit__, None, None, None)
+            held.append(time.monotonic() - began)
+            await asyncio.sleep(options.after)
+
+        seconds = options.before + options.db_locked_seconds + options.after + 60
+        customers, frames, _ = await with_load(gateway.url, options, seconds, row.scenario, fault)
+        judge(row, customers, frames, options.window)
+        journaled = [m for m in customers.accepted if m.journaled]
+        refused = [m for m in customers.sent if m.server_error]
+        row.notes.append(
+            f"write lock held {held[0] if held else math.nan:.1f} s by another process: "
+            f"{len(journaled)} messages journaled and acked from memory, {len(refused)} got "
+            "a 5xx at least once"
+        )
+        if not journaled:
+            row.failures.append("no message was journaled: the lock did not bite")
+        if refused:
+            row.failures.append(f"{len(refused)} messages refused while the journal was there")
+        left = Path(gateway.database).parent.glob("var/journal.jsonl*")
+        if leftover := [p.name for p in left]:
+            row.failures.append(f"journal not emptied after recovery: {leftover}")
+    store_checks(row, gateway.database, customers, math.nan)
+    return row
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
@@ -893,7 +965,11 @@ def method(options: Options) -> str:
         f"{options.sla_target:g} s of calendar time, warning at half. Slow Rasa: "
         f"+{options.slow_delay:g} s per request for {options.slow_seconds:g} s. Disk full: "
         f"the SQLite file on a {options.disk_mb} MB tmpfs filled with a file for "
-        f"{options.disk_full_seconds:g} s, then freed."
+        f"{options.disk_full_seconds:g} s, then freed (the journal is on the normal disk). "
+        f"Database locked: another process holds SQLite's write lock (`BEGIN IMMEDIATE`) for "
+        f"{options.db_locked_seconds:g} s; messages that name no conversation yet are matched "
+        "to theirs by `client_message_id` in the gateway's database afterwards (the widget "
+        "learns it over its socket)."
     )
 
 
@@ -937,6 +1013,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--slow-seconds", type=float, default=30)
     parser.add_argument("--disk-mb", type=int, default=24)
     parser.add_argument("--disk-full-seconds", type=float, default=15)
+    parser.add_argument("--db-locked-seconds", type=float, default=10)
     parser.add_argument("--sla-target", type=float, default=20, help="first response, seconds")
     parser.add_argument("--grace", type=float, default=90, help="max wait for answers, seconds")
     parser.add_argument("--window", type=float, default=2.0)
@@ -967,6 +1044,7 @@ def options_of(args: argparse.Namespace) -> Options:
         slow_seconds=args.slow_seconds,
         disk_mb=args.disk_mb,
         disk_full_seconds=args.disk_full_seconds,
+        db_locked_seconds=args.db_locked_seconds,
     )
 
 
@@ -979,6 +1057,8 @@ async def run_scenario(name: str, suite: Suite, options: Options) -> Row:
         return await slow_rasa(suite, options)
     if name == "disk-full":
         return await disk_full(suite, options)
+    if name == "db-locked":
+        return await db_locked(suite, options)
     return postgres_redis()
 
 

@@ -56,6 +56,7 @@ from bot.http import (
     errors_middleware,
 )
 from bot.hub import Hub
+from bot.journal import Journal
 from bot.kb_api import KnowledgeAPI
 from bot.knowledge import embedder_for, load_live_knowledge_base
 from bot.limits import ClientLimits
@@ -250,6 +251,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         channel = channels.get(conversation.channel)
         return None if channel is None else channel.max_chars_for(conversation.reply_to)
 
+    journal_path = settings.storage.journal
     fast = None
     if kb is not None and settings.kb.fast_path:
         project = settings.path(settings.rasa.project)
@@ -267,6 +269,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         switch=lambda: switch.current,
         overloaded=lambda: watch.overloaded,
         fast=fast,
+        journal=None if journal_path is None else Journal(settings.path(journal_path)),
     )
     watch = OverloadWatch(
         store,
@@ -330,13 +333,14 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         {name: name in channels for name in platform_settings(settings)},
         lambda: switch.current,
         watch.to_json,
+        journaled=lambda: pipeline.journaled,
     )
 
     def kb_up() -> bool:
         return kb is not None and kb.up
 
     def status() -> dict[str, Any]:
-        components = {"rasa": rasa.up, "kb": kb_up()}
+        components = {"rasa": rasa.up, "kb": kb_up(), "database": pipeline.journaled == 0}
         return {
             "overload": watch.to_json(),
             "components": {name: "up" if up else "down" for name, up in components.items()},

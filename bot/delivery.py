@@ -105,6 +105,39 @@ class Dispatcher:
                 self._run(message.conversation_id)
             )
 
+    async def send_now(
+        self, channel: str, reply_to: Mapping[str, Any], reply: OutboundMessage
+    ) -> dict[str, Any] | None:
+        """Send a reply that is not stored, retrying like any other, and return what the
+        platform confirmed; None for a channel without an adapter (web) or when it failed."""
+        adapter = self.channels.get(channel)
+        if adapter is None:
+            return None
+        platform_ids: list[str | None] = []
+        first_call_at = self._clock().isoformat()
+        for part in adapter.render_for(reply, reply_to):
+            attempt = 0
+            while True:
+                try:
+                    sent = await adapter.send(reply_to, part, agent=False)
+                except SendError as e:
+                    attempt += 1
+                    if not e.retryable or attempt >= self._max_attempts:
+                        logger.warning("unstored reply on %s not sent: %s", channel, e)
+                        return None
+                    delay = backoff(attempt, self._base, self._cap, self._rng)
+                    await asyncio.sleep(max(e.retry_after or 0.0, delay))
+                    continue
+                platform_ids.append(sent.platform_message_id)
+                break
+        return {
+            "parts_sent": len(platform_ids),
+            "parts": len(platform_ids),
+            "platform_ids": platform_ids,
+            "first_call_at": first_call_at,
+            "sent_at": self._clock().isoformat(),
+        }
+
     async def idle(self) -> None:
         """Wait until nothing is queued (tests and shutdown)."""
         while self._workers:

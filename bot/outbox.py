@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -13,6 +14,10 @@ from bot.store.base import DeliveryStatus, Store, StoredMessage
 
 class Dispatch(Protocol):
     def enqueue(self, message: StoredMessage) -> None: ...
+
+    async def send_now(
+        self, channel: str, reply_to: Mapping[str, Any], reply: OutboundMessage
+    ) -> dict[str, Any] | None: ...
 
 
 class ReplyObserver(Protocol):
@@ -52,6 +57,43 @@ class Outbox:
         if self._observer is not None:
             self._observer.replied(stored, event, data)
         return stored
+
+    async def push(
+        self, channel: str, reply_to: Mapping[str, Any], reply: OutboundMessage
+    ) -> dict[str, Any] | None:
+        """Send a reply that is not stored (a receipt while the database is away) through a
+        platform channel; what the platform confirmed, or None (web: the request carries it)."""
+        if self._dispatcher is None:
+            return None
+        return await self._dispatcher.send_now(channel, reply_to, reply)
+
+    async def restore(
+        self,
+        conversation_id: str,
+        reply: OutboundMessage,
+        *,
+        event: str,
+        data: dict[str, Any],
+        acks: str,
+        at: datetime,
+        delivered: dict[str, Any] | None,
+    ) -> StoredMessage:
+        """Store a reply that already went out from memory (``push``), dated when it did; a
+        platform reply nobody confirmed stays pending, so it is sent (again, at worst)."""
+        stored = await self._store.add_reply(
+            conversation_id, reply, event=event, data=data, acks=acks, at=at
+        )
+        if delivered is not None and stored.delivery_status is DeliveryStatus.PENDING:
+            sent = await self._store.set_delivery(stored.id, DeliveryStatus.SENT, delivered)
+            stored = sent or stored
+        self.publish(stored)
+        if self._observer is not None:
+            self._observer.replied(stored, event, data)
+        return stored
+
+    def announce(self, topic: str, frame: dict[str, Any]) -> None:
+        """A frame that is not a stored message, for whoever follows ``topic``."""
+        self._hub.publish(topic, frame)
 
     def publish(self, stored: StoredMessage) -> None:
         # Web clients (and agents following the conversation) get the frame; a platform

@@ -1,7 +1,9 @@
 """Inbox -> ack -> understanding -> reply, for every channel.
 
 ``accept`` stores the message (durable before anything else) and starts the turn in a tracked
-task; the HTTP request returns at once. The turn races the bot's answer against the channel's
+task; the HTTP request returns at once. When the database cannot take it in time, the message
+goes to the local journal (``bot.journal``) with a receipt sent from memory, and is stored and
+answered when the database is back. The turn races the bot's answer against the channel's
 promised window (policy in ``bot.ack``) and records every reply with its latency.
 
 A customer's written answer to the rating question asked on resolve is recorded as the
@@ -32,10 +34,11 @@ from bot.channels.base import (
 )
 from bot.clock import speed_of
 from bot.emergency import PAUSED, Mode, Switch
-from bot.errors import Conflict, NLUUnavailable, NotFound, StorageUnavailable
+from bot.errors import Conflict, Forbidden, NLUUnavailable, NotFound, StorageUnavailable
 from bot.fastpath import FastPath
 from bot.handoff import csat, eta
 from bot.handoff.tickets import TicketService
+from bot.journal import Entry, Journal, Key, key_of, topic
 from bot.latency import LatencyGauge
 from bot.locks import KeyedLocks
 from bot.metrics import Metrics
@@ -73,6 +76,10 @@ PAUSED_TEXT = (
     "Thanks, we've received your message. Replies on this channel are paused for a short "
     "while; we'll answer here as soon as they resume."
 )
+JOURNALED_TEXT = (
+    "Thanks, we've received your message. We're catching up on a short technical problem; "
+    "we'll reply here as soon as it's fixed."
+)
 ALL_TO_HUMANS = "emergency_all_to_humans"  # the intent recorded on tickets the switch opens
 STORAGE_RETRY_SECONDS = 5.0  # how often to try the inbox again after a storage failure
 FAST_SOURCE = "fast_path"  # replies the gateway gave instead of Rasa (bot/fastpath.py)
@@ -104,6 +111,25 @@ class Outcome:
     stages: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Journaled:
+    """``accept``'s result for a message the database could not take in time: it is in the
+    journal and its receipt went out from memory; it has no stored id yet."""
+
+    message: InboundMessage
+    receipt: OutboundMessage
+    duplicate: bool = False
+
+    @property
+    def conversation_id(self) -> str | None:
+        return self.message.conversation_id
+
+    @property
+    def topic(self) -> str:
+        """Where the hub announces the stored message (its conversation may be new)."""
+        return topic(key_of(self.message))
+
+
 class Pipeline:
     def __init__(
         self,
@@ -119,7 +145,12 @@ class Pipeline:
         switch: Callable[[], Switch] = Switch,
         overloaded: Callable[[], bool] = lambda: False,
         fast: FastPath | None = None,
+        journal: Journal | None = None,
     ) -> None:
+        self._journal = journal  # messages the database could not take in time
+        self._journal_after = settings.storage.journal_after.total_seconds()
+        self._journaled: dict[Key, Journaled] = {}  # waiting for the database
+        self._pushing: dict[Key, asyncio.Task[None]] = {}  # receipts from memory
         self._fast = fast  # the gateway answers plain KB questions itself (bot/fastpath.py)
         self._store = store
         self._switch = switch  # the leads' emergency switch (bot/emergency.py)
@@ -149,10 +180,20 @@ class Pipeline:
 
     # -- entry points ----------------------------------------------------------------------
 
-    async def accept(self, msg: InboundMessage) -> Received:
-        """Store the message durably and start its turn; returns before any reply is sent."""
+    async def accept(self, msg: InboundMessage) -> Received | Journaled:
+        """Store the message durably and start its turn; returns before any reply is sent.
+
+        A message the database cannot take within ``storage.journal_after`` is journaled and
+        acknowledged from memory instead (``Journaled``); without a journal (or for an event,
+        which needs no reply) that is a ``StorageUnavailable``.
+        """
         started = time.monotonic()
-        received = await self._store.receive(msg)
+        try:
+            received = await self._receive(msg)
+        except StorageUnavailable as e:
+            if self._journal is None or msg.kind in EVENT_KINDS:
+                raise
+            return await self._journal_message(msg, started, e)
         if self._metrics is not None and not received.duplicate:
             self._metrics.message_received(msg.channel)
         if msg.kind in EVENT_KINDS:  # a reaction, an edit, a join: kept, never replied to
@@ -165,14 +206,128 @@ class Pipeline:
             self._spawn(self._turn(received.message, received.conversation, started))
         return received
 
+    async def _receive(self, msg: InboundMessage) -> Received:
+        if self._journal is None:
+            return await self._store.receive(msg)
+        if key_of(msg) in self._journaled:  # a resend of a message still journaled
+            raise StorageUnavailable("the message waits in the journal")
+        stored = asyncio.ensure_future(self._store.receive(msg))
+        try:
+            return await asyncio.wait_for(asyncio.shield(stored), self._journal_after)
+        except TimeoutError:
+            # It may still land; the replay then finds it stored and only adds the receipt.
+            stored.add_done_callback(_consume)
+            raise StorageUnavailable(f"no write within {self._journal_after:g} s") from None
+
+    async def _journal_message(
+        self, msg: InboundMessage, started: float, error: StorageUnavailable
+    ) -> Journaled:
+        assert self._journal is not None
+        key = key_of(msg)
+        known = self._journaled.get(key)
+        if known is not None:
+            return replace(known, duplicate=True)
+        receipt = OutboundMessage(
+            type=ReplyType.ACK,
+            kind=AckKind.RECEIPT,
+            text=JOURNALED_TEXT,
+            in_reply_to=msg.platform_message_id,
+        )
+        entry = Entry(msg, receipt, self._clock(), _ms_since(started))
+        try:
+            await self._journal.append(entry)
+        except OSError:
+            logger.exception("the journal takes no writes either: the message is refused")
+            raise error from None
+        accepted = Journaled(msg, receipt)
+        self._journaled[key] = accepted
+        self.accepted += 1
+        if self._metrics is not None:
+            self._metrics.message_received(msg.channel)
+        task = self._spawn(self._push_receipt(entry))
+        self._pushing[key] = task
+        task.add_done_callback(lambda _: self._pushing.pop(key, None))
+        self._resume_when_storage_returns()
+        return accepted
+
+    async def _push_receipt(self, entry: Entry) -> None:
+        """A platform channel's receipt, sent without the database (web gets it inline)."""
+        assert self._journal is not None
+        msg = entry.message
+        try:
+            info = await self._outbox.push(msg.channel, msg.reply_to, entry.receipt)
+        except Exception:
+            logger.exception("the receipt of journaled message %s was not sent", entry.key)
+            return
+        if info is not None:
+            await self._journal.delivered(entry.key, info)
+
+    async def _restore(self, entry: Entry) -> None:
+        """Store a journaled message and the receipt it got; ``resume`` then answers it."""
+        pushing = self._pushing.get(entry.key)
+        if pushing is not None:  # its outcome decides whether the stored receipt is sent again
+            await asyncio.wait({pushing}, timeout=30)
+        delivery = entry.delivery or (self._journal.delivery(entry.key) if self._journal else None)
+        msg = entry.message
+        try:
+            received = await self._store.receive(msg)
+        except (NotFound, Forbidden) as e:
+            # Not checked while the database was away; the message is not lost for it.
+            logger.warning(
+                "journaled message %s: %s; kept in the customer's own conversation", entry.key, e
+            )
+            received = await self._store.receive(replace(msg, conversation_id=None))
+        if received.message.acked_at is None:
+            await self._outbox.restore(
+                received.conversation.id,
+                entry.receipt,
+                event="acked",
+                data={
+                    "latency_ms": entry.latency_ms,
+                    "source": "journal",
+                    "type": str(ReplyType.ACK),
+                    "kind": str(AckKind.RECEIPT),
+                },
+                acks=received.message.id,
+                at=entry.acked_at,
+                delivered=delivery,
+            )
+        self._journaled.pop(entry.key, None)
+        # A web client that sent it without a conversation learns which one it joined.
+        self._outbox.announce(
+            topic(entry.key),
+            {
+                "type": "accepted",
+                "client_message_id": msg.platform_message_id,
+                "conversation_id": received.conversation.id,
+                "message_id": received.message.id,
+                "duplicate": False,
+            },
+        )
+
     async def accept_all(self, messages: list[InboundMessage]) -> None:
         """``accept`` each (a listener's batch); raises if any could not be stored."""
         for msg in messages:
             await self.accept(msg)
 
     async def resume(self) -> None:
-        """Answer what is still unanswered (after Rasa returns, or after a restart)."""
+        """Answer what is still unanswered (after Rasa returns, or after a restart): first
+        what the journal kept while the database was away, then the inbox."""
+        try:
+            await self._resume()
+        except StorageUnavailable as e:
+            logger.warning("resume stopped: %s; trying again shortly", e)
+            self._resume_when_storage_returns()
+
+    async def _resume(self) -> None:
         async with self._resume_lock:
+            if self._journal is not None:
+                try:
+                    await self._journal.replay(self._restore)
+                except StorageUnavailable:
+                    raise
+                except Exception:  # the inbox is still answered; the journal is tried again
+                    logger.exception("journal replay failed; it is kept and tried again")
             waiting = [m for m in await self._store.unanswered() if m.id not in self._inflight]
             by_conversation: defaultdict[str, list[StoredMessage]] = defaultdict(list)
             for message in waiting:
@@ -185,18 +340,25 @@ class Pipeline:
 
     @property
     def backlog(self) -> int:
-        """Turns accepted and not finished (waiting for Rasa or the bot's lock included)."""
-        return len(self._inflight)
+        """Turns accepted and not finished (waiting for Rasa, the bot's lock or, journaled,
+        for the database)."""
+        return len(self._inflight) + len(self._journaled)
+
+    @property
+    def journaled(self) -> int:
+        """Messages waiting in the journal for the database (``/health``)."""
+        return 0 if self._journal is None else self._journal.waiting
 
     async def drain(self) -> None:
         """Wait for running turns (used at shutdown and by tests)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _resume_conversation(self, messages: list[StoredMessage]) -> None:
         for message in messages:
@@ -256,7 +418,7 @@ class Pipeline:
             while True:
                 await asyncio.sleep(STORAGE_RETRY_SECONDS)
                 try:
-                    await self.resume()
+                    await self._resume()
                     return
                 except StorageUnavailable:
                     continue
@@ -636,6 +798,12 @@ class Pipeline:
         return ack.Promise(
             settings.promise, settings.margin, getattr(settings, "answer_as_ack", True)
         )
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned store call's error, so it is not reported as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _noun(kind: str | None) -> str:

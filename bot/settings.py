@@ -18,6 +18,7 @@ from pydantic import (
     IPvAnyNetwork,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -58,6 +59,18 @@ class ServerSettings(_Section):
 
 class StorageSettings(_Section):
     database: Path = Path("var/promptly.db")
+    # Where messages go while the database takes no writes (acked from memory, replayed when
+    # it is back; bot/journal.py). Keep it off the database's disk if you can; none: refuse
+    # them with 503 instead.
+    journal: Path | None = Path("var/journal.jsonl")
+    # How long a message may wait for the database before it is journaled instead: part of
+    # the ack window, so the receipt still goes out inside it.
+    journal_after: Duration = timedelta(seconds=1)
+
+    @field_validator("journal", mode="before")
+    @classmethod
+    def _no_journal(cls, value: Any) -> Any:
+        return None if value == "" else value  # TOML has no null: "" turns it off
 
 
 class RasaSettings(_Section):

@@ -19,9 +19,9 @@ from bot.handoff.csat import SCALE
 from bot.http import MAX_INTEGER, NonBlankText, error_of, parse_json, read_json, validate
 from bot.hub import Hub, Subscription
 from bot.limits import ClientLimits, SocketBudget
-from bot.pipeline import Pipeline
+from bot.pipeline import Journaled, Pipeline
 from bot.settings import WebChannelSettings
-from bot.store.base import Store
+from bot.store.base import Received, Store
 
 logger = logging.getLogger(__name__)
 NAME = "web"
@@ -91,14 +91,7 @@ class WebChannel:
         inbound = self.parse(await self._read(request))
         self._limits.sender(inbound.customer.external_id)
         received = await self._pipeline.accept(inbound)
-        return web.json_response(
-            {
-                "conversation_id": received.conversation.id,
-                "message_id": received.message.id,
-                "duplicate": received.duplicate,
-            },
-            status=202,
-        )
+        return web.json_response(accepted(received), status=202)
 
     async def history(self, request: web.Request) -> web.Response:
         conversation_id = request.match_info["conversation_id"]
@@ -203,6 +196,17 @@ class WebChannel:
             if item is None:  # dropped for falling behind; the client will replay
                 await ws.close()
                 return
+            if item.get("type") == "accepted":
+                # A journaled message is stored now: follow its conversation, then send what
+                # it already holds (published before this socket followed it).
+                conversation_id = item["conversation_id"]
+                subscription.follow(conversation_id)
+                await ws.send_json(item)
+                after = seen.get(conversation_id, 0)
+                for message in await self._store.messages(conversation_id, after):
+                    await ws.send_json(frame(message))
+                    seen[conversation_id] = message.seq
+                continue
             if item["seq"] <= seen.get(item["conversation_id"], 0):
                 continue
             await ws.send_json(item)
@@ -261,16 +265,38 @@ class WebChannel:
             await ws.send_json(reply)
             return
         # Follow before yielding to the loop: the turn's replies cannot be published earlier.
-        subscription.follow(received.conversation.id)
+        if isinstance(received, Journaled):
+            # Its conversation may not exist yet: the journal's replay announces it here.
+            subscription.follow(received.conversation_id or received.topic)
+        else:
+            subscription.follow(received.conversation.id)
         await ws.send_json(
-            {
-                "type": "accepted",
-                "client_message_id": inbound.platform_message_id,
-                "conversation_id": received.conversation.id,
-                "message_id": received.message.id,
-                "duplicate": received.duplicate,
-            }
+            {"type": "accepted", "client_message_id": inbound.platform_message_id}
+            | accepted(received)
         )
+
+
+def accepted(received: Received | Journaled) -> dict[str, Any]:
+    """What the client learns of a message it sent (docs/api.md). A journaled message (the
+    database is away) has no id yet and carries the receipt it was sent from memory."""
+    if isinstance(received, Journaled):
+        return {
+            "conversation_id": received.conversation_id,
+            "message_id": None,
+            "duplicate": received.duplicate,
+            "journaled": True,
+            "receipt": {
+                "type": str(received.receipt.type),
+                "kind": str(received.receipt.kind),
+                "text": received.receipt.text,
+                "in_reply_to": received.receipt.in_reply_to,
+            },
+        }
+    return {
+        "conversation_id": received.conversation.id,
+        "message_id": received.message.id,
+        "duplicate": received.duplicate,
+    }
 
 
 def parse_message(data: Any, max_text_chars: int, received_at: datetime) -> InboundMessage:

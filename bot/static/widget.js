@@ -597,6 +597,16 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
       node = entry.row;
     } else if (type === "ack" && f.kind === "receipt") {
       const entry = f.in_reply_to ? customerRows.get(f.in_reply_to) : null;
+      if (entry && entry.receipt) {
+        // The receipt sent from memory while the database was away, stored now: the same one.
+        node = entry.receipt;
+        entry.receipt = null;
+        node.dataset.seq = String(seq);
+        delete node.dataset.journaled;
+        bySeq.set(seq, node);
+        if (seq > maxSeq) maxSeq = seq;
+        return;
+      }
       node = h("div", msgAttrs("ack", "receipt", seq, entry ? "receipt" : "receipt standalone"), h("span", { text: textOf(f) || "Received — working on it…" }));
       if (entry) {
         entry.row.append(node);
@@ -827,13 +837,20 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
     else connectSoon(true);
   }
 
-  function onAccepted(cmid, conversation) {
+  function onAccepted(cmid, conversation, receipt) {
     const item = pending.find((m) => m.client_message_id === cmid);
     if (item) clearTimeout(item.timer);
     dropPending(cmid);
     if (conversation) setConversation(conversation);
     const entry = customerRows.get(cmid);
     if (entry && entry.row.dataset.state !== "sent") setCustomerState(entry, "sent");
+    if (entry && receipt && typeof receipt.text === "string" && !entry.receipt) {
+      // Journaled (the database is away): the receipt came with `accepted`, not stored yet.
+      const node = h("div", { class: "receipt", "data-testid": "promptly-msg", "data-type": "ack", "data-kind": "receipt", "data-journaled": "1" }, h("span", { text: receipt.text }));
+      entry.receipt = node;
+      entry.row.append(node);
+      if (nearBottom()) scrollToEnd();
+    }
     flush();
   }
 
@@ -874,7 +891,7 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
   function handleFrame(f) {
     if (!f || typeof f !== "object") return;
     if (f.type === "accepted") {
-      if (typeof f.client_message_id === "string") onAccepted(f.client_message_id, f.conversation_id);
+      if (typeof f.client_message_id === "string") onAccepted(f.client_message_id, f.conversation_id, f.journaled ? f.receipt : null);
     } else if (f.type === "error") {
       if (typeof f.client_message_id === "string" && f.client_message_id) {
         if (f.error && f.error.code === "rate_limited") onRateLimited(f.client_message_id, f.error);
@@ -1027,7 +1044,7 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
           credentials: "omit",
         });
         const data = await r.json().catch(() => null);
-        if (r.status === 202 && data) onAccepted(item.client_message_id, data.conversation_id);
+        if (r.status === 202 && data) onAccepted(item.client_message_id, data.conversation_id, data.journaled ? data.receipt : null);
         else if (r.status >= 400 && r.status < 500 && r.status !== 429 && data && data.error) onSendError(item.client_message_id, data.error);
         else break;
       }

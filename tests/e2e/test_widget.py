@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -181,4 +182,35 @@ def test_handoff_plan_and_agent_reply_in_the_widget(tab: Tab, stack: Stack) -> N
     agent = page.locator(f'{MSG}[data-type="agent"]', has_text="Sam from support")
     expect_shown(page, agent, "the agent's reply")
     page.screenshot(path=str(stack.database.parent / "widget-handoff.png"))
+    assert tab.errors == [], "browser console errors:\n" + "\n".join(tab.errors)
+
+
+def test_a_locked_database_shows_the_receipt_at_once_then_the_answer(
+    tab: Tab, stack: Stack
+) -> None:
+    """The database away: the receipt comes from memory, is kept once it is stored, and the
+    answer follows when the database is back (bot/journal.py)."""
+    page = tab.page
+    page.goto("/")
+    box = page.get_by_test_id("promptly-input")
+    expect(box).to_be_visible()
+    receipt = page.locator(f'{MSG}[data-type="ack"][data-kind="receipt"]')
+    db = sqlite3.connect(stack.database, timeout=30, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")  # what a long backup or a stuck process does
+        box.fill(QUESTION)
+        box.press("Enter")
+        expect_shown(page, receipt.first, "the receipt sent from memory")
+        expect(receipt.first).to_have_attribute("data-journaled", "1")
+        expect(receipt.first).to_contain_text("technical problem")
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    expect_shown(page, delivery_answer(page).first, "the answer once the database is back")
+    expect(receipt).to_have_count(1)  # the stored receipt is the one already shown
+    expect(receipt.first).not_to_have_attribute("data-journaled", "1")
+    expect(receipt.first).to_have_attribute("data-seq", re.compile(r"^\d+$"))
+    page.reload()  # the history has it once too
+    expect_shown(page, delivery_answer(page).first, "the answer, reloaded")
+    expect(receipt).to_have_count(1)
     assert tab.errors == [], "browser console errors:\n" + "\n".join(tab.errors)

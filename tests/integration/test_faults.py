@@ -1,7 +1,8 @@
 """The fault suite's short cases (bench/faults.py) against a real Rasa and real gateways.
 
 Every accepted web message (a 202) must be answered exactly once and acked inside the web
-window while Rasa is slow or dead; a kill -9 of the gateway must lose and double nothing.
+window while Rasa is slow or dead or the database is locked; a kill -9 of the gateway must
+lose and double nothing.
 Answers get generous waits (a loaded 2-core machine); the ack window is the assertion.
 """
 
@@ -71,3 +72,12 @@ async def test_a_gateway_kill_loses_and_doubles_nothing(suite: Any) -> None:
     )
     _assert_kept(row)
     assert any(note.startswith("SLA:") for note in row.notes), row.notes
+
+
+async def test_a_locked_database_journals_acks_from_memory_and_answers_once_after(
+    suite: Any,
+) -> None:
+    row = await faults.db_locked(suite, _options(before=3, db_locked_seconds=6, after=3))
+    _assert_kept(row)
+    assert row.in_window == row.accepted and row.max_ack_ms <= WINDOW * 1000, row
+    assert "messages journaled" in row.notes[0], row.notes

@@ -6,18 +6,23 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+import bot.pipeline
 from bot.app import create_app
+from bot.channels.telegram import escape_markdown_v2
 from bot.settings import Settings, load_settings
 from tests.fakes.meta import FakeGraph
 from tests.fakes.secrets import GATEWAY_ENV
 from tests.fakes.telegram import FakeTelegram
+from tests.unit.test_channel_telegram import unescape
 from tests.unit.test_gateway import TOKEN, open_ticket, wait_for_rasa
+from tests.unit.test_journal import locked, with_storage
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 AGENT = {"id": "a1", "name": "Sam"}
@@ -172,3 +177,33 @@ async def customer_id(client: TestClient, tmp_path: Path, channel: str) -> str:
             "SELECT customer_id FROM conversations WHERE channel = ?", (channel,)
         ).fetchone()
     return str(row[0])
+
+
+async def test_a_telegram_message_while_the_database_is_locked_gets_its_receipt_once(
+    tmp_path, rasa_server, platforms, aiohttp_client, monkeypatch
+):
+    """The receipt goes out from memory; stored later, it is not sent again; the answer is."""
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(bot.pipeline, "STORAGE_RETRY_SECONDS", 0.2)
+    tg, graph = platforms
+    base = settings(tmp_path, rasa_server.port, tg.url, graph.url)
+    client = await aiohttp_client(
+        create_app(with_storage(base, journal_after=timedelta(milliseconds=200)))
+    )
+    await wait_for_rasa(client)
+    assert await webhook(client, "telegram", tg.signed_update("warm up")) == 200
+    await tg.wait_for_calls(1)
+    with locked(tmp_path / "promptly.db"):
+        assert await webhook(client, "telegram", tg.signed_update("where is it")) == 200
+        [_, receipt] = await tg.wait_for_calls(2)
+        assert receipt.json["text"] == escape_markdown_v2(bot.pipeline.JOURNALED_TEXT)
+    calls = await tg.wait_for_calls(3, timeout=30)
+    assert unescape(calls[2].json["text"]) == "echo: where is it"
+    await asyncio.sleep(0.5)
+    assert len(tg.calls) == 3  # the stored receipt was not sent a second time
+    with sqlite3.connect(tmp_path / "promptly.db") as db:
+        statuses = db.execute(
+            "SELECT kind, delivery_status FROM messages WHERE direction = 'out' ORDER BY seq"
+        ).fetchall()
+    assert statuses[-2:] == [("receipt", "sent"), (None, "sent")]

@@ -109,4 +109,4 @@ margin = "100ms"
     assert reply["text"] == "echo: where is my order"
     await signed_in(client, "agent")
     shown = await call(client, "GET", "/api/console/emergency")
-    assert shown["components"] == {"rasa": "up", "kb": "down"}
+    assert shown["components"] == {"rasa": "up", "kb": "down", "database": "up"}
