@@ -215,6 +215,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _storable(text: str) -> str:
+    """``text`` without NUL, which PostgreSQL text refuses (as ``bot.channels.email`` does)."""
+    return text.replace("\x00", "")
+
+
+def _opt_storable(text: str | None) -> str | None:
+    return None if text is None else _storable(text)
+
+
 def _lock_key(*parts: str) -> int:
     """A stable signed 64-bit advisory-lock key for a sender or an identity."""
     digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
@@ -423,7 +432,7 @@ class PostgresStore:
             msg.channel,
             msg.customer.external_id,
         )
-        name, email = msg.customer.name, msg.customer.email
+        name, email = _opt_storable(msg.customer.name), _opt_storable(msg.customer.email)
         if row is None:
             customer_id = await _customer_by_identity(conn, claimed)
             if customer_id is None:
@@ -541,7 +550,8 @@ class PostgresStore:
             return conversation
         ticket_id, previous_id = row
         previous = await _lock_conversation(conn, previous_id)
-        assert previous is not None
+        if previous is None or not await _lock_open_ticket(conn, ticket_id, previous_id):
+            raise _Retry("the ticket was resolved or moved concurrently")
         await _move_ticket(conn, ticket_id, previous, conversation, at)
         return replace(conversation, state=previous.state)
 
@@ -562,7 +572,8 @@ class PostgresStore:
             raise NotFound("unknown_conversation", "the customer has no such conversation")
         if conversation.id != ticket.conversation_id:
             previous = await _lock_conversation(conn, ticket.conversation_id)
-            assert previous is not None
+            if previous is None or not await _lock_open_ticket(conn, ticket.id, previous.id):
+                raise _Retry("the ticket was resolved or moved concurrently")
             await _move_ticket(conn, ticket.id, previous, conversation, at)
         moved = await _get_ticket(conn, ticket_id)
         assert moved is not None
@@ -1233,6 +1244,17 @@ async def _lock_customer(conn: Conn, customer_id: str) -> None:
     await conn.execute("SELECT 1 FROM customers WHERE id = $1 FOR NO KEY UPDATE", customer_id)
 
 
+async def _lock_open_ticket(conn: Conn, ticket_id: str, conversation_id: str) -> bool:
+    """Lock the ticket if it is still open in that conversation (after locking that)."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM tickets WHERE id = $1 AND conversation_id = $2 "
+        "AND status <> 'resolved' FOR NO KEY UPDATE",
+        ticket_id,
+        conversation_id,
+    )
+    return found is not None
+
+
 async def _get_ticket(conn: Conn, ticket_id: str) -> Ticket | None:
     row = await conn.fetchrow(f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE id = $1", ticket_id)
     return None if row is None else _ticket(row)
@@ -1312,9 +1334,11 @@ async def _insert_message(
     status: str | None,
     at: datetime,
 ) -> StoredMessage:
-    """Insert into a conversation the caller has locked. An inbound message that is already
-    stored (the inbox key) is an error here: ``receive`` checks under its sender lock first."""
+    """Insert into a conversation the caller has locked. An inbound message already stored
+    (the inbox key) cannot be under ``receive``'s sender lock; should it be, the transaction
+    is run again and finds it a duplicate. PostgreSQL text holds no NUL: it is dropped."""
     message_id = uuid.uuid4().hex
+    text = _storable(text)
     # Replies on a platform channel wait for the dispatcher; web clients replay the store.
     delivery_status = DeliveryStatus.PENDING if direction == "out" and channel != "web" else None
     seq = await conn.fetchval(

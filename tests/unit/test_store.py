@@ -438,6 +438,34 @@ async def test_a_conversations_messages_are_read_in_commit_order(store):
     assert sorted(seen) == sorted([received.message.id, *stored])
 
 
+async def test_a_customer_on_two_channels_while_an_agent_works_commits_everything(store):
+    """The open ticket follows each message across channels while replies, an agent's among
+    them, go to both conversations: every write commits (no deadlock, nothing lost)."""
+    ann = {"email": "ann@example.com"}
+    telegram = await store.receive(platform_message("telegram", "7", "g0", **ann))
+    ticket = await store.create_ticket(new_ticket(telegram.conversation.id))
+    email = await store.receive(platform_message("email", "ann@example.com", "<e0>", **ann))
+    reply = OutboundMessage(type=ReplyType.ANSWER, text="hi")
+    agent = OutboundMessage(type=ReplyType.AGENT, text="Sam here")
+    writes = []
+    for i in range(1, 13):
+        writes += [
+            store.receive(platform_message("telegram", "7", f"g{i}", **ann)),
+            store.receive(platform_message("email", "ann@example.com", f"<e{i}>", **ann)),
+            store.add_reply(telegram.conversation.id, reply, event="answered"),
+            store.add_reply(email.conversation.id, reply, event="answered"),
+            store.record_agent_reply(ticket, agent, "sam", NOW, {}),
+        ]
+    await asyncio.gather(*writes)
+    assert [t.id for t in await store.tickets("open")] == [ticket.id]
+    stored = await store.messages(telegram.conversation.id) + await store.messages(
+        email.conversation.id
+    )
+    assert len(stored) == 2 + 12 * 5
+    followed = [e for e in await store.events() if e.type == "ticket_followed"]
+    assert len(followed) >= 1
+
+
 class TestSQLiteOnly:
     """What only a SQLite file has: its schema_version read and written with sqlite3."""
 
@@ -639,6 +667,19 @@ class TestPostgresOnly:
                 assert await store.events_after(cursor) == ([], cursor)
             finally:
                 await slow.close()
+                await store.close()
+
+    async def test_nul_characters_which_postgres_text_refuses_are_dropped(self):
+        async with pg_database() as url:
+            store = await PostgresStore.open(url)
+            try:
+                received = await store.receive(
+                    replace(inbound(text="a\x00b"), customer=Customer("c1", "A\x00nn"))
+                )
+                assert received.message.text == "ab" and received.customer.name == "Ann"
+                [stored] = await store.messages(received.conversation.id)
+                assert stored.text == "ab"
+            finally:
                 await store.close()
 
     async def test_an_unreachable_server_is_storage_unavailable(self):
