@@ -208,7 +208,7 @@ class RedisHub(Hub):
                     await pipe.execute()
             except (RedisError, OSError) as e:
                 # Kept, in order, and sent again: a receiver ignores a copy it already had.
-                await self._pause("publishing", e, failures)
+                await asyncio.sleep(self._failed("publishing", e, failures))
                 failures += 1
                 continue
             if failures:
@@ -234,8 +234,9 @@ class RedisHub(Hub):
                 await self._receive(pubsub)
             except (RedisError, OSError) as e:
                 self._subscribed.clear()
+                delay = self._failed("subscription", e, failures)
                 await pubsub.aclose()
-                await self._pause("subscription", e, failures)
+                await asyncio.sleep(delay)
                 failures += 1
             except BaseException:
                 self._subscribed.clear()
@@ -308,9 +309,11 @@ class RedisHub(Hub):
             self.resyncs += 1
             logger.warning("redis hub: %s; %d clients told to replay from the store", why, dropped)
 
-    async def _pause(self, what: str, error: BaseException, failures: int) -> None:
+    def _failed(self, what: str, error: BaseException, failures: int) -> float:
+        """Log a failure (the first of a run as a warning); the seconds to wait before the
+        next attempt: exponential from ``backoff[0]`` to ``backoff[1]``, with jitter."""
         low, high = self._backoff
-        delay = min(high, low * 2**failures) * random.uniform(0.5, 1.0)
+        delay = min(high, low * 2.0 ** min(failures, 32)) * random.uniform(0.5, 1.0)
         log = logger.warning if failures == 0 else logger.debug
         log(
             "redis hub: %s failed (%s: %s); retrying in %.2f s",
@@ -319,7 +322,7 @@ class RedisHub(Hub):
             error,
             delay,
         )
-        await asyncio.sleep(delay)
+        return delay
 
 
 def _glob_escape(text: str) -> str:
