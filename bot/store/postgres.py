@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, Concatenate, ParamSpec, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -215,6 +216,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _redacted(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def _storable(text: str) -> str:
     """``text`` without NUL, which PostgreSQL text refuses (as ``bot.channels.email`` does)."""
     return text.replace("\x00", "")
@@ -281,6 +291,8 @@ class PostgresStore:
             )
         except _UNAVAILABLE as e:
             raise _unavailable(e) from e
+        except asyncpg.PostgresError as e:  # no such database, authentication refused …
+            raise StorageError(f"cannot use the database at {_redacted(url)}: {e}") from e
         store = cls(pool)
         try:
             await store._tx(store._migrate)

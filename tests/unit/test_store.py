@@ -686,6 +686,18 @@ class TestPostgresOnly:
         with pytest.raises(StorageUnavailable):
             await PostgresStore.open("postgresql://postgres@127.0.0.1:1/promptly")
 
+    async def test_a_database_that_is_not_there_is_a_storage_error(self):
+        async with pg_database() as url:
+            missing = url.rsplit("/", 1)[0] + "/promptly_no_such_database"
+        with pytest.raises(StorageError, match="promptly_no_such_database"):
+            await PostgresStore.open(missing)
+
+    def test_passwords_stay_out_of_messages(self):
+        from bot.store.postgres import _redacted
+
+        assert _redacted("postgresql://bot:s3cret@db:5432/p") == "postgresql://bot:***@db:5432/p"
+        assert _redacted("postgresql://bot@db/p") == "postgresql://bot@db/p"
+
     async def test_a_connection_lost_mid_operation_is_storage_unavailable(self):
         async with pg_database() as url:
             store = await PostgresStore.open(url)
