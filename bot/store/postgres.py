@@ -336,6 +336,7 @@ class PostgresStore:
                 async with self._connection() as conn, conn.transaction():
                     return await fn(conn, *args, **kwargs)
             except _Retry as e:
+                logger.debug("running %s again: %s", fn.__name__, e)
                 if attempt == 2:
                     raise StorageUnavailable("concurrent changes kept conflicting") from e
         raise AssertionError("unreachable")

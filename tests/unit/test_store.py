@@ -466,6 +466,23 @@ async def test_a_customer_on_two_channels_while_an_agent_works_commits_everythin
     assert len(followed) >= 1
 
 
+async def test_messages_arriving_during_a_merge_end_up_with_the_merged_customer(store):
+    a = await store.receive(platform_message("telegram", "7", "g0", verified=False))
+    b = await store.receive(platform_message("email", "ann@example.com", "<e0>"))
+    arriving = [
+        store.receive(platform_message("email", "ann@example.com", f"<e{i}>")) for i in range(1, 9)
+    ]
+    merge = store.merge_customers(a.customer.id, b.customer.id, NOW)
+    results = await asyncio.gather(*arriving[:4], merge, *arriving[4:])
+    assert await store.customer(b.customer.id) is None
+    assert await store.customer_id_for("email", "ann@example.com") == a.customer.id
+    conversations = await store.conversations_of(a.customer.id)
+    assert {c.channel for c in conversations} == {"telegram", "email"}
+    [mail] = [c for c in conversations if c.channel == "email"]
+    assert len(await store.messages(mail.id)) == 9
+    assert all(r.conversation.id == mail.id for r in results if hasattr(r, "conversation"))
+
+
 class TestSQLiteOnly:
     """What only a SQLite file has: its schema_version read and written with sqlite3."""
 
