@@ -19,12 +19,12 @@ from bot.errors import StorageError
 from bot.store.sqlite import SCHEMA_VERSION
 
 _PAGES_PER_STEP = 1024  # ~4 MB: writers wait at most one step's copy
-_COUNTED = ("messages", "conversations", "customers", "tickets", "events", "articles", "users")
+COUNTED = ("messages", "conversations", "customers", "tickets", "events", "articles", "users")
 
 
 @dataclass(frozen=True)
 class Status:
-    path: Path
+    path: Path | str  # a SQLite file, or a PostgreSQL URL without its password
     schema_version: int
     code_version: int
     bytes: int
@@ -52,7 +52,7 @@ def status(path: Path) -> Status:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
         rows = {
             table: int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-            for table in _COUNTED
+            for table in COUNTED
             if table in tables
         }
     size = sum(p.stat().st_size for p in (path, _wal(path)) if p.exists())

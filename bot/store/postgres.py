@@ -216,7 +216,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _redacted(url: str) -> str:
+def connect_error(url: str, error: BaseException) -> StorageError | StorageUnavailable:
+    """What a failed connection to ``url`` means: the server cannot be reached (or not now),
+    or the database cannot be used as configured (no such database, authentication)."""
+    if isinstance(error, _UNAVAILABLE):
+        return _unavailable(error)
+    return StorageError(f"cannot use the database at {redacted(url)}: {error}")
+
+
+def redacted(url: str) -> str:
     """``url`` without its password, for messages and logs."""
     parts = urlsplit(url)
     if parts.password is None:
@@ -289,10 +297,8 @@ class PostgresStore:
                 init=_init_connection,
                 command_timeout=_COMMAND_TIMEOUT,
             )
-        except _UNAVAILABLE as e:
-            raise _unavailable(e) from e
-        except asyncpg.PostgresError as e:  # no such database, authentication refused …
-            raise StorageError(f"cannot use the database at {_redacted(url)}: {e}") from e
+        except (*_UNAVAILABLE, asyncpg.PostgresError) as e:
+            raise connect_error(url, e) from e
         store = cls(pool)
         try:
             await store._tx(store._migrate)

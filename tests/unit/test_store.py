@@ -699,6 +699,29 @@ class TestPostgresOnly:
             finally:
                 await store.close()
 
+    async def test_status_and_upgrade_of_a_database(self):
+        from bot.store import pg_maintenance
+
+        async with pg_database() as url:
+            with pytest.raises(StorageError, match="not a Promptly database"):
+                await pg_maintenance.status(url)
+            before, after = await pg_maintenance.upgrade(url)
+            assert before is None and after.schema_version == SCHEMA_VERSION
+            store = await PostgresStore.open(url)
+            try:
+                await store.receive(inbound())
+            finally:
+                await store.close()
+            status = await pg_maintenance.status(url)
+            assert (status.rows["messages"], status.rows["users"]) == (1, 0)
+            assert "(current; this code: " in status.describe()
+            before, after = await pg_maintenance.upgrade(url)
+            assert (before, after.schema_version, after.rows) == (
+                SCHEMA_VERSION,
+                SCHEMA_VERSION,
+                status.rows,
+            )
+
     async def test_an_unreachable_server_is_storage_unavailable(self):
         with pytest.raises(StorageUnavailable):
             await PostgresStore.open("postgresql://postgres@127.0.0.1:1/promptly")
@@ -710,10 +733,10 @@ class TestPostgresOnly:
             await PostgresStore.open(missing)
 
     def test_passwords_stay_out_of_messages(self):
-        from bot.store.postgres import _redacted
+        from bot.store.postgres import redacted
 
-        assert _redacted("postgresql://bot:s3cret@db:5432/p") == "postgresql://bot:***@db:5432/p"
-        assert _redacted("postgresql://bot@db/p") == "postgresql://bot@db/p"
+        assert redacted("postgresql://bot:s3cret@db:5432/p") == "postgresql://bot:***@db:5432/p"
+        assert redacted("postgresql://bot@db/p") == "postgresql://bot@db/p"
 
     async def test_a_connection_lost_mid_operation_is_storage_unavailable(self):
         async with pg_database() as url:
