@@ -760,16 +760,31 @@ class Pipeline:
         try:
             with self._kb_latency.measure():  # the gate embeds with the KB's model
                 route = await fast.route(conversation.id, message.text)
-                answer = (
-                    await kb.aanswer(message.text, self._settings.kb.direct_floor)
-                    if route is not None and route.action == fastpath.KB_ACTION
-                    else None
-                )
+                answer = None
+                if route is not None and route.action == fastpath.KB_ACTION:
+                    floor = self._settings.kb.direct_floor
+                    # The gate's embedding of the question is the one the KB searches with.
+                    answer_for = getattr(kb, "answer_for", None)
+                    if route.vector is not None and answer_for is not None:
+                        answer = await asyncio.get_running_loop().run_in_executor(
+                            None, answer_for, route.vector, floor
+                        )
+                    else:
+                        answer = await kb.aanswer(message.text, floor)
+            said = (
+                await fast.complete_form(route, conversation.id, message.text)
+                if route is not None and route.form is not None
+                else None
+            )
         except Exception:
             logger.exception("the fast path failed; Rasa takes the turn")
             return None
         if route is None:
             return None
+        if route.form is not None:
+            if said is None:
+                return None  # the form would ask or re-ask: Rasa's dialogue
+            return Outcome(replies=[_answer(text, []) for text in said], source=FAST_SOURCE)
         if route.action == fastpath.ESCALATE_ACTION:
             ticket = await self._tickets.escalate(conversation.id, route.intent, message.text)
             return Outcome(ticket=ticket, source=FAST_SOURCE)

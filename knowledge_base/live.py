@@ -54,6 +54,10 @@ class LiveKnowledgeBase:
     def answer(self, question: str, floor: float, *, include_internal: bool = False) -> Answer:
         return self._current.answer(question, floor, include_internal=include_internal)
 
+    def answer_for(self, query: Vectors, floor: float, *, include_internal: bool = False) -> Answer:
+        """``answer`` for a question already embedded with ``embed`` (the serving model)."""
+        return self._current.answer_for(query, floor, include_internal=include_internal)
+
     def embed(self, texts: Sequence[str]) -> Vectors:
         """Unit vectors of ``texts`` from the serving model (for grouping questions)."""
         return self._current.embedder.encode(texts)

@@ -358,6 +358,30 @@ async def test_the_fast_path_answers_faq_itself_and_leaves_forms_and_handoffs_to
     assert set(reply_sources(stack, mid)) == {"rasa"}
 
 
+async def test_the_fast_path_completes_an_order_form_as_rasa_does(customer, session, stack):
+    text = "where is order AC-10452"
+    mid = await customer.say(text)
+    answer = await customer.wait_reply(mid, lambda f: f.get("kind") != "receipt")
+    await asyncio.sleep(0.3)
+    assert reply_sources(stack, mid) == ["fast_path"]  # Rasa was not asked
+    # Rasa, asked the same in a conversation of its own, says the same.
+    async with session.post(
+        f"{stack.rasa.url}/webhooks/rest/webhook",
+        json={"sender": f"fast-compare-{uuid.uuid4().hex}", "message": text},
+    ) as response:
+        said = [m.get("text") for m in await response.json()]
+    assert said == [answer["text"]]
+    # Rasa's copy of the conversation holds no order number: without one, the form asks.
+    mid = await customer.say("where is my order?")
+    ask = await customer.wait_reply(mid, lambda f: f.get("kind") != "receipt")
+    assert "order number" in ask["text"].lower()
+    assert set(reply_sources(stack, mid)) == {"rasa"}
+    mid = await customer.say("AC-10453")  # inside the form: Rasa's
+    done = await customer.wait_reply(mid, lambda f: "AC-10453" in f.get("text", ""))
+    assert done["text"].startswith("Order AC-10453")
+    assert set(reply_sources(stack, mid)) == {"rasa"}
+
+
 async def test_the_fast_path_hands_off_a_plain_request_for_a_person(customer, stack):
     mid = await customer.say("I want to talk to a person")
     plan = await customer.wait_reply(mid, lambda f: f.get("kind") == "plan")

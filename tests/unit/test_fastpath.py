@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 
+from actions import services
+from actions.orderbook import OrderBook
 from bot.fastpath import (
     ESCALATE_ACTION,
     KB_ACTION,
     FastPath,
+    Form,
     Route,
     build,
+    entity_patterns,
+    form_rules,
+    forms,
     nlu_examples,
     one_step_rules,
     responses,
 )
-from knowledge_base import HashingEmbedder
+from knowledge_base import HashingEmbedder, KnowledgeBase, load_markdown_dir
 from knowledge_base.ranking import ArticleHead
 from tests.conftest import ROOT
 
@@ -58,7 +67,7 @@ async def test_the_gate_routes_the_projects_intents_and_leaves_forms_to_rasa() -
     assert greet.text.startswith("Hi!")
     handoff = await fast.route("c1", "I want to talk to a person")
     assert handoff is not None and handoff.action == ESCALATE_ACTION
-    assert await fast.route("c1", "where is my order AC-10452") is None  # a form: Rasa's
+    assert await fast.route("c1", "where is my order") is None  # the form would ask: Rasa's
 
 
 def fast_path(intent: str = "greet", action: str = "utter_greet") -> FastPath:
@@ -113,3 +122,144 @@ async def test_what_it_remembers_of_conversations_is_bounded() -> None:
     fast.replied("c2", offered=True)  # touched again: now the newest
     fast.replied("c4", offered=True)
     assert list(fast.after_offer) == ["c2", "c4"]
+
+
+def test_forms_one_message_completes_come_from_rasas_files() -> None:
+    activates, submits = form_rules(ROOT / "data" / "rules.yml")
+    assert activates == {"order_status": "order_status_form", "inform": "order_status_form"}
+    assert submits == {"order_status_form": "action_order_status"}
+    form = Form("order_status_form", (("order_number", "order_number"),), "action_order_status")
+    assert forms(ROOT) == {"order_status": form, "inform": form}
+    [first, second] = entity_patterns(ROOT / "data" / "nlu.yml")["order_number"]
+    assert first.search("where is ac10452") and second.search("has 10452 shipped")
+    assert not second.search("AC-10452")  # Rasa's own patterns, as written
+
+
+def test_no_forms_when_rasa_extracts_entities_otherwise(tmp_path: Path) -> None:
+    for name in ("domain.yml", "data/rules.yml", "data/nlu.yml"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text((ROOT / name).read_text(encoding="utf-8"), encoding="utf-8")
+    config = (ROOT / "config.yml").read_text(encoding="utf-8")
+    (tmp_path / "config.yml").write_text(
+        config.replace("entity_recognition: false", "entity_recognition: true"), encoding="utf-8"
+    )
+    assert forms(tmp_path) == {}  # DIET would find entities the gateway cannot
+
+
+def order_fast_path() -> FastPath:
+    gate = ArticleHead(
+        ("order_status", "faq"),
+        np.zeros((4, 2), dtype=np.float32),
+        np.array([1.0, 0.0], dtype=np.float32),
+    )
+
+    async def embed(text: str) -> np.ndarray:
+        return np.zeros(4, dtype=np.float32)
+
+    form = Form("order_status_form", (("order_number", "order_number"),), "action_order_status")
+    return FastPath(
+        gate,
+        {"order_status": Route("order_status", form.name, form=form)},
+        0.7,
+        embed,
+        patterns=entity_patterns(ROOT / "data" / "nlu.yml"),
+    )
+
+
+@pytest.fixture
+def orders() -> Iterator[None]:
+    services.configure(
+        services.Services(
+            kb=None,
+            tickets=None,  # type: ignore[arg-type]  # order actions open no tickets
+            orders=OrderBook.from_csv(ROOT / "kb" / "demo_orders.csv"),
+            kb_floor=0.5,
+            kb_offer_floor=0.4,
+        )
+    )
+    yield
+    services.configure(None)
+
+
+async def test_a_form_one_message_completes_runs_the_projects_actions(orders: None) -> None:
+    fast = await build(ROOT, HashingEmbedder(512).encode, gate_floor=0.01)
+    assert fast is not None and fast.run_action is not None
+    fast.gate_floor = 0.0  # whatever the hashing gate thinks, the route is order_status's
+    fast.gate = ArticleHead(
+        ("order_status", "faq"),
+        np.zeros((512, 2), dtype=np.float32),
+        np.array([1.0, 0.0], dtype=np.float32),
+    )
+    route = await fast.route("c1", "has 10453 shipped yet?")
+    assert route is not None and route.form is not None
+    assert route.values == (("order_number", "10453"),)
+    # Validated (normalised) by validate_order_status_form, then action_order_status answers.
+    said = await fast.complete_form(route, "c1", "has 10453 shipped yet?")
+    assert said == ["Order AC-10453 is processing; expected delivery 2026-12-02."]
+    route = await fast.route("c1", "where is order AC-99999")
+    assert route is not None
+    said = await fast.complete_form(route, "c1", "where is order AC-99999")
+    assert said is not None and said[0].startswith("I couldn't find order AC-99999")
+
+
+async def test_a_form_the_message_does_not_complete_stays_with_rasa() -> None:
+    fast = order_fast_path()
+    fast.run_action = run_nothing
+    assert await fast.route("c1", "where is my order") is None  # the form would ask
+    assert await fast.route("c1", "is it AC-10452 or AC-10453?") is None  # two numbers
+    assert await fast.route("c2", "where is order AC-10452") is not None
+    fast.run_action = None  # no actions to run here: every form is Rasa's
+    assert await fast.route("c2", "where is order AC-10452") is None
+
+
+async def run_nothing(call: dict[str, Any]) -> dict[str, Any] | None:
+    return {"events": [], "responses": []}
+
+
+async def test_an_entity_left_with_rasa_keeps_its_conversations_forms_there() -> None:
+    fast = order_fast_path()
+    fast.run_action = run_nothing
+    # Rasa fills order_number from any message with a number, and keeps it until the form's
+    # submit action empties it: until then a form filled here would leave Rasa's copy behind.
+    assert await fast.route("c1", "is it AC-10452 or AC-10453?") is None
+    assert "c1" in fast.slot_held
+    assert await fast.route("c1", "where is order AC-10452") is None
+    assert await fast.route("c2", "where is order AC-10452") is not None
+    fast.observe_action({"next_action": "action_order_status", "sender_id": "c1",
+                         "tracker": {"active_loop": {}}})  # fmt: skip
+    assert await fast.route("c1", "where is order AC-10452") is not None
+
+
+async def test_a_one_step_intent_with_an_entity_is_rasas() -> None:
+    fast = fast_path("faq", KB_ACTION)
+    fast.patterns = entity_patterns(ROOT / "data" / "nlu.yml")
+    route = await fast.route("c1", "can I return AC-10452?")
+    assert route is None and "c1" in fast.slot_held  # Rasa must see the order number
+    assert await fast.route("c2", "can I return a jacket?") is not None
+
+
+async def test_a_validation_that_speaks_or_rejects_leaves_the_turn_to_rasa() -> None:
+    fast = order_fast_path()
+    calls: list[str] = []
+
+    async def rejecting(call: dict[str, Any]) -> dict[str, Any] | None:
+        calls.append(call["next_action"])
+        return {
+            "events": [{"event": "slot", "name": "order_number", "value": None}],
+            "responses": [{"text": "That doesn't look like an order number."}],
+        }
+
+    fast.run_action = rejecting
+    route = await fast.route("c1", "where is order 12345678")
+    assert route is not None
+    assert await fast.complete_form(route, "c1", "where is order 12345678") is None
+    assert calls == ["validate_order_status_form"]  # the submit action never ran
+
+
+async def test_the_knowledge_base_answers_the_gates_vector_as_it_answers_the_text() -> None:
+    embedder = HashingEmbedder(256)
+    kb = KnowledgeBase.build(load_markdown_dir(ROOT / "kb" / "articles"), embedder)
+    for question in ("how long does shipping take?", "do you take PayPal?", "tell me a joke"):
+        by_text = kb.answer(question, 0.3)
+        by_vector = kb.answer_for(embedder.encode([question])[0], 0.3)
+        assert by_vector == by_text
