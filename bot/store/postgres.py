@@ -90,6 +90,7 @@ _CONVERSATION_COLUMNS = "id, customer_id, channel, state, created_at, reply_to"
 _EVENT_KINDS = sorted(EVENT_KINDS)
 # pg_advisory_xact_lock key held while a process creates or migrates the schema ("PROMPTLY").
 _MIGRATION_LOCK = 0x50524F4D50544C59
+_ATTEMPTS = 3  # of a transaction that a concurrent one got in the way of
 _ACQUIRE_TIMEOUT = 10.0  # seconds to wait for a free pooled connection
 _COMMAND_TIMEOUT = 30.0
 
@@ -302,8 +303,10 @@ class PostgresStore:
         store = cls(pool)
         try:
             await store._tx(store._migrate)
-        except BaseException:
+        except BaseException as e:
             await store.close()
+            if isinstance(e, asyncpg.PostgresError):  # e.g. no right to create tables
+                raise StorageError(f"cannot create or migrate the schema: {e}") from e
             raise
         return store
 
@@ -336,15 +339,19 @@ class PostgresStore:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        """Run ``fn(connection, …)`` as one transaction, again when it asks to (``_Retry``)."""
-        for attempt in range(3):
+        """Run ``fn(connection, …)`` as one transaction; again, up to twice, when it asks to
+        (``_Retry``) or PostgreSQL rolled it back for a deadlock or a serialisation failure."""
+        for attempt in range(_ATTEMPTS):
             try:
                 async with self._connection() as conn, conn.transaction():
                     return await fn(conn, *args, **kwargs)
-            except _Retry as e:
-                logger.debug("running %s again: %s", fn.__name__, e)
-                if attempt == 2:
+            except (_Retry, StorageUnavailable) as e:
+                rolled_back = isinstance(e.__cause__, asyncpg.TransactionRollbackError)
+                if not (isinstance(e, _Retry) or rolled_back):
+                    raise
+                if attempt == _ATTEMPTS - 1:
                     raise StorageUnavailable("concurrent changes kept conflicting") from e
+                logger.debug("running %s again: %s", fn.__name__, e)
         raise AssertionError("unreachable")
 
     async def _read(self, query: str, *args: Any) -> list[Record]:
@@ -452,18 +459,26 @@ class PostgresStore:
             msg.customer.external_id,
         )
         name, email = _opt_storable(msg.customer.name), _opt_storable(msg.customer.email)
+        customer_id = row[0] if row else await _customer_by_identity(conn, claimed)
+        if customer_id is None:
+            customer_id = uuid.uuid4().hex
+            await conn.execute(
+                "INSERT INTO customers (id, name, email, tier, created_at) "
+                "VALUES ($1, $2, $3, 'consumer', $4)",
+                customer_id,
+                name,
+                email,
+                msg.received_at,
+            )
+        # Locked before anything refers to it: a merge or a message of this customer on
+        # another channel waits for us (and a merge that deleted it first makes us start over).
+        locked = await conn.fetchrow(
+            "SELECT id, name, email, tier FROM customers WHERE id = $1 FOR NO KEY UPDATE",
+            customer_id,
+        )
+        if locked is None:
+            raise _Retry("the customer was merged into another concurrently")
         if row is None:
-            customer_id = await _customer_by_identity(conn, claimed)
-            if customer_id is None:
-                customer_id = uuid.uuid4().hex
-                await conn.execute(
-                    "INSERT INTO customers (id, name, email, tier, created_at) "
-                    "VALUES ($1, $2, $3, 'consumer', $4)",
-                    customer_id,
-                    name,
-                    email,
-                    msg.received_at,
-                )
             linked = await conn.fetchval(
                 "INSERT INTO channel_accounts (channel, external_id, customer_id) "
                 "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING customer_id",
@@ -473,16 +488,7 @@ class PostgresStore:
             )
             if linked is None:
                 raise _Retry("the channel account was linked concurrently")
-        else:
-            customer_id = row[0]
         await _claim_identities(conn, customer_id, claimed, msg.received_at)
-        # Locked: a merge or another channel's message for this customer waits for us.
-        locked = await conn.fetchrow(
-            "SELECT id, name, email, tier FROM customers WHERE id = $1 FOR NO KEY UPDATE",
-            customer_id,
-        )
-        if locked is None:
-            raise _Retry("the customer was merged into another concurrently")
         record = CustomerRecord(locked[0], locked[1], locked[2], locked[3])
         if (name and name != record.name) or (email and email != record.email):
             await conn.execute(
@@ -871,15 +877,18 @@ class PostgresStore:
             external_id,
         )
         if customer_id is not None:
-            await conn.execute(
+            updated = await conn.fetchval(
                 "UPDATE customers SET tier = $1, name = coalesce($2, name), "
-                "email = coalesce($3, email), language = coalesce($4, language) WHERE id = $5",
+                "email = coalesce($3, email), language = coalesce($4, language) WHERE id = $5 "
+                "RETURNING 1",
                 tier,
                 name,
                 email,
                 language,
                 customer_id,
             )
+            if updated is None:
+                raise _Retry("the customer was merged into another concurrently")
             return str(customer_id), False
         customer_id = uuid.uuid4().hex
         await conn.execute(

@@ -722,6 +722,37 @@ class TestPostgresOnly:
                 status.rows,
             )
 
+    async def test_a_transaction_chosen_to_break_a_deadlock_runs_again(self):
+        async with pg_database() as url:
+            store = await PostgresStore.open(url)
+            other = await asyncpg.connect(url)
+            try:
+                received = await store.receive(inbound())
+                ticket = await store.create_ticket(new_ticket(received.conversation.id))
+                async with other.transaction():
+                    await other.execute("SET LOCAL deadlock_timeout = '10s'")  # we wait longer
+                    await other.execute("SELECT 1 FROM tickets WHERE id = $1 FOR UPDATE", ticket.id)
+                    # The reply locks the conversation, then waits for the ticket …
+                    reply = OutboundMessage(type=ReplyType.AGENT, text="Sam here")
+                    replying = asyncio.create_task(
+                        store.record_agent_reply(ticket, reply, "sam", NOW, {})
+                    )
+                    await _until_waiting_for_a_lock(other)
+                    # … which we hold while we wait for the conversation: a deadlock, and
+                    # PostgreSQL rolls the reply's transaction back to break it.
+                    await other.execute(
+                        "SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE",
+                        received.conversation.id,
+                    )
+                stored = await replying
+                messages = await store.messages(received.conversation.id)
+                assert [m.id for m in messages if m.type == "agent"] == [stored.id]
+                events = await store.events(received.conversation.id)
+                assert [e.type for e in events].count("agent_replied") == 1
+            finally:
+                await other.close()
+                await store.close()
+
     async def test_an_unreachable_server_is_storage_unavailable(self):
         with pytest.raises(StorageUnavailable):
             await PostgresStore.open("postgresql://postgres@127.0.0.1:1/promptly")
@@ -753,11 +784,7 @@ class TestPostgresOnly:
                     writing = asyncio.create_task(
                         store.add_reply(received.conversation.id, reply, event="answered")
                     )
-                    while not await admin.fetchval(
-                        "SELECT count(*) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                    ):
-                        await asyncio.sleep(0.01)
+                    await _until_waiting_for_a_lock(admin)
                     await admin.execute(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                         "WHERE datname = current_database() AND pid <> pg_backend_pid()"
@@ -777,3 +804,13 @@ async def _schema_versions(url: str) -> list[int]:
         return [row[0] for row in await db.fetch("SELECT version FROM schema_version")]
     finally:
         await db.close()
+
+
+async def _until_waiting_for_a_lock(db: asyncpg.Connection) -> None:
+    """Until a session of ``db``'s database waits for a row lock."""
+    async with asyncio.timeout(10):
+        while not await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ):
+            await asyncio.sleep(0.01)
