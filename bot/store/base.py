@@ -171,6 +171,19 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, order=True)
+class EventCursor:
+    """A position in the event log, for readers that tail it (``events_after``).
+
+    ``seq`` alone is not enough on PostgreSQL: with several writers a lower seq can commit
+    after a higher one was read, so the tail there goes by (transaction id, seq). On SQLite,
+    whose one writer commits in seq order, ``tx`` is always 0.
+    """
+
+    tx: int
+    seq: int
+
+
 class Store(Protocol):
     """Durable state. Every write that changes a conversation appends to the event log in the
     same transaction, so analytics can be recomputed from events alone."""

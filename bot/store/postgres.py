@@ -27,7 +27,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -44,6 +44,7 @@ from bot.store.base import (
     CustomerRecord,
     DeliveryStatus,
     Event,
+    EventCursor,
     MessageStatus,
     NewTicket,
     Received,
@@ -107,14 +108,6 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.TransactionRollbackError,
     asyncpg.LockNotAvailableError,
 )
-
-
-@dataclass(frozen=True, order=True)
-class EventCursor:
-    """A position in the event log for ``PostgresStore.events_after``."""
-
-    tx: int  # the transaction id (xid8) of the last event read
-    seq: int
 
 
 class _Retry(Exception):

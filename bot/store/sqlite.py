@@ -30,6 +30,7 @@ from bot.store.base import (
     CustomerRecord,
     DeliveryStatus,
     Event,
+    EventCursor,
     MessageStatus,
     NewTicket,
     Received,
@@ -1153,6 +1154,25 @@ class SQLiteStore:
         await self._tx(
             self._event, type, at or _now(), conversation_id, message_id, ticket_id, data
         )
+
+    async def event_cursor(self) -> EventCursor:
+        """Where ``events_after`` starts to read only what is logged from now on."""
+        row = await self._read(self._one, "SELECT coalesce(max(seq), 0) FROM events")
+        return EventCursor(0, int(row[0]) if row else 0)
+
+    async def events_after(
+        self, cursor: EventCursor, limit: int = 200
+    ) -> tuple[list[Event], EventCursor]:
+        """Events logged after ``cursor``, at most ``limit``, and the cursor after them (one
+        writer commits in seq order: a range of seq never misses one)."""
+        rows = await self._read(
+            self._all,
+            "SELECT seq, at, type, conversation_id, message_id, ticket_id, data FROM events "
+            "WHERE seq > ? ORDER BY seq LIMIT ?",
+            (cursor.seq, limit),
+        )
+        events = [_event(row) for row in rows]
+        return events, (EventCursor(0, events[-1].seq) if events else cursor)
 
     async def events(self, conversation_id: str | None = None) -> list[Event]:
         query = "SELECT seq, at, type, conversation_id, message_id, ticket_id, data FROM events"
