@@ -310,6 +310,15 @@ class PostgresStore:
         async with self._connection() as conn:
             await conn.fetchval("SELECT 1")
 
+    async def run(self, fn: Callable[[Conn], Awaitable[T]], *, write: bool) -> T:
+        """Run ``await fn(connection)``, as one transaction when ``write`` (retried like the
+        store's own after a deadlock or serialisation failure): ``SQLiteStore.run``'s
+        counterpart for repositories in their own modules (accounts, articles, …)."""
+        if write:
+            return await self._tx(fn)
+        async with self._connection() as conn:
+            return await fn(conn)
+
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Conn]:
         """A pooled connection; a server that cannot take the work is ``StorageUnavailable``."""
