@@ -49,9 +49,17 @@ class Outbox:
         acks: str | None = None,
         at: datetime | None = None,
         pending: str | None = None,
+        finishes: str | None = None,
     ) -> StoredMessage:
         stored = await self._store.add_reply(
-            conversation_id, reply, event=event, data=data, acks=acks, at=at, pending=pending
+            conversation_id,
+            reply,
+            event=event,
+            data=data,
+            acks=acks,
+            at=at,
+            pending=pending,
+            finishes=finishes,
         )
         self.publish(stored)
         if self._observer is not None:

@@ -430,8 +430,8 @@ class Pipeline:
     ) -> None:
         ticket = await self._tickets.customer_wrote(ticket, message.created_at)
         plan = await self._tickets.plan(ticket, message.client_message_id, waiting=True)
-        await self._reply(message, plan, started, first=message.acked_at is None, source="handoff")
-        await self._store.set_status(message.id, MessageStatus.DONE)
+        first = message.acked_at is None
+        await self._reply(message, plan, started, first=first, source="handoff", last=True)
 
     async def _hold(self, message: StoredMessage, started: float) -> None:
         """A paused channel: receipt (once) and wait; ``resume`` answers it when unpaused."""
@@ -485,8 +485,7 @@ class Pipeline:
             text=csat.thanks(written.rating),
             in_reply_to=message.client_message_id,
         )
-        await self._reply(message, thanks, started, first=first, source="csat")
-        await self._store.set_status(message.id, MessageStatus.DONE)
+        await self._reply(message, thanks, started, first=first, source="csat", last=True)
         return True
 
     async def _chosen(
@@ -635,9 +634,9 @@ class Pipeline:
                 source=outcome.source,
                 mark=outcome.marks.get(index),
                 stages=outcome.stages if index == 0 else None,
+                last=index == len(replies) - 1,
             )
             first = False
-        await self._store.set_status(message.id, MessageStatus.DONE)
 
     async def _reply(
         self,
@@ -650,7 +649,10 @@ class Pipeline:
         pending: str | None = None,
         mark: dict[str, Any] | None = None,
         stages: dict[str, float] | None = None,
+        last: bool = False,
     ) -> None:
+        """Store and send one reply; the ``last`` of a turn marks the message done in the
+        same write, so a crash never leaves an answered message in the inbox."""
         latency_ms = _ms_since(started)
         data: dict[str, Any] = {"latency_ms": latency_ms, "source": source, "type": str(reply.type)}
         if stages:
@@ -669,6 +671,7 @@ class Pipeline:
             acks=message.id if first else None,
             at=self._clock(),
             pending=pending,
+            finishes=message.id if last else None,
         )
 
     # -- understanding ---------------------------------------------------------------------

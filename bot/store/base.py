@@ -209,10 +209,13 @@ class Store(Protocol):
         acks: str | None = None,
         at: datetime | None = None,
         pending: str | None = None,
+        finishes: str | None = None,
     ) -> StoredMessage:
         """Append a reply and its event; ``acks`` marks that inbound message id as acked.
 
-        ``pending`` (a reason) also marks it pending, with its event, in the same write.
+        ``pending`` (a reason) also marks it pending, with its event, in the same write;
+        ``finishes`` marks that inbound message done in the same write (a turn's last reply,
+        so a crash cannot leave it answered but still in the inbox, to be answered again).
         """
         ...
 

@@ -616,10 +616,11 @@ class PostgresStore:
         acks: str | None = None,
         at: datetime | None = None,
         pending: str | None = None,
+        finishes: str | None = None,
     ) -> StoredMessage:
         at = aware(at) if at is not None else _now()
         return await self._tx(
-            self._add_reply, conversation_id, reply, event, data, acks, at, pending
+            self._add_reply, conversation_id, reply, event, data, acks, at, pending, finishes
         )
 
     async def _add_reply(
@@ -632,6 +633,7 @@ class PostgresStore:
         acks: str | None,
         at: datetime,
         pending: str | None,
+        finishes: str | None,
     ) -> StoredMessage:
         conversation = await _lock_conversation(conn, conversation_id)
         if conversation is None:
@@ -661,6 +663,10 @@ class PostgresStore:
                 "UPDATE messages SET status = $1 WHERE id = $2", MessageStatus.PENDING, acks
             )
             await _event_row(conn, "pending", at, conversation_id, acks, None, {"reason": pending})
+        if finishes is not None:
+            await conn.execute(
+                "UPDATE messages SET status = $1 WHERE id = $2", MessageStatus.DONE, finishes
+            )
         return stored
 
     async def messages(self, conversation_id: str, after: int = 0) -> list[StoredMessage]:

@@ -610,9 +610,10 @@ class SQLiteStore:
         acks: str | None = None,
         at: datetime | None = None,
         pending: str | None = None,
+        finishes: str | None = None,
     ) -> StoredMessage:
         return await self._tx(
-            self._add_reply, conversation_id, reply, event, data, acks, at, pending
+            self._add_reply, conversation_id, reply, event, data, acks, at, pending, finishes
         )
 
     def _add_reply(
@@ -624,6 +625,7 @@ class SQLiteStore:
         acks: str | None,
         at: datetime | None,
         pending: str | None,
+        finishes: str | None,
     ) -> StoredMessage:
         at = at or _now()
         conversation = self._get_conversation(conversation_id)
@@ -654,6 +656,10 @@ class SQLiteStore:
                 "UPDATE messages SET status = ? WHERE id = ?", (MessageStatus.PENDING, acks)
             )
             self._event("pending", at, conversation_id, acks, None, {"reason": pending})
+        if finishes is not None:
+            self._db.execute(
+                "UPDATE messages SET status = ? WHERE id = ?", (MessageStatus.DONE, finishes)
+            )
         return stored
 
     async def messages(self, conversation_id: str, after: int = 0) -> list[StoredMessage]:

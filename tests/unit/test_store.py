@@ -175,6 +175,20 @@ async def test_a_receipt_can_mark_its_message_pending_in_the_same_write(store):
     ]
 
 
+async def test_a_turns_last_reply_finishes_its_message_in_the_same_write(store):
+    received = await store.receive(inbound())
+    conversation_id = received.conversation.id
+    answer = OutboundMessage(type=ReplyType.ANSWER, text="here you go")
+    await store.add_reply(conversation_id, answer, event="answered", at=NOW)
+    assert [m.id for m in await store.unanswered()] == [received.message.id]
+    await store.add_reply(
+        conversation_id, answer, event="answered", at=NOW, finishes=received.message.id
+    )
+    assert await store.unanswered() == []
+    stored = await store.message(received.message.id)
+    assert stored is not None and stored.status == MessageStatus.DONE
+
+
 async def test_unanswered_holds_received_and_pending_only(store):
     a = await store.receive(inbound(mid="1"))
     b = await store.receive(inbound(mid="2"))
