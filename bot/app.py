@@ -17,6 +17,9 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 from rasa_sdk.executor import ActionExecutor
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 import actions
 from actions import services
@@ -56,10 +59,11 @@ from bot.http import (
     errors_middleware,
 )
 from bot.hub import Hub
+from bot.hub_redis import RedisHub
 from bot.journal import Journal
 from bot.kb_api import KnowledgeAPI
 from bot.knowledge import embedder_for, load_live_knowledge_base
-from bot.limits import ClientLimits
+from bot.limits import ClientLimits, local_windows, redis_windows
 from bot.metrics import Metrics, MetricsEndpoint
 from bot.nlu import RasaClient
 from bot.outbox import Outbox
@@ -99,7 +103,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.SETTINGS] = settings
     aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("bot", "templates"), autoescape=True)
     setup_sessions(app, settings)
-    app.cleanup_ctx.extend([_store, _http_client, _knowledge_base, _accounts, _core])
+    app.cleanup_ctx.extend([_store, _http_client, _scale, _knowledge_base, _accounts, _core])
     app.on_startup.append(_freeze_heap)  # runs after the cleanup contexts have started
     # The console's scripts and styles (pages allow no inline script: see CONSOLE_CSP).
     app.router.add_static("/console/static/", Path(str(resources.files("bot") / "static")))
@@ -164,13 +168,45 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _scale(app: web.Application) -> AsyncIterator[None]:
+    """What gateway processes share through Redis when ``[scale] redis_url`` is set: the
+    conversation frames (``RedisHub``) and the rate-limit windows (one client with short
+    timeouts; a check Redis does not answer in time is made in this process). Cleaned up
+    after ``_core``, so the outbox and the dispatcher have stopped publishing."""
+    scale = app[keys.SETTINGS].scale
+    url = scale.redis()
+    if url is None:
+        app[keys.HUB] = Hub()
+        app[keys.RATE_WINDOWS] = local_windows()
+        yield
+        return
+    hub = RedisHub(url, prefix=scale.redis_prefix)
+    timeout = scale.redis_timeout.total_seconds()
+    client = Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),  # a request must not wait for retries: it limits locally
+        client_name=f"promptly-limits-{hub.origin}",
+    )
+    try:
+        await hub.start()
+        app[keys.HUB] = hub
+        app[keys.RATE_WINDOWS] = redis_windows(client, scale.redis_prefix)
+        logger.info("sharing frames and rate limits through Redis (prefix %r)", scale.redis_prefix)
+        yield
+    finally:
+        await hub.close()
+        await client.aclose()
+
+
 async def _accounts(app: web.Application) -> AsyncIterator[None]:
     store = app[keys.STORE]
     if not isinstance(store, SQLiteStore):
         raise TypeError("console accounts live in the SQLite store")
     app[ACCOUNTS] = Accounts(store)
     app[AUDIT] = Audit(store)
-    app[THROTTLE] = login_throttle(app[keys.SETTINGS].console)
+    app[THROTTLE] = login_throttle(app[keys.SETTINGS].console, app[keys.RATE_WINDOWS])
     app[keys.ACCESS] = Access(app[ACCOUNTS], app[AUDIT], app[THROTTLE])
     settings = app[keys.SETTINGS]
     app[keys.EDITOR] = Editor(app[keys.ARTICLES], app.get(keys.KB), app[AUDIT], settings.kb)
@@ -216,7 +252,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     store = app[keys.STORE]
     kb = app.get(keys.KB)
-    hub = Hub()
+    hub = app[keys.HUB]
     debug = settings.debug
     clock = clock_from(debug.clock_start, debug.clock_start_at, debug.clock_speed)
     channels = build_channels(settings, app[keys.HTTP])
@@ -312,7 +348,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     action_token = settings.action_token.get_secret_value() if settings.action_token else None
     app[keys.RASA] = rasa
     app[keys.PIPELINE] = pipeline
-    limits = ClientLimits(settings.limits)
+    limits = ClientLimits(settings.limits, windows=app[keys.RATE_WINDOWS])
     app[keys.WEB] = WebChannel(pipeline, store, hub, settings.channels.web, limits, clock)
     canned = CannedReplies(store)
     await canned.seed()

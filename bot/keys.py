@@ -16,7 +16,9 @@ from bot.console.dashboard import Dashboard
 from bot.console.editor import Editor
 from bot.console.emergency import EmergencyAPI
 from bot.delivery import Dispatcher
+from bot.hub import Hub
 from bot.kb_api import KnowledgeAPI
+from bot.limits import WindowFactory
 from bot.metrics import MetricsEndpoint
 from bot.nlu import RasaClient
 from bot.pages import Pages
@@ -45,3 +47,5 @@ METRICS = web.AppKey("metrics", MetricsEndpoint)
 DASHBOARD = web.AppKey("dashboard", Dashboard)
 KB_API = web.AppKey("kb_api", KnowledgeAPI)
 EMERGENCY = web.AppKey("emergency", EmergencyAPI)
+HUB = web.AppKey("hub", Hub)  # a RedisHub when [scale] redis_url is set
+RATE_WINDOWS = web.AppKey[WindowFactory]("rate_windows")  # the limits' windows ([scale])

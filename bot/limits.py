@@ -1,9 +1,16 @@
-"""The customer-facing rate limits of ``[limits]``: the clock, the keys, and the error.
+"""The customer-facing rate limits of ``[limits]``: the windows, the keys, and the error.
 
-The policy is ``bot.ratelimit`` (pure); this module reads the monotonic clock and raises
+The policy is ``bot.ratelimit`` (pure); this module asks the windows and raises
 ``TooManyRequests``, which ``bot.http`` turns into a 429 with Retry-After and the web channel
 into an ``error`` frame. A refused message is never stored: the client is told, and sends it
 again after the wait.
+
+The per-customer, per-address and webhook budgets are ``AsyncWindow``s: in this process
+(``LocalWindow``) by default, or shared by every gateway process through Redis
+(``RedisSlidingWindow``, when ``[scale] redis_url`` is set; see ``redis_windows``). Open
+WebSockets per address and the frames of one WebSocket are always counted per process: a
+socket lives in one process, and a client spreading sockets over several processes holds at
+most ``sockets_per_address`` in each.
 """
 
 from __future__ import annotations
@@ -11,42 +18,74 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from bot.errors import TooManyRequests
-from bot.ratelimit import Limit, SlidingWindow
+from bot.ratelimit import AsyncWindow, Limit, LocalWindow, SlidingWindow
 from bot.settings import LimitSettings
 
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
 Monotonic = Callable[[], float]
+# Makes the window of one named limit ("sender", "address", "webhook", "login-account"...).
+WindowFactory = Callable[[str, Limit], AsyncWindow]
 _KEY = "socket"
+
+
+def local_windows(clock: Monotonic = time.monotonic) -> WindowFactory:
+    """Windows of this process, on ``clock``."""
+
+    def make(name: str, limit: Limit) -> AsyncWindow:
+        return LocalWindow(limit, clock)
+
+    return make
+
+
+def redis_windows(redis: Redis, prefix: str) -> WindowFactory:
+    """Windows shared through ``redis`` by every process using the same ``prefix``."""
+    from bot.ratelimit_redis import RedisSlidingWindow
+
+    def make(name: str, limit: Limit) -> AsyncWindow:
+        return RedisSlidingWindow(redis, limit, name, prefix=f"{prefix}rl:")
+
+    return make
 
 
 class ClientLimits:
     """Budgets shared by every request of the gateway: per customer and per client address."""
 
-    def __init__(self, settings: LimitSettings, clock: Monotonic = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: LimitSettings,
+        clock: Monotonic = time.monotonic,
+        windows: WindowFactory | None = None,
+    ) -> None:
         self.settings = settings
         self._clock = clock
+        make = windows or local_windows(clock)
         window = self._window = settings.window.total_seconds()
-        self._open: dict[str, int] = {}  # WebSockets open per address
-        self._sender = _window(settings.messages_per_sender, window)
-        self._address = _window(settings.requests_per_address, window)
-        self._webhooks = _window(settings.webhooks_per_address, window)
+        self._open: dict[str, int] = {}  # WebSockets open per address, in this process
+        self._sender = _shared(make, "sender", settings.messages_per_sender, window)
+        self._address = _shared(make, "address", settings.requests_per_address, window)
+        self._webhooks = _shared(make, "webhook", settings.webhooks_per_address, window)
 
-    def address(self, address: str | None) -> None:
+    async def address(self, address: str | None) -> None:
         """One web chat request (a message, a rating, a WebSocket connect or frame)."""
-        _take(self._address, address or "unknown", self._clock(), "requests from your address")
+        await _take(self._address, address or "unknown", "requests from your address")
 
-    def sender(self, customer_id: str) -> None:
+    async def sender(self, customer_id: str) -> None:
         """One message or rating from this web customer."""
-        _take(self._sender, customer_id, self._clock(), "messages from this customer")
+        await _take(self._sender, customer_id, "messages from this customer")
 
-    def webhook(self, address: str | None) -> None:
+    async def webhook(self, address: str | None) -> None:
         """One ``/webhooks/<channel>`` request, before its body is read or verified."""
-        _take(self._webhooks, address or "unknown", self._clock(), "webhook requests")
+        await _take(self._webhooks, address or "unknown", "webhook requests")
 
     @contextlib.contextmanager
     def open_socket(self, address: str | None) -> Iterator[None]:
-        """Hold one of the address's ``sockets_per_address`` while a WebSocket is open."""
+        """Hold one of the address's ``sockets_per_address`` while a WebSocket is open (counted
+        per process)."""
         limit, key = self.settings.sockets_per_address, address or "unknown"
         if limit and self._open.get(key, 0) >= limit:
             # Sockets close at any moment; a window is a fair guess at when one will have.
@@ -89,9 +128,13 @@ def _window(events: int, seconds: float) -> SlidingWindow | None:
     return SlidingWindow(Limit(events, seconds)) if events > 0 else None
 
 
-def _take(window: SlidingWindow | None, key: str, now: float, what: str) -> None:
+def _shared(make: WindowFactory, name: str, events: int, seconds: float) -> AsyncWindow | None:
+    return make(name, Limit(events, seconds)) if events > 0 else None
+
+
+async def _take(window: AsyncWindow | None, key: str, what: str) -> None:
     if window is None:
         return
-    wait = window.take(key, now)
+    wait = await window.take(key)
     if wait:
         raise TooManyRequests(what, wait)

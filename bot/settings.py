@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import (
     AwareDatetime,
@@ -40,6 +41,8 @@ AGENT_TOKEN_ENV = "PROMPTLY_AGENT_TOKEN"
 ACTION_TOKEN_ENV = "PROMPTLY_ACTION_TOKEN"
 NOTIFY_SECRET_ENV = "PROMPTLY_NOTIFY_SECRET"
 SESSION_KEY_ENV = "PROMPTLY_SESSION_KEY"
+REDIS_URL_ENV = "PROMPTLY_REDIS_URL"
+DATABASE_URL_ENV = "PROMPTLY_DATABASE_URL"
 
 
 class _Section(BaseModel):
@@ -59,6 +62,9 @@ class ServerSettings(_Section):
 
 class StorageSettings(_Section):
     database: Path = Path("var/promptly.db")
+    # PostgreSQL instead of the SQLite file above: postgresql://user@host:port/dbname (or
+    # postgres://). A URL with a password only from $PROMPTLY_DATABASE_URL (which wins).
+    database_url: SecretStr | None = None
     # Where messages go while the database takes no writes (acked from memory, replayed when
     # it is back; bot/journal.py). Keep it off the database's disk if you can; none: refuse
     # them with 503 instead.
@@ -71,6 +77,24 @@ class StorageSettings(_Section):
     @classmethod
     def _no_journal(cls, value: Any) -> Any:
         return None if value == "" else value  # TOML has no null: "" turns it off
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _no_database_url(cls, value: Any) -> Any:
+        return None if value == "" else value  # empty: the SQLite file
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            scheme = value.get_secret_value().partition("://")[0]
+            if scheme not in ("postgresql", "postgres"):
+                raise ValueError("must be a postgresql:// or postgres:// URL")
+        return value
+
+    def database_dsn(self) -> str | None:
+        """The PostgreSQL URL, or None for the SQLite file ``database``."""
+        return None if self.database_url is None else self.database_url.get_secret_value()
 
 
 class RasaSettings(_Section):
@@ -262,6 +286,46 @@ class OverloadSettings(_Section):
         return self
 
 
+class ScaleSettings(_Section):
+    """Several gateway processes (docs/deploy.md, "Scaling out"). With ``redis_url`` set,
+    conversation frames (bot/hub_redis.py), the rate limits and the console's sign-in
+    throttle (bot/ratelimit_redis.py), and Rasa's lock and tracker stores are shared through
+    Redis; unset, each lives in this one process, as before."""
+
+    # redis://[user@]host[:port][/db] or rediss://...; a URL with a password only from
+    # $PROMPTLY_REDIS_URL (which wins over this).
+    redis_url: SecretStr | None = None
+    # Every key and channel Promptly uses starts with it: gateways that share it share
+    # frames and limits; another deployment on the same Redis needs another prefix.
+    redis_prefix: str = Field("promptly:", min_length=1, max_length=64)
+    # How long a rate-limit check may wait for Redis before the process limits on its own
+    # (bot/ratelimit_redis.py): a request must not hang on it.
+    redis_timeout: Duration = timedelta(milliseconds=250)
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _no_redis(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            scheme = value.get_secret_value().partition("://")[0]
+            if scheme not in ("redis", "rediss"):
+                raise ValueError("must be a redis:// or rediss:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _positive_timeout(self) -> ScaleSettings:
+        if self.redis_timeout <= timedelta(0):
+            raise ValueError("redis_timeout must be longer than 0")
+        return self
+
+    def redis(self) -> str | None:
+        return None if self.redis_url is None else self.redis_url.get_secret_value()
+
+
 class Settings(_Section):
     root: Path = Path(".")
     server: ServerSettings = ServerSettings()
@@ -276,6 +340,7 @@ class Settings(_Section):
     limits: LimitSettings = LimitSettings()
     emergency: EmergencySettings = EmergencySettings()
     overload: OverloadSettings = OverloadSettings()
+    scale: ScaleSettings = ScaleSettings()
     queues: dict[str, QueueSettings] = Field(default_factory=default_queues)
     calendars: dict[str, CalendarSettings] = Field(
         default_factory=lambda: {"default": CalendarSettings()}
@@ -343,6 +408,7 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     elif path != Path("promptly.toml"):
         raise ConfigError(f"config file {path} does not exist")
     data["root"] = path.resolve().parent
+    _no_password_in_file(data, path)
     for key, var in (
         ("agent_token", AGENT_TOKEN_ENV),
         ("action_token", ACTION_TOKEN_ENV),
@@ -351,7 +417,47 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     ):
         if env.get(var):
             data[key] = env[var]
+    if env.get(DATABASE_URL_ENV):
+        storage = data.get("storage")
+        data["storage"] = {
+            **(storage if isinstance(storage, dict) else {}),
+            "database_url": env[DATABASE_URL_ENV],
+        }
+    if env.get(REDIS_URL_ENV):
+        scale = data.get("scale")
+        data["scale"] = {
+            **(scale if isinstance(scale, dict) else {}),
+            "redis_url": env[REDIS_URL_ENV],
+        }
     try:
         return Settings.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_describe(e, str(path))) from e
+
+
+def _no_password_in_file(data: dict[str, Any], path: Path) -> None:
+    """Secrets stay out of the config file: a Redis URL with a password comes from the env."""
+    storage = data.get("storage")
+    url = storage.get("database_url") if isinstance(storage, dict) else None
+    if isinstance(url, str) and url:
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None  # the validator names what is wrong with it
+        if password:
+            raise ConfigError(
+                f"{path}: storage.database_url holds a password; set {DATABASE_URL_ENV} in "
+                "the environment instead"
+            )
+    scale = data.get("scale")
+    url = scale.get("redis_url") if isinstance(scale, dict) else None
+    if isinstance(url, str) and url:
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            return  # the validator names what is wrong with it
+        if password:
+            raise ConfigError(
+                f"{path}: scale.redis_url holds a password; set {REDIS_URL_ENV} in the "
+                "environment instead"
+            )

@@ -17,7 +17,7 @@ from bot.errors import Forbidden, NotFound, RequestError, TooManyRequests, Unpro
 from bot.frames import frame
 from bot.handoff.csat import SCALE
 from bot.http import MAX_INTEGER, NonBlankText, error_of, parse_json, read_json, validate
-from bot.hub import Hub, Subscription
+from bot.hub import Frame, Hub, Subscription
 from bot.limits import ClientLimits, SocketBudget
 from bot.pipeline import Journaled, Pipeline
 from bot.settings import WebChannelSettings
@@ -87,9 +87,9 @@ class WebChannel:
         return parse_message(data, self._settings.max_text_chars, self._clock())
 
     async def post_message(self, request: web.Request) -> web.Response:
-        self._limits.address(request.remote)
+        await self._limits.address(request.remote)
         inbound = self.parse(await self._read(request))
-        self._limits.sender(inbound.customer.external_id)
+        await self._limits.sender(inbound.customer.external_id)
         received = await self._pipeline.accept(inbound)
         return web.json_response(accepted(received), status=202)
 
@@ -103,9 +103,9 @@ class WebChannel:
 
     async def rate(self, request: web.Request) -> web.Response:
         """The customer's 1–5 rating of a resolved request (the question comes on resolve)."""
-        self._limits.address(request.remote)
+        await self._limits.address(request.remote)
         body = validate(RatingIn, await self._read(request))
-        self._limits.sender(body.customer_id)
+        await self._limits.sender(body.customer_id)
         conversation_id = request.match_info["conversation_id"]
         await self._authorize(conversation_id, body.customer_id)
         conversation = await self._store.conversation(conversation_id)
@@ -143,7 +143,7 @@ class WebChannel:
         conversation_id = request.query.get("conversation_id")
         customer_id = request.query.get("customer_id")
         after = _after(request)
-        self._limits.address(request.remote)  # refused with a 429 before the upgrade
+        await self._limits.address(request.remote)  # refused with a 429 before the upgrade
         with self._limits.open_socket(request.remote):
             return await self._serve_socket(request, conversation_id, customer_id, after)
 
@@ -166,8 +166,8 @@ class WebChannel:
                     await ws.close()
                     return ws
                 subscription.follow(conversation_id)
-            seen = await self._replay(ws, conversation_id, after)
-            writer = asyncio.create_task(self._write(ws, subscription, seen))
+            sent = await self._replay(ws, conversation_id, after)
+            writer = asyncio.create_task(self._write(ws, subscription, sent))
             try:
                 await self._receive(ws, subscription, request.remote)
             finally:
@@ -180,16 +180,16 @@ class WebChannel:
 
     async def _replay(
         self, ws: web.WebSocketResponse, conversation_id: str | None, after: int
-    ) -> dict[str, int]:
-        seen: dict[str, int] = {}
+    ) -> SentFrames:
+        sent = SentFrames()
         if conversation_id:
             for message in await self._store.messages(conversation_id, after):
                 await ws.send_json(frame(message))
-                seen[conversation_id] = message.seq
-        return seen
+                sent.replayed(conversation_id, message.seq)
+        return sent
 
     async def _write(
-        self, ws: web.WebSocketResponse, subscription: Subscription, seen: dict[str, int]
+        self, ws: web.WebSocketResponse, subscription: Subscription, sent: SentFrames
     ) -> None:
         while True:
             item = await subscription.queue.get()
@@ -202,14 +202,15 @@ class WebChannel:
                 conversation_id = item["conversation_id"]
                 subscription.follow(conversation_id)
                 await ws.send_json(item)
-                after = seen.get(conversation_id, 0)
+                after = sent.cursor(conversation_id)
                 for message in await self._store.messages(conversation_id, after):
-                    await ws.send_json(frame(message))
-                    seen[conversation_id] = message.seq
+                    stored = frame(message)
+                    if sent.fresh(stored):
+                        await ws.send_json(stored)
+                    sent.replayed(conversation_id, message.seq)
                 continue
-            if item["seq"] <= seen.get(item["conversation_id"], 0):
-                continue
-            await ws.send_json(item)
+            if sent.fresh(item):
+                await ws.send_json(item)
 
     async def _receive(
         self, ws: web.WebSocketResponse, subscription: Subscription, address: str | None
@@ -247,9 +248,9 @@ class WebChannel:
         try:
             budget.frame()  # every frame counts, JSON or not
             payload = parse_json(data)
-            self._limits.address(address)
+            await self._limits.address(address)
             inbound = self.parse(payload)
-            self._limits.sender(inbound.customer.external_id)
+            await self._limits.sender(inbound.customer.external_id)
             received = await self._pipeline.accept(inbound)
         except RequestError as e:
             if payload is None and isinstance(e, TooManyRequests):
@@ -274,6 +275,52 @@ class WebChannel:
             {"type": "accepted", "client_message_id": inbound.platform_message_id}
             | accepted(received)
         )
+
+
+class SentFrames:
+    """Which stored-message frames one WebSocket has sent, so none goes out twice.
+
+    Per conversation: every seq up to the replay ``cursor`` (sent from the store), and past
+    it the frames sent live. Live frames are not assumed to come in seq order: with several
+    gateway processes publishing one conversation (``[scale]``), seq 11 may arrive before 10,
+    and 10 must still go out. A live frame is known by its seq and its delivery status (a
+    message whose delivery failed is published again with the same seq: that is news). At
+    most ``LIVE`` live frames are remembered per conversation (the lowest seq forgotten
+    first).
+    """
+
+    LIVE = 256
+
+    def __init__(self) -> None:
+        self._cursor: dict[str, int] = {}
+        self._live: dict[str, dict[tuple[int, str | None], None]] = {}
+
+    def cursor(self, conversation_id: str) -> int:
+        return self._cursor.get(conversation_id, 0)
+
+    def replayed(self, conversation_id: str, seq: int) -> None:
+        """Everything up to ``seq`` was sent from the store."""
+        if seq > self.cursor(conversation_id):
+            self._cursor[conversation_id] = seq
+            live = self._live.get(conversation_id)
+            if live:
+                for key in [key for key in live if key[0] <= seq]:
+                    del live[key]
+
+    def fresh(self, item: Frame) -> bool:
+        """Whether ``item`` was not sent yet (it counts as sent from now on)."""
+        conversation_id, seq = item["conversation_id"], item["seq"]
+        if seq <= self.cursor(conversation_id):
+            return False
+        delivery = item.get("delivery")
+        key = (seq, delivery.get("status") if isinstance(delivery, dict) else None)
+        live = self._live.setdefault(conversation_id, {})
+        if key in live:
+            return False
+        live[key] = None
+        if len(live) > self.LIVE:
+            del live[min(live)]
+        return True
 
 
 def accepted(received: Received | Journaled) -> dict[str, Any]:

@@ -51,7 +51,7 @@ class WebhookEndpoint:
         self._clock = clock
 
     async def handle(self, request: web.Request) -> web.Response:
-        self._limits.webhook(request.remote)  # before any work: reading, HMAC, parsing
+        await self._limits.webhook(request.remote)  # before any work: reading, HMAC, parsing
         name = request.match_info["channel"]
         adapter = self._channels.get(name)
         if adapter is None:

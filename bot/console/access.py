@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -29,6 +28,7 @@ from bot.console.accounts import ROLES, Accounts, Audit, User
 from bot.console.throttle import Limit, LoginThrottle
 from bot.errors import Forbidden, NotFound, Unauthorized
 from bot.http import read_form, read_json, validate
+from bot.limits import WindowFactory, local_windows
 from bot.settings import ConsoleSettings, Settings
 
 logger = logging.getLogger(__name__)
@@ -70,11 +70,13 @@ def session_key(settings: Settings) -> bytes:
     return base64.urlsafe_b64decode(Path(path).read_text().strip())
 
 
-def login_throttle(console: ConsoleSettings) -> LoginThrottle:
+def login_throttle(console: ConsoleSettings, windows: WindowFactory | None = None) -> LoginThrottle:
+    """The sign-in throttle of ``[console]``; ``windows``: shared ones (``[scale]``)."""
     window = console.failure_window.total_seconds()
+    make = windows or local_windows()
     return LoginThrottle(
-        account=Limit(console.max_failures_per_account, window),
-        address=Limit(console.max_failures_per_address, window),
+        account=make("login-account", Limit(console.max_failures_per_account, window)),
+        address=make("login-address", Limit(console.max_failures_per_address, window)),
     )
 
 
@@ -208,8 +210,7 @@ class Access:
         password = str(form.get("password", ""))
         await _check_csrf(request, str(form.get("csrf_token", "")))
         address = request.remote or "unknown"
-        now = time.monotonic()
-        wait = self._throttle.retry_after(username, address, now)
+        wait = await self._throttle.retry_after(username, address)
         if wait > 0:
             response = await self._form(
                 request,
@@ -221,12 +222,12 @@ class Access:
             return response
         user = await self._accounts.verify(username, password) if username else None
         if user is None:
-            self._throttle.failed(username, address, now)
+            await self._throttle.failed(username, address)
             await self._audit.record(username or "-", "login.failed", None, {"address": address})
             return await self._form(
                 request, error="Wrong username or password.", status=401, username=username
             )
-        self._throttle.succeeded(username)
+        await self._throttle.succeeded(username)
         session = await aiohttp_session.new_session(request)  # a fresh id: no fixation
         session["uid"] = user.id
         session["csrf"] = secrets.token_urlsafe(32)

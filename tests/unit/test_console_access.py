@@ -42,36 +42,38 @@ async def try_sign_in(client: TestClient, username: str, password: str, **extra:
 @given(
     gaps=st.lists(st.floats(min_value=0, max_value=400, allow_nan=False), min_size=1, max_size=40)
 )
-def test_throttle_never_allows_more_failures_than_the_limit_inside_a_window(gaps):
+async def test_throttle_never_allows_more_failures_than_the_limit_inside_a_window(gaps):
     limit = Limit(events=3, window=900)
-    throttle = LoginThrottle(account=limit, address=Limit(100, 900))
+    throttle = LoginThrottle.local(account=limit, address=Limit(100, 900))
     now, allowed = 0.0, []
     for gap in gaps:
         now += gap
-        if throttle.retry_after("ann", "10.0.0.1", now) == 0:
-            throttle.failed("ann", "10.0.0.1", now)
+        if await throttle.retry_after("ann", "10.0.0.1", now) == 0:
+            await throttle.failed("ann", "10.0.0.1", now)
             allowed.append(now)
     for t in allowed:  # any window holds at most ``failures`` attempts that were let through
         assert sum(t <= u < t + limit.window for u in allowed) <= limit.events
 
 
-def test_throttle_waits_until_the_oldest_failure_leaves_the_window():
-    throttle = LoginThrottle(account=Limit(2, 60), address=Limit(100, 60))
-    throttle.failed("ann", "a", 0)
-    throttle.failed("ann", "a", 10)
-    assert throttle.retry_after("ann", "a", 20) == pytest.approx(40)
-    assert throttle.retry_after("ANN", "b", 20) == pytest.approx(40)  # per account, any address
-    assert throttle.retry_after("bob", "a", 20) == 0
-    assert throttle.retry_after("ann", "a", 60.5) == 0
+async def test_throttle_waits_until_the_oldest_failure_leaves_the_window():
+    throttle = LoginThrottle.local(account=Limit(2, 60), address=Limit(100, 60))
+    await throttle.failed("ann", "a", 0)
+    await throttle.failed("ann", "a", 10)
+    assert await throttle.retry_after("ann", "a", 20) == pytest.approx(40)
+    assert await throttle.retry_after("ANN", "b", 20) == pytest.approx(
+        40
+    )  # per account, any address
+    assert await throttle.retry_after("bob", "a", 20) == 0
+    assert await throttle.retry_after("ann", "a", 60.5) == 0
 
 
-def test_a_success_clears_the_account_but_not_the_address():
-    throttle = LoginThrottle(account=Limit(2, 60), address=Limit(2, 60))
-    throttle.failed("ann", "a", 0)
-    throttle.failed("bob", "a", 1)
-    throttle.succeeded("ann")
-    assert throttle.retry_after("carl", "a", 2) > 0  # the address guessed twice
-    assert throttle.retry_after("ann", "b", 2) == 0
+async def test_a_success_clears_the_account_but_not_the_address():
+    throttle = LoginThrottle.local(account=Limit(2, 60), address=Limit(2, 60))
+    await throttle.failed("ann", "a", 0)
+    await throttle.failed("bob", "a", 1)
+    await throttle.succeeded("ann")
+    assert await throttle.retry_after("carl", "a", 2) > 0  # the address guessed twice
+    assert await throttle.retry_after("ann", "b", 2) == 0
 
 
 # -- sign-in -------------------------------------------------------------------------------

@@ -59,30 +59,30 @@ class FakeClock:
 # -- the edge object, with a fake clock ------------------------------------------------------
 
 
-def test_a_refused_sender_may_send_again_after_the_stated_wait():
+async def test_a_refused_sender_may_send_again_after_the_stated_wait():
     clock = FakeClock()
     limits = ClientLimits(LimitSettings.model_validate({"messages_per_sender": 2}), clock)
-    limits.sender("ann")
+    await limits.sender("ann")
     clock.now += 4
-    limits.sender("ann")
+    await limits.sender("ann")
     with pytest.raises(TooManyRequests) as refused:
-        limits.sender("ann")
+        await limits.sender("ann")
     assert refused.value.retry_after == 6  # the first message leaves the 10 s window at +10
     assert "6 s" in refused.value.message
-    limits.sender("bob")  # another customer is not affected
+    await limits.sender("bob")  # another customer is not affected
     clock.now += 5.5
     with pytest.raises(TooManyRequests):
-        limits.sender("ann")
+        await limits.sender("ann")
     clock.now += refused.value.retry_after - 5.5
-    limits.sender("ann")
+    await limits.sender("ann")
 
 
-def test_a_zero_count_turns_a_limit_off():
+async def test_a_zero_count_turns_a_limit_off():
     settings = LimitSettings.model_validate({"messages_per_sender": 0, "requests_per_address": 0})
     limits = ClientLimits(settings, FakeClock())
     for _ in range(1000):
-        limits.sender("ann")
-        limits.address("10.0.0.1")
+        await limits.sender("ann")
+        await limits.address("10.0.0.1")
 
 
 def test_a_socket_that_ignores_its_refusals_is_exhausted():
