@@ -29,9 +29,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import Unprocessable
+from bot.store.postgres import PostgresStore
 
 if TYPE_CHECKING:
-    from bot.store.sqlite import SQLiteStore
+    from bot.store.open import AnyStore
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ OnChange = Callable[[Switch, Switch], Awaitable[None]]
 class EmergencySwitch:
     """The switch's current state in memory, read and written through the database."""
 
-    def __init__(self, store: SQLiteStore, clock: Callable[[], datetime], channels: set[str]):
+    def __init__(self, store: AnyStore, clock: Callable[[], datetime], channels: set[str]):
         self._store = store
         self._clock = clock
         self._channels = channels  # what may be paused
@@ -114,7 +115,7 @@ class EmergencySwitch:
         self._listeners.append(listener)
 
     async def load(self) -> Switch:
-        version, state = await self._store.run(_read, write=False)
+        version, state = await self._read()
         if version != self._version:
             before, self._version = self._current, version
             self._current = Switch() if state is None else Switch.from_json(state)
@@ -162,9 +163,22 @@ class EmergencySwitch:
             after = replace(change(before), by=by, at=at, reason=reason.strip()[:500])
             return _write(db, after, {**after.to_json(), "changed": what}, at), before, after
 
+        async def apply_pg(conn: Any) -> tuple[int, Switch, Switch]:
+            # The same on PostgreSQL, where the row lock (FOR UPDATE) makes a concurrent
+            # change wait for this one, then build on it.
+            _, state = await _pg_read(conn, lock=True)
+            before = Switch() if state is None else Switch.from_json(state)
+            after = replace(change(before), by=by, at=at, reason=reason.strip()[:500])
+            data = {**after.to_json(), "changed": what}
+            return await _pg_write(conn, after, data, at), before, after
+
         async with self._lock:
             seen = self._current
-            self._version, before, after = await self._store.run(apply, write=True)
+            if isinstance(self._store, PostgresStore):
+                changed = await self._store.run(apply_pg, write=True)
+            else:
+                changed = await self._store.run(apply, write=True)
+            self._version, before, after = changed
             self._current = after
         if (before.mode, before.paused) != (after.mode, after.paused):
             logger.warning(
@@ -176,6 +190,11 @@ class EmergencySwitch:
             )
         await self._notify(seen, after)
         return after
+
+    async def _read(self) -> tuple[int, dict[str, Any] | None]:
+        if isinstance(self._store, PostgresStore):
+            return await self._store.run(_pg_read, write=False)
+        return await self._store.run(_read, write=False)
 
     async def _notify(self, before: Switch, after: Switch) -> None:
         for listener in self._listeners:
@@ -212,3 +231,34 @@ def _write(db: sqlite3.Connection, switch: Switch, data: dict[str, Any], at: dat
 def _ts(value: datetime) -> str:
     # The event log's format (bot/store/sqlite.py): UTC, microseconds.
     return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+# PostgreSQL: the same statements (``state`` is text there too, the JSON of the switch).
+
+
+async def _pg_read(conn: Any, lock: bool = False) -> tuple[int, dict[str, Any] | None]:
+    query = "SELECT version, state FROM emergency WHERE id = 1"
+    if lock:
+        # No row yet: two first changes both insert; ON CONFLICT below makes the second an
+        # update, and the advisory lock makes it wait for the first to commit.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('promptly.emergency'))")
+    row = await conn.fetchrow(query + (" FOR UPDATE" if lock else ""))
+    return (0, None) if row is None else (int(row[0]), json.loads(row[1]))
+
+
+async def _pg_write(conn: Any, switch: Switch, data: dict[str, Any], at: datetime) -> int:
+    version = await conn.fetchval(
+        "INSERT INTO emergency (id, version, state) VALUES (1, 1, $1) "
+        "ON CONFLICT (id) DO UPDATE SET version = emergency.version + 1, "
+        "state = excluded.state RETURNING version",
+        json.dumps(switch.to_json()),
+    )
+    await conn.execute("INSERT INTO events (type, at, data) VALUES ('emergency', $1, $2)", at, data)
+    await conn.execute(
+        "INSERT INTO audit (at, actor, action, target, data) "
+        "VALUES ($1, $2, 'emergency.set', NULL, $3)",
+        at,
+        switch.by,
+        data,
+    )
+    return int(version)

@@ -20,7 +20,8 @@ from bot.console.actor import TokenOrSession
 from bot.console.suggest import hit_json
 from bot.errors import NotFound, Unprocessable
 from bot.settings import KBSettings
-from bot.store.sqlite import SQLiteStore
+from bot.store.open import AnyStore
+from bot.store.postgres import Conn, PostgresStore
 from knowledge_base import Hit, gaps
 from knowledge_base.bands import decide
 from knowledge_base.live import LiveKnowledgeBase
@@ -39,7 +40,7 @@ class KnowledgeAPI:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: AnyStore,
         kb: LiveKnowledgeBase | None,
         settings: KBSettings,
         token: str,
@@ -102,7 +103,7 @@ class KnowledgeAPI:
 
 
 async def gap_report(
-    store: SQLiteStore,
+    store: AnyStore,
     kb: LiveKnowledgeBase,
     since: datetime,
     until: datetime,
@@ -114,7 +115,10 @@ async def gap_report(
     """Questions of ``[since, until)`` the bot declined or only offered choices for, grouped
     by meaning, largest group first (the first ``limit`` of at least ``min_count``), each
     with the nearest article of any audience and its score."""
-    asked = await store.run(lambda db: _asked(db, since, until), write=False)
+    if isinstance(store, PostgresStore):
+        asked = await store.run(lambda conn: _pg_asked(conn, since, until), write=False)
+    else:
+        asked = await store.run(lambda db: _asked(db, since, until), write=False)
     loop = asyncio.get_running_loop()
     # Embedding and clustering are CPU work: off the event loop, like the KB's own searches.
     grouping = await loop.run_in_executor(
@@ -175,6 +179,31 @@ def _asked(db: sqlite3.Connection, since: datetime, until: datetime) -> list[gap
             text=text,
             at=datetime.fromisoformat(at),
             unanswered=bool(unsure),
+            score=float(score) if isinstance(score, int | float) else None,
+        )
+        for text, at, unsure, score in rows
+    ]
+
+
+# PostgreSQL: the same question; the condition is its partial index's
+# (pg/migrations/006_gap_index.sql), so the planner reads the period from that index.
+_PG_ASKED = """
+SELECT m.text, e.at, e.data -> 'unsure', e.data -> 'score'
+FROM events e
+JOIN messages m ON m.id = e.data ->> 'question'
+WHERE (e.data @> '{"unsure": true}' OR e.data ->> 'offered' IS NOT NULL)
+  AND e.at >= $1 AND e.at < $2 AND e.type IN ('acked', 'answered')
+ORDER BY e.seq
+"""
+
+
+async def _pg_asked(conn: Conn, since: datetime, until: datetime) -> list[gaps.Asked]:
+    rows = await conn.fetch(_PG_ASKED, since, until)
+    return [
+        gaps.Asked(
+            text=text,
+            at=at,
+            unanswered=unsure is True,
             score=float(score) if isinstance(score, int | float) else None,
         )
         for text, at, unsure, score in rows

@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -33,10 +33,10 @@ from bot.handoff.monitor import Timer
 from bot.handoff.tickets import TicketService
 from bot.nlu import RasaClient
 from bot.settings import ChannelsSettings
-from bot.store.base import StoredMessage, Ticket, TicketStatus
-
-# The store's own ticket row format and parser: one definition of what a row means.
-from bot.store.sqlite import _TICKET_COLUMNS, Row, SQLiteStore, _ticket
+from bot.store import postgres as pg
+from bot.store import sqlite as lite
+from bot.store.base import Event, EventCursor, StoredMessage, Ticket, TicketStatus
+from bot.store.open import AnyStore
 
 logger = logging.getLogger(__name__)
 
@@ -175,46 +175,86 @@ def _gauge(name: str, doc: str, label: str, values: dict[str, int]) -> GaugeMetr
     return family
 
 
+_TAIL_BATCH = 1000  # events read from the log at a time
+
+
 @dataclass
 class _Cursor:
-    seq: int = 0  # the last event counted
+    at: EventCursor = field(default_factory=lambda: EventCursor(0, 0))  # after the last counted
+
+
+# An open ticket: a key that changes with any of its fields (what its timers are cached by).
+Keyed = tuple[Hashable, Ticket]
 
 
 @dataclass(frozen=True)
 class _Rows:
     backlog: dict[str, int]
-    tickets: list[Row]  # open tickets, as the store's rows
+    tickets: list[Keyed]  # open tickets
     logged: list[Logged]
 
 
-def _last_seq(db: sqlite3.Connection) -> int:
-    return int(db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+# Each query is on an index (``messages_unanswered``, ``tickets_status``), so a scrape holds
+# the database briefly; one implementation per backend, the same SQL where the dialects meet.
+_BACKLOG = (
+    "SELECT status, count(*) FROM messages WHERE direction = 'in' "
+    "AND status IN ('received', 'pending') GROUP BY status"
+)
 
 
-def _read(cursor: _Cursor, db: sqlite3.Connection) -> _Rows:
-    """Every query here is on an index (``messages_unanswered``, ``tickets_status``) or a range
-    of the event log's primary key, so a scrape holds the database thread briefly."""
-    backlog = dict(
-        db.execute(
-            "SELECT status, count(*) FROM messages WHERE direction = 'in' "
-            "AND status IN ('received', 'pending') GROUP BY status"
-        ).fetchall()
-    )
+def _sqlite_state(db: sqlite3.Connection) -> tuple[dict[str, int], list[Keyed]]:
+    backlog = dict(db.execute(_BACKLOG).fetchall())
     marks = ", ".join("?" for _ in _OPEN)
-    tickets = db.execute(
-        f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE status IN ({marks})", _OPEN
+    rows = db.execute(
+        f"SELECT {lite._TICKET_COLUMNS} FROM tickets WHERE status IN ({marks})", _OPEN
     ).fetchall()
-    last = _last_seq(db)
-    marks = ", ".join("?" for _ in _LOGGED)
-    logged = db.execute(
-        "SELECT e.type, c.channel, json_extract(e.data, '$.timer'), "
-        "json_extract(e.data, '$.error') "
-        "FROM events e LEFT JOIN conversations c ON c.id = e.conversation_id "
-        f"WHERE e.seq > ? AND e.seq <= ? AND e.type IN ({marks})",
-        (cursor.seq, last, *_LOGGED),
-    ).fetchall()
-    cursor.seq = last
+    return backlog, [(row, lite._ticket(row)) for row in rows]
+
+
+async def _pg_state(conn: pg.Conn) -> tuple[dict[str, int], list[Keyed]]:
+    backlog = {status: int(n) for status, n in await conn.fetch(_BACKLOG)}
+    rows = await conn.fetch(
+        f"SELECT {pg._TICKET_COLUMNS} FROM tickets WHERE status = ANY($1::text[])", list(_OPEN)
+    )
+    # A record holds JSON (dicts): its text is the key that changes with the row.
+    return backlog, [(repr(tuple(row)), pg._ticket(row)) for row in rows]
+
+
+async def _read(store: AnyStore, cursor: _Cursor) -> _Rows:
+    if isinstance(store, pg.PostgresStore):
+        backlog, tickets = await store.run(_pg_state, write=False)
+    else:
+        backlog, tickets = await store.run(_sqlite_state, write=False)
+    logged = await _tail(store, cursor)
     return _Rows({"received": 0, "pending": 0, **backlog}, tickets, logged)
+
+
+async def _tail(store: AnyStore, cursor: _Cursor) -> list[Logged]:
+    """What the log gained since the cursor that is counted (``events_after``: on PostgreSQL,
+    ``seq > last`` could skip an event whose transaction committed late)."""
+    found: list[Event] = []
+    while True:
+        events, cursor.at = await store.events_after(cursor.at, _TAIL_BATCH)
+        found += [event for event in events if event.type in _LOGGED]
+        if len(events) < _TAIL_BATCH:
+            break
+    channels: dict[str, str | None] = {}
+    for cid in {e.conversation_id for e in found if e.conversation_id is not None}:
+        conversation = await store.conversation(cid)
+        channels[cid] = None if conversation is None else conversation.channel
+    return [
+        (
+            e.type,
+            None if e.conversation_id is None else channels.get(e.conversation_id),
+            _text(e.data.get("timer")),
+            _text(e.data.get("error")),
+        )
+        for e in found
+    ]
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 class MetricsEndpoint:
@@ -223,7 +263,7 @@ class MetricsEndpoint:
     def __init__(
         self,
         metrics: Metrics,
-        store: SQLiteStore,
+        store: AnyStore,
         tickets: TicketService,
         rasa: RasaClient,
         *,
@@ -241,11 +281,11 @@ class MetricsEndpoint:
         self._cursor = _Cursor()
         # A ticket's SLA timers depend on its record alone, and the calendar arithmetic behind
         # them took ~0.4 ms a ticket on the event loop: computed once per version of a ticket.
-        self._timers: dict[Row, tuple[Ticket, list[Timer]]] = {}
+        self._timers: dict[Hashable, tuple[Ticket, list[Timer]]] = {}
 
     async def start(self) -> None:
         """Count from the end of the log: what happened before this process is not its own."""
-        self._cursor.seq = await self._store.run(_last_seq, write=False)
+        self._cursor.at = await self._store.event_cursor()
 
     async def metrics(self, request: web.Request) -> web.Response:
         self._metrics.state.snapshot = await self._snapshot()
@@ -255,13 +295,14 @@ class MetricsEndpoint:
     async def _snapshot(self) -> Snapshot:
         components = {"rasa": self._rasa.up, "kb": self._kb_up()}
         try:
-            rows = await self._store.run(lambda db: _read(self._cursor, db), write=False)
+            rows = await _read(self._store, self._cursor)
         except Exception:
             logger.exception("metrics: reading the store failed")
             return Snapshot(components={**components, "database": False})
         self._metrics.logged(rows.logged)
         self._timers = {
-            row: self._timers.get(row) or self._ticket_timers(row) for row in rows.tickets
+            key: self._timers.get(key) or self._ticket_timers(ticket)
+            for key, ticket in rows.tickets
         }
         queues = Tally({name: 0 for name in self._queues})
         queues.update(ticket.queue for ticket, _ in self._timers.values())
@@ -272,8 +313,7 @@ class MetricsEndpoint:
             sla_states=self._sla_states(),
         )
 
-    def _ticket_timers(self, row: Row) -> tuple[Ticket, list[Timer]]:
-        ticket = _ticket(row)
+    def _ticket_timers(self, ticket: Ticket) -> tuple[Ticket, list[Timer]]:
         return ticket, self._tickets.sla_timers(ticket)
 
     def _sla_states(self) -> dict[str, int]:

@@ -15,12 +15,15 @@ from datetime import UTC, datetime
 from bot.analytics.model import Log
 from bot.channels.base import EVENT_KINDS
 from bot.store.base import Event
-from bot.store.sqlite import SQLiteStore
+from bot.store.open import AnyStore
+from bot.store.postgres import Conn, PostgresStore
 
 
-async def load(store: SQLiteStore, until: datetime) -> Log:
+async def load(store: AnyStore, until: datetime) -> Log:
     """The log up to ``until`` (exclusive). Earlier events are read too: a ticket handed off
     in the period may have been rated, or a rating replaced, only later."""
+    if isinstance(store, PostgresStore):
+        return await store.run(lambda conn: _pg_load(conn, until), write=False)
     return await store.run(lambda db: _load(db, until), write=False)
 
 
@@ -49,5 +52,32 @@ def _load(db: sqlite3.Connection, until: datetime) -> Log:
         channels={cid: channel for cid, channel, _ in labels},
         tiers={cid: tier or "consumer" for cid, _, tier in labels},
         calendars={tid: str(json.loads(sla).get("calendar") or "") for tid, sla in calendars},
+        not_messages=frozenset(mid for (mid,) in not_messages),
+    )
+
+
+async def _pg_load(conn: Conn, until: datetime) -> Log:
+    """``_load`` on PostgreSQL: the same queries, in one snapshot (REPEATABLE READ), as
+    SQLite's read is."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        rows = await conn.fetch(
+            "SELECT seq, at, type, conversation_id, message_id, ticket_id, data FROM events "
+            "WHERE at < $1 ORDER BY seq",
+            until,
+        )
+        labels = await conn.fetch(
+            "SELECT c.id, c.channel, cu.tier FROM conversations c "
+            "LEFT JOIN customers cu ON cu.id = c.customer_id"
+        )
+        calendars = await conn.fetch("SELECT id, sla FROM tickets")
+        not_messages = await conn.fetch(
+            "SELECT id FROM messages WHERE direction = 'in' AND kind = ANY($1::text[])",
+            sorted(EVENT_KINDS),
+        )
+    return Log(
+        events=tuple(Event(*row) for row in rows),
+        channels={cid: channel for cid, channel, _ in labels},
+        tiers={cid: tier or "consumer" for cid, _, tier in labels},
+        calendars={tid: str(sla.get("calendar") or "") for tid, sla in calendars},
         not_messages=frozenset(mid for (mid,) in not_messages),
     )

@@ -12,45 +12,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import json
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from bot.clock import Clock
-from bot.store.sqlite import SQLiteStore
+from bot.store.base import Event, EventCursor
+from bot.store.common import iso
+from bot.store.open import AnyStore
 
 logger = logging.getLogger(__name__)
 Frame = dict[str, Any]
 Render = Callable[[str], Awaitable[dict[str, Any] | None]]
-Row = tuple[Any, ...]
 # Not about one ticket, but what the queue view shows (who is online to take work).
 _ALSO = ("agent_presence",)
 
 
-def _last_seq(db: sqlite3.Connection) -> int:
-    return int(db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
-
-
-def _events_after(after: int, limit: int, db: sqlite3.Connection) -> list[Row]:
-    # ``seq`` is the primary key: a range read from the cursor, however long the log is.
-    marks = ", ".join("?" for _ in _ALSO)
-    rows: list[Row] = db.execute(
-        "SELECT seq, at, type, conversation_id, ticket_id, data FROM events "
-        f"WHERE seq > ? AND (ticket_id IS NOT NULL OR type IN ({marks})) ORDER BY seq LIMIT ?",
-        (after, *_ALSO, limit),
-    ).fetchall()
-    return rows
+def _shown(event: Event) -> bool:
+    return event.ticket_id is not None or event.type in _ALSO
 
 
 class Feed:
     def __init__(
         self,
-        store: SQLiteStore,
+        store: AnyStore,
         clock: Clock,
         *,
         interval: float = 0.5,
@@ -63,11 +50,13 @@ class Feed:
         self._batch = batch
         self._queue_size = queue_size
         self._subscribers: set[asyncio.Queue[Frame | None]] = set()
-        self.cursor = 0  # the last event pushed; consoles load their state as of it
+        # After the last event read (``events_after``: on PostgreSQL a range of seq can skip
+        # an event that commits late); consoles load their state as of it.
+        self.cursor = EventCursor(0, 0)
 
     async def start(self) -> None:
         """Begin at the end of the log: consoles load the present when they connect."""
-        self.cursor = await self._store.run(_last_seq, write=False)
+        self.cursor = await self._store.event_cursor()
 
     async def run(self, render: Render) -> None:
         """Tail the log until cancelled; ``render`` gives a ticket's JSON as the API shows it."""
@@ -85,32 +74,33 @@ class Feed:
         if not self._subscribers:
             # No console is open: skip ahead instead of rendering tickets for nobody (under
             # load that was a batch of reads and renders per interval beside the acks).
-            self.cursor = await self._store.run(_last_seq, write=False)
+            self.cursor = await self._store.event_cursor()
             return False
-        read = functools.partial(_events_after, self.cursor, self._batch)
-        rows = await self._store.run(read, write=False)
+        read, after = await self._store.events_after(self.cursor, self._batch)
+        rows = [event for event in read if _shown(event)]
         if not rows:
-            return False
-        tickets = {row[4] for row in rows if row[4] is not None}
+            self.cursor = after
+            return len(read) == self._batch
+        tickets = {row.ticket_id for row in rows if row.ticket_id is not None}
         # Rendered after the batch was read, so each frame carries the ticket's latest state.
         views = {ticket_id: await _render(render, ticket_id) for ticket_id in sorted(tickets)}
         now = self._clock().isoformat()
-        for seq, at, kind, conversation_id, ticket_id, data in rows:
+        for event in rows:
             self._publish(
                 {
                     "type": "event",
-                    "seq": seq,
-                    "at": at,
+                    "seq": event.seq,
+                    "at": iso(event.at),
                     "now": now,
-                    "event": kind,
-                    "conversation_id": conversation_id,
-                    "ticket_id": ticket_id,
-                    "data": json.loads(data),
-                    "ticket": views.get(ticket_id) if ticket_id else None,
+                    "event": event.type,
+                    "conversation_id": event.conversation_id,
+                    "ticket_id": event.ticket_id,
+                    "data": event.data,
+                    "ticket": views.get(event.ticket_id) if event.ticket_id else None,
                 }
             )
-            self.cursor = seq
-        return len(rows) == self._batch
+        self.cursor = after
+        return len(read) == self._batch
 
     def subscribe(self) -> asyncio.Queue[Frame | None]:
         queue: asyncio.Queue[Frame | None] = asyncio.Queue(self._queue_size)
@@ -154,7 +144,8 @@ async def serve(feed: Feed, request: web.Request, clock: Clock) -> web.WebSocket
     await ws.prepare(request)
     queue = feed.subscribe()  # before the hello: nothing after its cursor can be missed
     try:
-        await ws.send_json({"type": "hello", "seq": feed.cursor, "now": clock().isoformat()})
+        hello = {"type": "hello", "seq": feed.cursor.seq, "now": clock().isoformat()}
+        await ws.send_json(hello)
         writer = asyncio.create_task(_write(ws, queue))
         try:
             async for message in ws:  # consoles only listen; what they send is ignored

@@ -3,6 +3,7 @@ replies, KB suggestions, the live feed, CSAT ratings, and the console page."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,11 +19,13 @@ from bot.console.canned import DEFAULTS, CannedReplies
 from bot.console.feed import Feed
 from bot.handoff import csat
 from bot.handoff.monitor import Timer
-from bot.store.base import Ticket, TicketSLA, TicketStatus
+from bot.store.base import EventCursor, Ticket, TicketSLA, TicketStatus
+from bot.store.postgres import PostgresStore
 from bot.store.sqlite import SQLiteStore
 from knowledge_base import Article, HashingEmbedder, KnowledgeBase, LiveKnowledgeBase
 from tests.console_helpers import call, signed_in
 from tests.unit.test_gateway import TOKEN, make_settings, open_ticket, post, wait_for_rasa
+from tests.unit.test_store import pg_database
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 HOSTILE = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
@@ -348,8 +351,17 @@ def test_a_met_first_response_and_a_pause_stop_the_countdown():
     assert next_deadline(clocks) is None
 
 
-async def test_the_feed_renders_nothing_while_no_console_is_open(tmp_path):
-    store = await SQLiteStore.open(tmp_path / "feed.db")
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_the_feed_renders_nothing_while_no_console_is_open(tmp_path, backend):
+    async with contextlib.AsyncExitStack() as stack:
+        if backend == "sqlite":
+            store: SQLiteStore | PostgresStore = await SQLiteStore.open(tmp_path / "feed.db")
+        else:
+            store = await PostgresStore.open(await stack.enter_async_context(pg_database()))
+        await _feed_renders_nothing_while_no_console_is_open(store)
+
+
+async def _feed_renders_nothing_while_no_console_is_open(store: SQLiteStore | PostgresStore):
     rendered: list[str] = []
 
     async def render(ticket_id: str) -> dict[str, Any] | None:
@@ -361,7 +373,7 @@ async def test_the_feed_renders_nothing_while_no_console_is_open(tmp_path):
         await feed.start()
         await store.log_event("assigned", ticket_id="t1", data={"agent": "sam"})
         assert await feed.poll(render) is False
-        assert rendered == [] and feed.cursor > 0  # skipped ahead, nothing rendered
+        assert rendered == [] and feed.cursor > EventCursor(0, 0)  # skipped ahead, nothing rendered
         queue = feed.subscribe()
         await store.log_event("assigned", ticket_id="t2", data={"agent": "sam"})
         await feed.poll(render)

@@ -1,0 +1,31 @@
+"""Open the store ``promptly.toml`` selects: PostgreSQL at ``storage.database_url`` when it is
+set (or ``$PROMPTLY_DATABASE_URL``), else the SQLite file ``storage.database``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bot.store.postgres import PostgresStore
+from bot.store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+
+# Either backend: modules that run their own SQL (``run``) have one query per backend.
+AnyStore = SQLiteStore | PostgresStore
+
+
+async def open_store(settings: Settings) -> AnyStore:
+    """The configured store, its schema created or migrated to this code's version."""
+    url = settings.storage.database_dsn()
+    if url is not None:
+        return await PostgresStore.open(url)
+    return await SQLiteStore.open(settings.path(settings.storage.database))
+
+
+def describe(settings: Settings) -> str:
+    """Where the store is, for messages (a URL without its password)."""
+    from bot.store.postgres import redacted
+
+    url = settings.storage.database_dsn()
+    return redacted(url) if url is not None else str(settings.path(settings.storage.database))
