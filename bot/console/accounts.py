@@ -9,12 +9,14 @@ import sqlite3
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
+import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from bot.errors import Conflict, NotFound, Unprocessable
+from bot.store.postgres import PostgresStore
 from bot.store.sqlite import SQLiteStore
 
 Role = Literal["agent", "editor", "lead", "admin"]
@@ -55,8 +57,8 @@ class User:
 class Accounts:
     """Users in the shared database; hashing runs off the event loop (it is slow on purpose)."""
 
-    def __init__(self, store: SQLiteStore) -> None:
-        self._store = store
+    def __init__(self, store: SQLiteStore | PostgresStore) -> None:
+        self._queries = _queries(store)
 
     async def add(self, username: str, password: str, role: str) -> User:
         """Create a user; roles ``agent`` and ``lead`` work as the agents row of the same name."""
@@ -69,63 +71,32 @@ class Accounts:
             role=role,
             agent_id=username if role in TICKET_ROLES else None,
         )
-
-        def insert(db: sqlite3.Connection) -> None:
-            try:
-                db.execute(
-                    "INSERT INTO users (id, username, password_hash, role, agent_id, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (user.id, user.username, password_hash, role, user.agent_id, _now()),
-                )
-            except sqlite3.IntegrityError:
-                raise Conflict(
-                    "username_taken", f"there is already a user {username!r}", field="username"
-                ) from None
-
-        await self._store.run(insert, write=True)
+        await self._queries.add_user(user, password_hash, _now())
         return user
 
     async def verify(self, username: str, password: str) -> User | None:
         """The user when the password is theirs and they are not disabled, else None."""
-        row = await self._store.run(
-            lambda db: db.execute(
-                f"SELECT {_COLUMNS}, password_hash FROM users WHERE username = ?", (username,)
-            ).fetchone(),
-            write=False,
-        )
-        stored_hash = row[5] if row else _DUMMY_HASH
+        found = await self._queries.user_by_name(username)
+        stored_hash = found[1] if found else _DUMMY_HASH
         try:
             await asyncio.to_thread(_hasher.verify, stored_hash, password)
         except (VerificationError, InvalidHashError):
             return None
-        if row is None or row[4]:
+        if found is None or found[0].disabled:
             return None
-        user = _user(row)
+        user = found[0]
         if _hasher.check_needs_rehash(stored_hash):  # parameters were raised since
             await self.set_password(user.id, password)
         return user
 
     async def get(self, user_id: str) -> User | None:
-        row = await self._store.run(
-            lambda db: db.execute(
-                f"SELECT {_COLUMNS} FROM users WHERE id = ?", (user_id,)
-            ).fetchone(),
-            write=False,
-        )
-        return None if row is None else _user(row)
+        return await self._queries.user(user_id)
 
     async def all(self) -> list[User]:
-        rows = await self._store.run(
-            lambda db: db.execute(f"SELECT {_COLUMNS} FROM users ORDER BY username").fetchall(),
-            write=False,
-        )
-        return [_user(row) for row in rows]
+        return await self._queries.users()
 
     async def count(self) -> int:
-        row = await self._store.run(
-            lambda db: db.execute("SELECT count(*) FROM users").fetchone(), write=False
-        )
-        return int(row[0])
+        return await self._queries.user_count()
 
     async def update(
         self,
@@ -140,26 +111,14 @@ class Accounts:
         A user made an agent or a lead works as the agents row of their username unless they
         already had one.
         """
-        changes: dict[str, Any] = {}
+        changes = _Changes()
         if role is not None:
-            changes["role"] = _valid_role(role)
+            changes.role = _valid_role(role)
         if disabled is not None:
-            changes["disabled"] = int(disabled)
+            changes.disabled = disabled
         if password is not None:
-            changes["password_hash"] = await asyncio.to_thread(
-                _hasher.hash, _valid_password(password)
-            )
-
-        def write(db: sqlite3.Connection) -> None:
-            for column, value in changes.items():  # column names are ours, not the client's
-                db.execute(f"UPDATE users SET {column} = ? WHERE id = ?", (value, user_id))
-            if changes.get("role") in TICKET_ROLES:
-                db.execute(
-                    "UPDATE users SET agent_id = coalesce(agent_id, username) WHERE id = ?",
-                    (user_id,),
-                )
-
-        await self._store.run(write, write=True)
+            changes.password_hash = await asyncio.to_thread(_hasher.hash, _valid_password(password))
+        await self._queries.update_user(user_id, changes)
         user = await self.get(user_id)
         if user is None:
             raise NotFound("unknown_user", "no user with that id")
@@ -182,21 +141,143 @@ class AuditEntry:
 class Audit:
     """Who changed what: every write made through the console, the agent API or the CLI."""
 
-    def __init__(self, store: SQLiteStore) -> None:
-        self._store = store
+    def __init__(self, store: SQLiteStore | PostgresStore) -> None:
+        self._queries = _queries(store)
 
     async def record(
         self, actor: str, action: str, target: str | None, data: dict[str, Any] | None = None
     ) -> None:
+        await self._queries.record_audit(_now(), actor, action, target, data or {})
+
+    async def entries(self, target: str | None = None, limit: int = 200) -> list[AuditEntry]:
+        """Newest first; only those about ``target`` when given."""
+        return await self._queries.audit_entries(target, limit)
+
+
+# -- queries, one object per backend ---------------------------------------------------------
+
+
+@dataclass
+class _Changes:
+    """What ``Accounts.update`` saves: the fields that are not None."""
+
+    role: Role | None = None
+    disabled: bool | None = None
+    password_hash: str | None = None
+
+
+class _Queries(Protocol):
+    async def add_user(self, user: User, password_hash: str, at: datetime) -> None:
+        """Insert the user; ``Conflict`` when the name is taken (in any letter case)."""
+
+    async def user_by_name(self, username: str) -> tuple[User, str] | None:
+        """The user and their password hash, the name compared case-insensitively."""
+
+    async def user(self, user_id: str) -> User | None: ...
+
+    async def users(self) -> list[User]:
+        """By username, case-insensitively."""
+
+    async def user_count(self) -> int: ...
+
+    async def update_user(self, user_id: str, changes: _Changes) -> None: ...
+
+    async def record_audit(
+        self, at: datetime, actor: str, action: str, target: str | None, data: dict[str, Any]
+    ) -> None: ...
+
+    async def audit_entries(self, target: str | None, limit: int) -> list[AuditEntry]: ...
+
+
+def _queries(store: SQLiteStore | PostgresStore) -> _Queries:
+    if isinstance(store, PostgresStore):
+        return _PostgresQueries(store)
+    return _SQLiteQueries(store)
+
+
+class _SQLiteQueries:
+    """``username`` is ``COLLATE NOCASE``: ``=`` and ``ORDER BY`` ignore (ASCII) case."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    async def add_user(self, user: User, password_hash: str, at: datetime) -> None:
+        def insert(db: sqlite3.Connection) -> None:
+            try:
+                db.execute(
+                    "INSERT INTO users (id, username, password_hash, role, agent_id, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (user.id, user.username, password_hash, user.role, user.agent_id, _iso(at)),
+                )
+            except sqlite3.IntegrityError:
+                raise _taken(user.username) from None
+
+        await self._store.run(insert, write=True)
+
+    async def user_by_name(self, username: str) -> tuple[User, str] | None:
+        row = await self._store.run(
+            lambda db: db.execute(
+                f"SELECT {_COLUMNS}, password_hash FROM users WHERE username = ?", (username,)
+            ).fetchone(),
+            write=False,
+        )
+        return None if row is None else (_user(row), row[5])
+
+    async def user(self, user_id: str) -> User | None:
+        row = await self._store.run(
+            lambda db: db.execute(
+                f"SELECT {_COLUMNS} FROM users WHERE id = ?", (user_id,)
+            ).fetchone(),
+            write=False,
+        )
+        return None if row is None else _user(row)
+
+    async def users(self) -> list[User]:
+        rows = await self._store.run(
+            lambda db: db.execute(f"SELECT {_COLUMNS} FROM users ORDER BY username").fetchall(),
+            write=False,
+        )
+        return [_user(row) for row in rows]
+
+    async def user_count(self) -> int:
+        row = await self._store.run(
+            lambda db: db.execute("SELECT count(*) FROM users").fetchone(), write=False
+        )
+        return int(row[0])
+
+    async def update_user(self, user_id: str, changes: _Changes) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            if changes.role is not None:
+                db.execute("UPDATE users SET role = ? WHERE id = ?", (changes.role, user_id))
+            if changes.disabled is not None:
+                db.execute(
+                    "UPDATE users SET disabled = ? WHERE id = ?", (int(changes.disabled), user_id)
+                )
+            if changes.password_hash is not None:
+                db.execute(
+                    "UPDATE users SET password_hash = ? WHERE id = ?",
+                    (changes.password_hash, user_id),
+                )
+            if changes.role in TICKET_ROLES:
+                db.execute(
+                    "UPDATE users SET agent_id = coalesce(agent_id, username) WHERE id = ?",
+                    (user_id,),
+                )
+
+        await self._store.run(write, write=True)
+
+    async def record_audit(
+        self, at: datetime, actor: str, action: str, target: str | None, data: dict[str, Any]
+    ) -> None:
         await self._store.run(
             lambda db: db.execute(
                 "INSERT INTO audit (at, actor, action, target, data) VALUES (?, ?, ?, ?, ?)",
-                (_now(), actor, action, target, json.dumps(data or {})),
+                (_iso(at), actor, action, target, json.dumps(data)),
             ),
             write=True,
         )
 
-    async def entries(self, target: str | None = None, limit: int = 200) -> list[AuditEntry]:
+    async def audit_entries(self, target: str | None, limit: int) -> list[AuditEntry]:
         where, args = ("WHERE target = ?", (target, limit)) if target else ("", (limit,))
         rows = await self._store.run(
             lambda db: db.execute(
@@ -210,6 +291,118 @@ class Audit:
             AuditEntry(r[0], datetime.fromisoformat(r[1]), r[2], r[3], r[4], json.loads(r[5]))
             for r in rows
         ]
+
+
+class _PostgresQueries:
+    """Unique on ``lower(username)``, so lookups compare ``lower(username)`` (that index);
+    ``disabled`` is boolean, ``at`` timestamptz and ``data`` jsonb (decoded by the pool)."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def add_user(self, user: User, password_hash: str, at: datetime) -> None:
+        async def insert(db: Any) -> None:
+            try:
+                await db.execute(
+                    "INSERT INTO users (id, username, password_hash, role, agent_id, created_at) "
+                    "VALUES ($1, $2, $3, $4, $5, $6)",
+                    user.id,
+                    user.username,
+                    password_hash,
+                    user.role,
+                    user.agent_id,
+                    at,
+                )
+            except asyncpg.UniqueViolationError:
+                raise _taken(user.username) from None
+
+        await self._store.run(insert, write=True)
+
+    async def user_by_name(self, username: str) -> tuple[User, str] | None:
+        async def read(db: Any) -> Any:
+            return await db.fetchrow(
+                f"SELECT {_COLUMNS}, password_hash FROM users WHERE lower(username) = lower($1)",
+                username,
+            )
+
+        row = await self._store.run(read, write=False)
+        return None if row is None else (_user(row), row[5])
+
+    async def user(self, user_id: str) -> User | None:
+        async def read(db: Any) -> Any:
+            return await db.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE id = $1", user_id)
+
+        row = await self._store.run(read, write=False)
+        return None if row is None else _user(row)
+
+    async def users(self) -> list[User]:
+        async def read(db: Any) -> Any:
+            # As SQLite's NOCASE orders: ASCII letters folded, then byte order.
+            return await db.fetch(
+                f'SELECT {_COLUMNS} FROM users ORDER BY lower(username COLLATE "C")'
+            )
+
+        return [_user(row) for row in await self._store.run(read, write=False)]
+
+    async def user_count(self) -> int:
+        async def read(db: Any) -> Any:
+            return await db.fetchval("SELECT count(*) FROM users")
+
+        return int(await self._store.run(read, write=False))
+
+    async def update_user(self, user_id: str, changes: _Changes) -> None:
+        async def write(db: Any) -> None:
+            if changes.role is not None:
+                await db.execute("UPDATE users SET role = $1 WHERE id = $2", changes.role, user_id)
+            if changes.disabled is not None:
+                await db.execute(
+                    "UPDATE users SET disabled = $1 WHERE id = $2", changes.disabled, user_id
+                )
+            if changes.password_hash is not None:
+                await db.execute(
+                    "UPDATE users SET password_hash = $1 WHERE id = $2",
+                    changes.password_hash,
+                    user_id,
+                )
+            if changes.role in TICKET_ROLES:
+                await db.execute(
+                    "UPDATE users SET agent_id = coalesce(agent_id, username) WHERE id = $1",
+                    user_id,
+                )
+
+        await self._store.run(write, write=True)
+
+    async def record_audit(
+        self, at: datetime, actor: str, action: str, target: str | None, data: dict[str, Any]
+    ) -> None:
+        async def write(db: Any) -> None:
+            await db.execute(
+                "INSERT INTO audit (at, actor, action, target, data) VALUES ($1, $2, $3, $4, $5)",
+                at,
+                actor,
+                action,
+                target,
+                data,
+            )
+
+        await self._store.run(write, write=True)
+
+    async def audit_entries(self, target: str | None, limit: int) -> list[AuditEntry]:
+        where, args = ("WHERE target = $1", (target, limit)) if target else ("", (limit,))
+
+        async def read(db: Any) -> Any:
+            return await db.fetch(
+                f"SELECT seq, at, actor, action, target, data FROM audit {where} "
+                f"ORDER BY seq DESC LIMIT ${len(args)}",
+                *args,
+            )
+
+        rows = await self._store.run(read, write=False)
+        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+
+def _taken(username: str) -> Conflict:
+    return Conflict("username_taken", f"there is already a user {username!r}", field="username")
 
 
 def _user(row: Any) -> User:
@@ -246,5 +439,9 @@ def _valid_password(password: str) -> str:
     return password
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from dataclasses import dataclass
+from typing import Any, Protocol
 
+from bot.store.postgres import PostgresStore
 from bot.store.sqlite import SQLiteStore
 
 # What a new install starts with; admins edit the list from there.
@@ -37,14 +39,64 @@ class CannedReply:
 
 
 class CannedReplies:
-    def __init__(self, store: SQLiteStore) -> None:
-        self._store = store
+    def __init__(self, store: SQLiteStore | PostgresStore) -> None:
+        self._queries: _Queries = (
+            _PostgresQueries(store) if isinstance(store, PostgresStore) else _SQLiteQueries(store)
+        )
 
     async def seed(self) -> bool:
         """Insert the defaults on the database's first start with an empty list."""
-        return await self._store.run(_seed, write=True)
+        return await self._queries.seed(
+            [(uuid.uuid4().hex[:12], title, text) for title, text in DEFAULTS]
+        )
 
     async def all(self) -> list[CannedReply]:
+        """By title, ignoring (ASCII) letter case."""
+        return await self._queries.replies()
+
+    async def add(self, title: str, text: str) -> CannedReply:
+        reply = CannedReply(uuid.uuid4().hex[:12], title, text)
+        await self._queries.add(reply)
+        return reply
+
+    async def delete(self, reply_id: str) -> bool:
+        """False when there was no such reply."""
+        return await self._queries.delete(reply_id)
+
+
+# -- queries, one object per backend ---------------------------------------------------------
+
+
+class _Queries(Protocol):
+    async def seed(self, replies: list[tuple[str, str, str]]) -> bool:
+        """Insert ``replies`` (id, title, text) when the database was never seeded and the
+        list is empty; True when it did."""
+
+    async def replies(self) -> list[CannedReply]: ...
+
+    async def add(self, reply: CannedReply) -> None: ...
+
+    async def delete(self, reply_id: str) -> bool: ...
+
+
+class _SQLiteQueries:
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    async def seed(self, replies: list[tuple[str, str, str]]) -> bool:
+        def write(db: sqlite3.Connection) -> bool:
+            first = db.execute(
+                "INSERT OR IGNORE INTO counters (name, value) VALUES (?, 1)", (_SEEDED,)
+            ).rowcount
+            empty = db.execute("SELECT 1 FROM canned_replies LIMIT 1").fetchone() is None
+            if not (first and empty):
+                return False
+            db.executemany("INSERT INTO canned_replies (id, title, text) VALUES (?, ?, ?)", replies)
+            return True
+
+        return await self._store.run(write, write=True)
+
+    async def replies(self) -> list[CannedReply]:
         rows = await self._store.run(
             lambda db: db.execute(
                 "SELECT id, title, text FROM canned_replies ORDER BY title COLLATE NOCASE, id"
@@ -53,8 +105,7 @@ class CannedReplies:
         )
         return [CannedReply(*row) for row in rows]
 
-    async def add(self, title: str, text: str) -> CannedReply:
-        reply = CannedReply(uuid.uuid4().hex[:12], title, text)
+    async def add(self, reply: CannedReply) -> None:
         await self._store.run(
             lambda db: db.execute(
                 "INSERT INTO canned_replies (id, title, text) VALUES (?, ?, ?)",
@@ -62,10 +113,8 @@ class CannedReplies:
             ),
             write=True,
         )
-        return reply
 
     async def delete(self, reply_id: str) -> bool:
-        """False when there was no such reply."""
         deleted = await self._store.run(
             lambda db: db.execute("DELETE FROM canned_replies WHERE id = ?", (reply_id,)).rowcount,
             write=True,
@@ -73,15 +122,55 @@ class CannedReplies:
         return bool(deleted)
 
 
-def _seed(db: sqlite3.Connection) -> bool:
-    first = db.execute(
-        "INSERT OR IGNORE INTO counters (name, value) VALUES (?, 1)", (_SEEDED,)
-    ).rowcount
-    empty = db.execute("SELECT 1 FROM canned_replies LIMIT 1").fetchone() is None
-    if not (first and empty):
-        return False
-    db.executemany(
-        "INSERT INTO canned_replies (id, title, text) VALUES (?, ?, ?)",
-        [(uuid.uuid4().hex[:12], title, text) for title, text in DEFAULTS],
-    )
-    return True
+class _PostgresQueries:
+    """Ordered as SQLite's ``NOCASE`` orders: ASCII letters folded (``lower`` under the "C"
+    collation folds only those), then byte order."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def seed(self, replies: list[tuple[str, str, str]]) -> bool:
+        async def write(db: Any) -> bool:
+            first = await db.fetchval(
+                "INSERT INTO counters (name, value) VALUES ($1, 1) "
+                "ON CONFLICT (name) DO NOTHING RETURNING 1",
+                _SEEDED,
+            )
+            empty = await db.fetchval("SELECT 1 FROM canned_replies LIMIT 1") is None
+            if not (first and empty):
+                return False
+            await db.executemany(
+                "INSERT INTO canned_replies (id, title, text) VALUES ($1, $2, $3)", replies
+            )
+            return True
+
+        return await self._store.run(write, write=True)
+
+    async def replies(self) -> list[CannedReply]:
+        async def read(db: Any) -> Any:
+            return await db.fetch(
+                'SELECT id, title, text FROM canned_replies ORDER BY lower(title COLLATE "C"), '
+                'id COLLATE "C"'
+            )
+
+        return [CannedReply(*row) for row in await self._store.run(read, write=False)]
+
+    async def add(self, reply: CannedReply) -> None:
+        async def write(db: Any) -> None:
+            await db.execute(
+                "INSERT INTO canned_replies (id, title, text) VALUES ($1, $2, $3)",
+                reply.id,
+                reply.title,
+                reply.text,
+            )
+
+        await self._store.run(write, write=True)
+
+    async def delete(self, reply_id: str) -> bool:
+        async def write(db: Any) -> bool:
+            deleted = await db.fetchval(
+                "DELETE FROM canned_replies WHERE id = $1 RETURNING 1", reply_id
+            )
+            return deleted is not None
+
+        return await self._store.run(write, write=True)
