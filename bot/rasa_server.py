@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -11,6 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import IO
+from urllib.parse import unquote, urlsplit
 
 from bot.errors import PromptlyError
 from bot.training import rasa_env
@@ -22,14 +24,62 @@ class RasaStartError(PromptlyError):
     pass
 
 
-def write_endpoints(path: Path, action_url: str, token: str) -> Path:
-    """Point Rasa's action endpoint at the gateway, with the shared token."""
+def write_endpoints(
+    path: Path,
+    action_url: str,
+    token: str,
+    *,
+    redis_url: str | None = None,
+    redis_prefix: str = "promptly:",
+) -> Path:
+    """Point Rasa's action endpoint at the gateway, with the shared token; with ``redis_url``
+    (``[scale]``), Rasa's lock store and tracker store are in that Redis too
+    (``rasa_stores``). The file holds secrets: only its owner may read it."""
+    sections: dict[str, dict[str, str | int | bool]] = {
+        "action_endpoint": {"url": action_url, "token": token}
+    }
+    if redis_url is not None:
+        sections.update(rasa_stores(redis_url, redis_prefix))
+    lines: list[str] = []
+    for name, values in sections.items():
+        lines.append(f"{name}:")
+        # JSON scalars are YAML scalars: strings quoted and escaped, numbers and booleans bare.
+        lines += [f"  {key}: {json.dumps(value)}" for key, value in values.items()]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        f'action_endpoint:\n  url: "{action_url}"\n  token: "{token}"\n', encoding="utf-8"
-    )
+    path.touch(mode=0o600)
     path.chmod(0o600)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def rasa_stores(redis_url: str, prefix: str) -> dict[str, dict[str, str | int | bool]]:
+    """Rasa 3.6's ``lock_store`` and ``tracker_store`` in the Redis of ``redis_url``, as its
+    docs describe them (``type: redis``; ``url`` is the host; ``port``, ``db``, ``username``,
+    ``password``, ``use_ssl``, ``key_prefix``). A conversation's lock and its tracker then
+    outlive a Rasa restart and are the same for every Rasa sharing them.
+
+    Rasa takes an alphanumeric ``key_prefix`` only (it ignores any other, with a warning):
+    ``prefix`` without its other characters, so "promptly:" gives keys "promptly:lock:..."
+    and "promptly:tracker:...".
+    """
+    parts = urlsplit(redis_url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ValueError("a Redis URL is redis://[user:password@]host[:port][/db]")
+    db = parts.path.strip("/")
+    store: dict[str, str | int | bool] = {
+        "type": "redis",
+        "url": parts.hostname,
+        "port": parts.port or 6379,
+        "db": int(db) if db else 0,
+    }
+    if parts.username:
+        store["username"] = unquote(parts.username)
+    if parts.password:
+        store["password"] = unquote(parts.password)
+    if parts.scheme == "rediss":
+        store["use_ssl"] = True
+    store["key_prefix"] = "".join(c for c in prefix if c.isalnum()) or "promptly"
+    return {"lock_store": dict(store), "tracker_store": dict(store)}
 
 
 def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 10) -> None:

@@ -86,6 +86,8 @@ def _rasa_server(settings: Settings) -> RasaServer:
         settings.path(settings.storage.database).parent / "endpoints.yml",
         f"http://{host}:{settings.server.port}/actions/webhook",
         settings.action_token.get_secret_value(),
+        redis_url=settings.scale.redis(),
+        redis_prefix=settings.scale.redis_prefix,
     )
     return RasaServer(
         rasa_executable(settings),
