@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +22,9 @@ from bot.cli import main
 from bot.handoff.calendar import Calendar
 from bot.settings import Settings
 from bot.store.base import Event
+from bot.store.postgres import PostgresStore
 from bot.store.sqlite import SQLiteStore
+from tests.unit.test_store import pg_database
 
 SINCE = datetime(2026, 11, 16, tzinfo=UTC)  # a Monday
 UNTIL = SINCE + timedelta(days=7)
@@ -421,14 +424,65 @@ async def write_store(path: Path) -> None:
         await store.close()
 
 
-async def test_events_load_matches_the_hand_built_log(tmp_path: Path) -> None:
-    await write_store(tmp_path / "p.db")
-    store = await SQLiteStore.open(tmp_path / "p.db")
-    try:
-        loaded = await events.load(store, UNTIL)
-        cut = await events.load(store, at(3, 0))
-    finally:
-        await store.close()
+async def fill_postgres(conn: Any) -> None:
+    """``write_store``'s scenario, in a PostgreSQL database."""
+    for cid, (channel, tier) in CONVERSATIONS.items():
+        await conn.execute(
+            "INSERT INTO customers (id, tier, created_at) VALUES ($1, $2, $3)",
+            "u" + cid,
+            tier,
+            SINCE,
+        )
+        await conn.execute(
+            "INSERT INTO conversations (id, customer_id, channel, state, created_at) "
+            "VALUES ($1, $2, $3, 'bot', $4)",
+            cid,
+            "u" + cid,
+            channel,
+            SINCE,
+        )
+    await conn.execute(
+        "INSERT INTO messages (id, conversation_id, direction, channel, type, kind, text, "
+        "created_at) VALUES ('m9', 'c1', 'in', 'web', 'customer', 'reaction', '', $1)",
+        at(1, 8),
+    )
+    for tid, calendar in TICKET_CALENDARS.items():
+        await conn.execute(
+            "INSERT INTO tickets (id, reference, conversation_id, customer_id, queue, "
+            "priority, tier, status, reason, created_at, first_response_due, sla) "
+            "VALUES ($1, $2, 'c2', 'uc2', 'q', 'normal', 'consumer', 'resolved', 'r', $3, $3, $4)",
+            tid,
+            "PR-" + tid,
+            SINCE,
+            {"calendar": calendar},
+        )
+    for when, kind, conversation, message, ticket, data in SCENARIO:
+        await conn.execute(
+            "INSERT INTO events (at, type, conversation_id, message_id, ticket_id, data) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            when,
+            kind,
+            conversation,
+            message,
+            ticket,
+            data,
+        )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_events_load_matches_the_hand_built_log(tmp_path: Path, backend: str) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        if backend == "sqlite":
+            await write_store(tmp_path / "p.db")
+            store: SQLiteStore | PostgresStore = await SQLiteStore.open(tmp_path / "p.db")
+        else:
+            store = await PostgresStore.open(await stack.enter_async_context(pg_database()))
+            await store.run(fill_postgres, write=True)
+        try:
+            loaded = await events.load(store, UNTIL)
+            cut = await events.load(store, at(3, 0))
+        finally:
+            await store.close()
     assert loaded == log_of(SCENARIO)
     assert all(e.at < at(3, 0) for e in cut.events) and len(cut.events) < len(loaded.events)
 
