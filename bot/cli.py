@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from bot.console.accounts import ROLES
 from bot.customers import ImportSummary, import_customers
 from bot.durations import parse_duration
-from bot.errors import PromptlyError
+from bot.errors import ConfigError, PromptlyError
 from bot.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -32,8 +32,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help="path to promptly.toml")
     parser.add_argument("-v", "--verbose", action="store_true")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="train if needed, start Rasa and the gateway")
-    commands.add_parser("gateway", help="start only the gateway (Rasa runs elsewhere)")
+    running = commands.add_parser("run", help="train if needed, start Rasa and the gateway")
+    gateway = commands.add_parser("gateway", help="start only the gateway (Rasa runs elsewhere)")
+    for serving in (running, gateway):
+        serving.add_argument(
+            "--workers",
+            type=_positive,
+            default=1,
+            help="gateway processes sharing the port (more than 1 needs [scale] database_url "
+            "and redis_url; docs/deploy.md)",
+        )
+    # One of the `--workers` processes: binds the port with SO_REUSEPORT.
+    gateway.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     train = commands.add_parser("train", help="train the Rasa model if its inputs changed")
     train.add_argument("--force", action="store_true")
     commands.add_parser("check", help="validate the configuration and exit")
@@ -133,14 +143,35 @@ def _dispatch(args: argparse.Namespace) -> int:
         kb = load_knowledge_base_sync(settings, SentenceTransformerEmbedder())
         print(f"knowledge base ready: {len(kb.articles)} articles")
     else:
-        from bot.runner import serve
+        from bot.runner import serve, workers_refusal
         from bot.training import train
 
+        refusal = workers_refusal(settings, args.workers)
+        if refusal is not None:  # before training: that takes minutes
+            raise ConfigError(refusal)
         manage = args.command == "run" and settings.rasa.manage
         if manage:
             train(settings)
-        asyncio.run(serve(settings, manage_rasa=manage))
+        asyncio.run(
+            serve(
+                settings,
+                manage_rasa=manage,
+                workers=args.workers,
+                config=args.config,
+                reuse_port=args.reuse_port if args.command == "gateway" else False,
+            )
+        )
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
 
 
 # -- kb import / export / reindex / search ---------------------------------------------------

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 import sys
+import time
+from pathlib import Path
 
 from aiohttp import web
 from pydantic import SecretStr
@@ -15,8 +18,9 @@ from pydantic import SecretStr
 from bot.app import create_app
 from bot.console.access import ACCOUNTS
 from bot.console.accounts import Accounts
+from bot.errors import ConfigError
 from bot.rasa_server import RasaServer, RasaStartError, write_endpoints
-from bot.settings import Settings
+from bot.settings import ACTION_TOKEN_ENV, AGENT_TOKEN_ENV, Settings
 from bot.training import TrainingError, model_path, rasa_executable
 
 logger = logging.getLogger(__name__)
@@ -33,12 +37,50 @@ def with_tokens(settings: Settings) -> tuple[Settings, bool]:
     return settings.model_copy(update=update), "agent_token" in update
 
 
-async def serve(settings: Settings, *, manage_rasa: bool) -> None:
+def workers_refusal(settings: Settings, workers: int) -> str | None:
+    """Why ``workers`` gateway processes cannot serve this configuration (None: they can).
+
+    Processes share nothing but the database and Redis: each runs the outbox, the SLA monitor
+    and the journal, which a SQLite file beside one process cannot hold for several. Until a
+    PostgreSQL database is selectable (``[scale] database_url``), more than one is refused.
+    """
+    if workers <= 1:
+        return None
+    missing = ['database_url = "postgresql://…"']
+    if settings.scale.redis() is None:
+        missing.append('redis_url = "redis://…"')
+    return (
+        f"--workers {workers} needs every gateway process to share one database and Redis: "
+        f'set {" and ".join(missing)} in [scale] (docs/deploy.md, "Scaling out"). The '
+        "database is SQLite until PostgreSQL is selectable, so this version runs one "
+        "gateway process (--workers 1)."
+    )
+
+
+async def serve(
+    settings: Settings,
+    *,
+    manage_rasa: bool,
+    workers: int = 1,
+    config: Path | None = None,
+    reuse_port: bool = False,
+) -> None:
+    """Serve until Ctrl-C: one gateway in this process, or (``workers`` > 1) that many
+    gateway child processes on one port (SO_REUSEPORT), supervised; Rasa once, here."""
+    refusal = workers_refusal(settings, workers)
+    if refusal is not None:
+        raise ConfigError(refusal)
     settings, generated_agent_token = with_tokens(settings)
+    if workers > 1:
+        await _serve_workers(settings, workers, config, manage_rasa, generated_agent_token)
+        return
     app = create_app(settings)
     runner = app_runner(app, settings)
     await runner.setup()
-    site = web.TCPSite(runner, settings.server.host, settings.server.port)
+    # reuse_port: one of several gateway processes sharing the port (`--workers`).
+    site = web.TCPSite(
+        runner, settings.server.host, settings.server.port, reuse_port=reuse_port or None
+    )
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -59,6 +101,115 @@ async def serve(settings: Settings, *, manage_rasa: bool) -> None:
         if rasa is not None:
             await asyncio.to_thread(rasa.stop)
         await runner.cleanup()
+
+
+async def _serve_workers(
+    settings: Settings,
+    workers: int,
+    config: Path | None,
+    manage_rasa: bool,
+    generated_agent_token: bool,
+) -> None:
+    assert settings.action_token is not None and settings.agent_token is not None
+    # The children read the same config and use this run's tokens (Rasa calls any of them).
+    env = {
+        **os.environ,
+        ACTION_TOKEN_ENV: settings.action_token.get_secret_value(),
+        AGENT_TOKEN_ENV: settings.agent_token.get_secret_value(),
+    }
+    command = [sys.executable, "-m", "bot"]
+    if config is not None:
+        command += ["--config", str(config)]
+    command += ["gateway", "--reuse-port"]
+    pool = Workers(command, workers, env)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    rasa = _rasa_server(settings) if manage_rasa else None
+    supervisor = asyncio.create_task(_supervise(rasa, stop)) if rasa else None
+    _banner(settings, generated_agent_token, rasa, workers=workers)
+    try:
+        await pool.run(stop)
+        print("\nStopping Promptly...", file=sys.stderr)
+    finally:
+        stop.set()
+        if supervisor is not None:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
+        if rasa is not None:
+            await asyncio.to_thread(rasa.stop)
+
+
+class Workers:
+    """``count`` copies of ``command`` kept running until ``stop``: one that exits is
+    started again (after a backoff that doubles, up to a minute, while they keep dying
+    quickly); at ``stop`` each gets SIGTERM, then SIGKILL after ``grace`` seconds."""
+
+    def __init__(
+        self,
+        command: list[str],
+        count: int,
+        env: dict[str, str] | None = None,
+        *,
+        grace: float = 20.0,
+        backoff: tuple[float, float] = (1.0, 60.0),
+    ) -> None:
+        self.command, self.count, self.env = command, count, env
+        self.grace, self.backoff = grace, backoff
+        self.processes: list[asyncio.subprocess.Process | None] = [None] * count
+        self.restarts = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        slots = [asyncio.create_task(self._slot(i, stop)) for i in range(self.count)]
+        try:
+            await stop.wait()
+        finally:
+            stop.set()
+            await asyncio.gather(*(self._stop(p) for p in self.processes if p is not None))
+            for slot in slots:
+                slot.cancel()
+            await asyncio.gather(*slots, return_exceptions=True)
+
+    async def _slot(self, index: int, stop: asyncio.Event) -> None:
+        delay = self.backoff[0]
+        while not stop.is_set():
+            started = time.monotonic()
+            # Own session: Ctrl-C reaches this process, which stops the workers in order.
+            process = await asyncio.create_subprocess_exec(
+                *self.command, env=self.env, start_new_session=True
+            )
+            self.processes[index] = process
+            logger.info("gateway worker %d started (pid %d)", index + 1, process.pid)
+            code = await process.wait()
+            if stop.is_set():
+                return
+            if time.monotonic() - started > 2 * self.backoff[1]:
+                delay = self.backoff[0]  # it ran a good while: not a crash loop
+            logger.error(
+                "gateway worker %d (pid %d) exited with %s; restarting in %.0f s",
+                index + 1,
+                process.pid,
+                code,
+                delay,
+            )
+            self.restarts += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, self.backoff[1])
+
+    async def _stop(self, process: asyncio.subprocess.Process) -> None:
+        if process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), self.grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
 
 
 def app_runner(app: web.Application, settings: Settings) -> web.AppRunner:
@@ -140,6 +291,7 @@ def _banner(
     generated_agent_token: bool,
     rasa: RasaServer | None,
     demo_login: str | None = None,
+    workers: int = 1,
 ) -> None:
     base = settings.server.public_url or f"http://{settings.server.host}:{settings.server.port}"
     lines = [
@@ -151,6 +303,8 @@ def _banner(
         f"  Health:        {base}/health",
         f"  Console:       {base}/console  (KB editor: {base}/console/editor)",
     ]
+    if workers > 1:
+        lines.append(f"  Workers:       {workers} gateway processes on port {settings.server.port}")
     if demo_login is not None:
         lines.append(f"  Console login: {demo_login}")
     if generated_agent_token and settings.agent_token is not None:
