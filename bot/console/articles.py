@@ -10,7 +10,6 @@ drafts saved on top of a published article do not change what customers see unti
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import re
@@ -19,11 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 from bot.clock import Clock, utc_now
 from bot.console.article_content import Content, diff_content, make_content, valid_id
 from bot.errors import Conflict, NotFound, Unprocessable
+from bot.store.postgres import PostgresStore
 from bot.store.sqlite import SQLiteStore
 from knowledge_base.articles import Article, Audience
 from knowledge_base.importers import Problem, Record, parse_markdown_dir
@@ -49,6 +49,27 @@ _SELECT_ARTICLES = (
 _SELECT_VERSIONS = (
     f"SELECT article_id, version, {_CONTENT}, status, author, at FROM article_versions"
 )
+_SELECT_PUBLISHED = (
+    f"SELECT a.id, {', '.join('v.' + c for c in _CONTENT.split(', '))} FROM articles a "
+    f"JOIN article_versions v ON v.article_id = a.id AND v.version = {_LIVE}"
+)
+_UPSERT_ARTICLE = (
+    f"INSERT INTO articles (id, {_CONTENT}, status, version, updated_at, updated_by) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+    "title = excluded.title, body = excluded.body, questions = excluded.questions, "
+    "tags = excluded.tags, language = excluded.language, audience = excluded.audience, "
+    "status = excluded.status, version = excluded.version, "
+    "updated_at = excluded.updated_at, updated_by = excluded.updated_by"
+)
+_INSERT_VERSION = (
+    f"INSERT INTO article_versions (article_id, version, {_CONTENT}, status, author, at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_LAST_IMPORTED = "WHERE article_id = ? AND author = ? ORDER BY version DESC LIMIT 1"
+# PostgreSQL transactions that write articles take this advisory lock first, so they run one
+# at a time as SQLite's writes do ("PROMARTS"): a stale version or a taken id is found by
+# reading, never by two writers racing to the same version.
+_WRITE_LOCK = 0x50524F4D41525453
 
 
 @dataclass(frozen=True)
@@ -95,117 +116,72 @@ def kb_article(article_id: str, content: Content) -> Article:
 
 
 class ArticleStore:
-    """Articles and their versions; every operation is one transaction on the store's thread."""
+    """Articles and their versions; every operation is one transaction."""
 
-    def __init__(self, store: SQLiteStore, clock: Clock = utc_now) -> None:
-        self._store = store
+    def __init__(self, store: SQLiteStore | PostgresStore, clock: Clock = utc_now) -> None:
+        self._queries: _Queries = (
+            _PostgresQueries(store) if isinstance(store, PostgresStore) else _SQLiteQueries(store)
+        )
         self._clock = clock
 
     async def find(
         self, *, status: str | None = None, text: str | None = None
     ) -> list[StoredArticle]:
         """Newest change first; ``text`` matches title, body or questions (ASCII case-folded)."""
-        where: list[str] = []
-        args: list[str] = []
-        if status is not None:
-            where.append("a.status = ?")
-            args.append(_valid_status(status))
+        pattern = None
         if text and text.strip():
             pattern = "%" + re.sub(r"([\\%_])", r"\\\1", text.strip()) + "%"
-            where.append(
-                "(a.title LIKE ? ESCAPE '\\' OR a.body LIKE ? ESCAPE '\\' "
-                "OR a.questions LIKE ? ESCAPE '\\')"
-            )
-            args += [pattern] * 3
-        sql = _SELECT_ARTICLES + (f" WHERE {' AND '.join(where)}" if where else "")
-        rows = await self._store.run(
-            lambda db: db.execute(sql + " ORDER BY a.updated_at DESC, a.id", args).fetchall(),
-            write=False,
+        return await self._queries.articles(
+            None if status is None else _valid_status(status), pattern
         )
-        return [_article(row) for row in rows]
 
     async def get(self, article_id: str) -> StoredArticle:
-        return await self._store.run(lambda db: _existing(db, article_id), write=False)
+        return await self._queries.article(article_id)
 
     async def create(self, article_id: str, content: Content, author: str) -> StoredArticle:
-        article_id = valid_id(article_id)
-        at = self._clock()
-
-        def write(db: sqlite3.Connection) -> StoredArticle:
-            if _head(db, article_id) is not None:
-                raise Conflict(
-                    "article_exists", f"there is already an article {article_id!r}", field="id"
-                )
-            return _append(db, article_id, 1, content, "draft", author, at)
-
-        return await self._store.run(write, write=True)
+        return await self._queries.create(valid_id(article_id), content, author, self._clock())
 
     async def save_draft(
         self, article_id: str, content: Content, *, version: int, author: str
     ) -> StoredArticle:
-        return await self._change(article_id, version, author, "draft", lambda db, head: content)
+        return await self._change(article_id, version, author, "draft", _Source(content))
 
     async def publish(
         self, article_id: str, *, version: int, author: str, content: Content | None = None
     ) -> StoredArticle:
         """Publish ``content`` (default: the newest version's) as a new version."""
-        return await self._change(
-            article_id, version, author, "published", lambda db, head: content or head.content
-        )
+        return await self._change(article_id, version, author, "published", _Source(content))
 
     async def archive(self, article_id: str, *, version: int, author: str) -> StoredArticle:
-        return await self._change(
-            article_id, version, author, "archived", lambda db, head: head.content
-        )
+        return await self._change(article_id, version, author, "archived", _Source())
 
     async def restore(
         self, article_id: str, old: int, *, version: int, author: str
     ) -> StoredArticle:
         """Save version ``old`` again as a new draft (publish it to serve it)."""
-        return await self._change(
-            article_id,
-            version,
-            author,
-            "draft",
-            lambda db, head: _version_of(db, article_id, old).content,
-        )
+        return await self._change(article_id, version, author, "draft", _Source(restore=old))
 
     async def versions(self, article_id: str) -> list[Version]:
         """Newest first."""
-
-        def read(db: sqlite3.Connection) -> list[Version]:
-            _existing(db, article_id)
-            sql = f"{_SELECT_VERSIONS} WHERE article_id = ? ORDER BY version DESC"
-            return [_version(row) for row in db.execute(sql, (article_id,))]
-
-        return await self._store.run(read, write=False)
+        return await self._queries.versions(article_id)
 
     async def version(self, article_id: str, number: int) -> Version:
-        return await self._store.run(lambda db: _version_of(db, article_id, number), write=False)
+        return await self._queries.version(article_id, number)
 
     async def diff(self, article_id: str, old: int, new: int) -> str:
         """A unified diff per changed field (title, body, questions, tags, audience, language)."""
-        before, after = await self._store.run(
-            lambda db: (_version_of(db, article_id, old), _version_of(db, article_id, new)),
-            write=False,
-        )
+        # Versions never change once written: two reads see what one would.
+        before = await self._queries.version(article_id, old)
+        after = await self._queries.version(article_id, new)
         return diff_versions(before, after)
 
     async def published(self) -> list[Article]:
         """What searches should serve, e.g. to build the knowledge base at start."""
-        sql = (
-            f"SELECT a.id, {', '.join('v.' + c for c in _CONTENT.split(', '))} FROM articles a "
-            f"JOIN article_versions v ON v.article_id = a.id AND v.version = {_LIVE} "
-            "ORDER BY a.id"
-        )
-        rows = await self._store.run(lambda db: db.execute(sql).fetchall(), write=False)
-        return [kb_article(row[0], _content(row[1:7])) for row in rows]
+        return await self._queries.published()
 
     async def stamp(self) -> tuple[int, str | None]:
         """Changes whenever any article is created or changed: cheap to poll."""
-        sql = "SELECT count(*), max(updated_at) FROM articles"
-        row = await self._store.run(lambda db: db.execute(sql).fetchone(), write=False)
-        return int(row[0]), row[1]
+        return await self._queries.stamp()
 
     async def watch(self, kb: LiveKnowledgeBase, interval: float = WATCH_INTERVAL) -> None:
         """Serve what other processes publish (``promptly kb import``, another gateway): poll
@@ -261,10 +237,10 @@ class ArticleStore:
             progress(len(records) - len(valid))
         for start in range(0, len(valid), _IMPORT_BATCH):
             batch = valid[start : start + _IMPORT_BATCH]
-            at = self._clock()
-            outcomes = await self._store.run(
-                functools.partial(_import_batch, batch=batch, at=at, overwrite=overwrite),
-                write=True,
+            outcomes = await self._queries.import_batch(
+                [(record.article.id, content) for record, content in batch],
+                self._clock(),
+                overwrite,
             )
             for (record, _), outcome in zip(batch, outcomes, strict=True):
                 if outcome == "added":
@@ -280,30 +256,11 @@ class ArticleStore:
         return report
 
     async def _change(
-        self,
-        article_id: str,
-        version: int,
-        author: str,
-        status: Status,
-        content_of: Callable[[sqlite3.Connection, StoredArticle], Content],
+        self, article_id: str, version: int, author: str, status: Status, source: _Source
     ) -> StoredArticle:
-        at = self._clock()
-
-        def write(db: sqlite3.Connection) -> StoredArticle:
-            head = _existing(db, article_id)
-            if head.version != version:
-                raise Conflict(
-                    "stale_version",
-                    f"{article_id!r} is at version {head.version} (saved by {head.updated_by}) "
-                    f"but your edit is based on version {version}: reload it and edit again",
-                    field="version",
-                )
-            new = content_of(db, head)
-            if status != "draft" and head.status == status and new == head.content:
-                return head  # publishing or archiving again changes nothing
-            return _append(db, article_id, head.version + 1, new, status, author, at)
-
-        return await self._store.run(write, write=True)
+        return await self._queries.change(
+            article_id, version, author, status, source, self._clock()
+        )
 
 
 def diff_versions(old: Version, new: Version) -> str:
@@ -317,7 +274,200 @@ def _valid_status(status: str) -> Status:
     raise Unprocessable("invalid_status", f"status is one of {', '.join(STATUSES)}", field="status")
 
 
-# -- rows (on the database thread) -----------------------------------------------------------
+@dataclass(frozen=True)
+class _Source:
+    """What a change saves: ``content``, else version ``restore``'s, else the newest's."""
+
+    content: Content | None = None
+    restore: int | None = None
+
+
+def _stale(head: StoredArticle, version: int) -> Conflict:
+    return Conflict(
+        "stale_version",
+        f"{head.id!r} is at version {head.version} (saved by {head.updated_by}) "
+        f"but your edit is based on version {version}: reload it and edit again",
+        field="version",
+    )
+
+
+def _exists(article_id: str) -> Conflict:
+    return Conflict("article_exists", f"there is already an article {article_id!r}", field="id")
+
+
+def _unknown(article_id: str) -> NotFound:
+    return NotFound("unknown_article", f"no article {article_id!r}", field="id")
+
+
+def _unknown_version(article_id: str, number: int) -> NotFound:
+    return NotFound("unknown_version", f"{article_id!r} has no version {number}", field="version")
+
+
+def _changes_nothing(head: StoredArticle, status: Status, new: Content) -> bool:
+    """Publishing or archiving again changes nothing."""
+    return status != "draft" and head.status == status and new == head.content
+
+
+def _import_outcome(
+    article_id: str,
+    head: StoredArticle,
+    last: Version | None,
+    incoming: Content,
+    *,
+    overwrite: bool,
+) -> str:
+    """For an existing article: "updated" (append the import), "unchanged", or why not."""
+    if last is not None and _normalised(last.content) == incoming:
+        return "unchanged"  # the source is as last imported: whatever editors did since stands
+    if head.status == "published" and _normalised(head.content) == incoming:
+        return "unchanged"  # already what is served
+    # An article made in the console, or changed there since the last import (edited, a
+    # draft saved, archived), is the editors' now: a changed source must not undo that.
+    edited = last is None or (
+        head.version != last.version
+        and (head.content != last.content or head.status != last.status)
+    )
+    if edited and not overwrite:
+        who = "created" if last is None else "changed"
+        return (
+            f"conflict: {article_id!r} was {who} in the console (version {head.version} by "
+            f"{head.updated_by}, {head.status}) since the last import; not overwritten"
+        )
+    return "updated"
+
+
+# -- queries, one object per backend ---------------------------------------------------------
+
+_Batch = Sequence[tuple[str, Content]]
+
+
+class _Queries(Protocol):
+    async def articles(self, status: Status | None, pattern: str | None) -> list[StoredArticle]:
+        """Newest change first, then by id; ``pattern`` (LIKE, ``\\`` escapes) matches title,
+        body or questions, ASCII letters in either case."""
+
+    async def article(self, article_id: str) -> StoredArticle:
+        """``NotFound`` when there is none."""
+
+    async def create(
+        self, article_id: str, content: Content, author: str, at: datetime
+    ) -> StoredArticle:
+        """Version 1, a draft; ``Conflict`` when the id is taken."""
+
+    async def change(
+        self,
+        article_id: str,
+        version: int,
+        author: str,
+        status: Status,
+        source: _Source,
+        at: datetime,
+    ) -> StoredArticle:
+        """A new version based on ``version``; ``Conflict`` when that is not the newest."""
+
+    async def versions(self, article_id: str) -> list[Version]: ...
+
+    async def version(self, article_id: str, number: int) -> Version: ...
+
+    async def published(self) -> list[Article]: ...
+
+    async def stamp(self) -> tuple[int, str | None]: ...
+
+    async def import_batch(self, batch: _Batch, at: datetime, overwrite: bool) -> list[str]:
+        """One transaction: the outcome of each record, in order."""
+
+
+class _SQLiteQueries:
+    """Every method is one transaction on the store's thread; JSON lists and times are text."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    async def articles(self, status: Status | None, pattern: str | None) -> list[StoredArticle]:
+        where: list[str] = []
+        args: list[str] = []
+        if status is not None:
+            where.append("a.status = ?")
+            args.append(status)
+        if pattern is not None:
+            where.append(
+                "(a.title LIKE ? ESCAPE '\\' OR a.body LIKE ? ESCAPE '\\' "
+                "OR a.questions LIKE ? ESCAPE '\\')"
+            )
+            args += [pattern] * 3
+        sql = _SELECT_ARTICLES + (f" WHERE {' AND '.join(where)}" if where else "")
+        rows = await self._store.run(
+            lambda db: db.execute(sql + " ORDER BY a.updated_at DESC, a.id", args).fetchall(),
+            write=False,
+        )
+        return [_article(row) for row in rows]
+
+    async def article(self, article_id: str) -> StoredArticle:
+        return await self._store.run(lambda db: _existing(db, article_id), write=False)
+
+    async def create(
+        self, article_id: str, content: Content, author: str, at: datetime
+    ) -> StoredArticle:
+        def write(db: sqlite3.Connection) -> StoredArticle:
+            if _head(db, article_id) is not None:
+                raise _exists(article_id)
+            return _append(db, article_id, 1, content, "draft", author, at)
+
+        return await self._store.run(write, write=True)
+
+    async def change(
+        self,
+        article_id: str,
+        version: int,
+        author: str,
+        status: Status,
+        source: _Source,
+        at: datetime,
+    ) -> StoredArticle:
+        def write(db: sqlite3.Connection) -> StoredArticle:
+            head = _existing(db, article_id)
+            if head.version != version:
+                raise _stale(head, version)
+            new = source.content or head.content
+            if source.restore is not None:
+                new = _version_of(db, article_id, source.restore).content
+            if _changes_nothing(head, status, new):
+                return head
+            return _append(db, article_id, head.version + 1, new, status, author, at)
+
+        return await self._store.run(write, write=True)
+
+    async def versions(self, article_id: str) -> list[Version]:
+        def read(db: sqlite3.Connection) -> list[Version]:
+            _existing(db, article_id)
+            sql = f"{_SELECT_VERSIONS} WHERE article_id = ? ORDER BY version DESC"
+            return [_version(row) for row in db.execute(sql, (article_id,))]
+
+        return await self._store.run(read, write=False)
+
+    async def version(self, article_id: str, number: int) -> Version:
+        return await self._store.run(lambda db: _version_of(db, article_id, number), write=False)
+
+    async def published(self) -> list[Article]:
+        sql = f"{_SELECT_PUBLISHED} ORDER BY a.id"
+        rows = await self._store.run(lambda db: db.execute(sql).fetchall(), write=False)
+        return [kb_article(row[0], _content(row[1:7])) for row in rows]
+
+    async def stamp(self) -> tuple[int, str | None]:
+        sql = "SELECT count(*), max(updated_at) FROM articles"
+        row = await self._store.run(lambda db: db.execute(sql).fetchone(), write=False)
+        return int(row[0]), row[1]
+
+    async def import_batch(self, batch: _Batch, at: datetime, overwrite: bool) -> list[str]:
+        def write(db: sqlite3.Connection) -> list[str]:
+            return [
+                _import(db, article_id, content, at, overwrite) for article_id, content in batch
+            ]
+
+        return await self._store.run(write, write=True)
+
+
+# Rows on SQLite's database thread.
 
 
 def _head(db: sqlite3.Connection, article_id: str) -> StoredArticle | None:
@@ -328,7 +478,7 @@ def _head(db: sqlite3.Connection, article_id: str) -> StoredArticle | None:
 def _existing(db: sqlite3.Connection, article_id: str) -> StoredArticle:
     head = _head(db, article_id)
     if head is None:
-        raise NotFound("unknown_article", f"no article {article_id!r}", field="id")
+        raise _unknown(article_id)
     return head
 
 
@@ -337,9 +487,7 @@ def _version_of(db: sqlite3.Connection, article_id: str, number: int) -> Version
     row = db.execute(sql, (article_id, number)).fetchone()
     if row is None:
         _existing(db, article_id)
-        raise NotFound(
-            "unknown_version", f"{article_id!r} has no version {number}", field="version"
-        )
+        raise _unknown_version(article_id, number)
     return _version(row)
 
 
@@ -361,36 +509,206 @@ def _append(
         content.audience,
         status,
     )
-    db.execute(
-        f"INSERT INTO articles (id, {_CONTENT}, status, version, updated_at, updated_by) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-        "title = excluded.title, body = excluded.body, questions = excluded.questions, "
-        "tags = excluded.tags, language = excluded.language, audience = excluded.audience, "
-        "status = excluded.status, version = excluded.version, "
-        "updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-        (article_id, *values, version, at.isoformat(), author),
-    )
-    db.execute(
-        f"INSERT INTO article_versions (article_id, version, {_CONTENT}, status, author, at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (article_id, version, *values, author, at.isoformat()),
-    )
+    db.execute(_UPSERT_ARTICLE, (article_id, *values, version, at.isoformat(), author))
+    db.execute(_INSERT_VERSION, (article_id, version, *values, author, at.isoformat()))
     head = _head(db, article_id)
     assert head is not None, "just written"
     return head
 
 
-def _import_batch(
-    db: sqlite3.Connection,
-    *,
-    batch: Sequence[tuple[Record, Content]],
+def _import(
+    db: sqlite3.Connection, article_id: str, incoming: Content, at: datetime, overwrite: bool
+) -> str:
+    """The outcome: "added", "updated", "unchanged", or why the record was rejected."""
+    head = _head(db, article_id)
+    if head is None:
+        _append(db, article_id, 1, incoming, "published", IMPORT_AUTHOR, at)
+        return "added"
+    row = db.execute(f"{_SELECT_VERSIONS} {_LAST_IMPORTED}", (article_id, IMPORT_AUTHOR)).fetchone()
+    last = _version(row) if row else None
+    outcome = _import_outcome(article_id, head, last, incoming, overwrite=overwrite)
+    if outcome == "updated":
+        _append(db, article_id, head.version + 1, incoming, "published", IMPORT_AUTHOR, at)
+    return outcome
+
+
+class _PostgresQueries:
+    """The same SQL with ``$n`` placeholders (``_numbered``); JSON lists are jsonb (the
+    pool's codec encodes and decodes them) and times timestamptz. Ids sort and text matches
+    under the "C" collation, as SQLite's binary ordering and ASCII-only ``LIKE`` do. Writes
+    take ``_WRITE_LOCK`` first."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def articles(self, status: Status | None, pattern: str | None) -> list[StoredArticle]:
+        where: list[str] = []
+        args: list[str] = []
+        if status is not None:
+            where.append("a.status = ?")
+            args.append(status)
+        if pattern is not None:
+            where.append(
+                "(a.title COLLATE \"C\" ILIKE ? ESCAPE '\\' "
+                "OR a.body COLLATE \"C\" ILIKE ? ESCAPE '\\' "
+                "OR a.questions::text COLLATE \"C\" ILIKE ? ESCAPE '\\')"
+            )
+            args += [pattern] * 3
+        sql = _SELECT_ARTICLES + (f" WHERE {' AND '.join(where)}" if where else "")
+        sql = _numbered(sql + ' ORDER BY a.updated_at DESC, a.id COLLATE "C"')
+
+        async def read(db: Any) -> Any:
+            return await db.fetch(sql, *args)
+
+        return [_article(row) for row in await self._store.run(read, write=False)]
+
+    async def article(self, article_id: str) -> StoredArticle:
+        return await self._store.run(lambda db: _pg_existing(db, article_id), write=False)
+
+    async def create(
+        self, article_id: str, content: Content, author: str, at: datetime
+    ) -> StoredArticle:
+        async def write(db: Any) -> StoredArticle:
+            await _pg_lock(db)
+            if await _pg_head(db, article_id) is not None:
+                raise _exists(article_id)
+            return await _pg_append(db, article_id, 1, content, "draft", author, at)
+
+        return await self._store.run(write, write=True)
+
+    async def change(
+        self,
+        article_id: str,
+        version: int,
+        author: str,
+        status: Status,
+        source: _Source,
+        at: datetime,
+    ) -> StoredArticle:
+        async def write(db: Any) -> StoredArticle:
+            await _pg_lock(db)
+            head = await _pg_existing(db, article_id)
+            if head.version != version:
+                raise _stale(head, version)
+            new = source.content or head.content
+            if source.restore is not None:
+                new = (await _pg_version_of(db, article_id, source.restore)).content
+            if _changes_nothing(head, status, new):
+                return head
+            return await _pg_append(db, article_id, head.version + 1, new, status, author, at)
+
+        return await self._store.run(write, write=True)
+
+    async def versions(self, article_id: str) -> list[Version]:
+        async def read(db: Any) -> list[Version]:
+            await _pg_existing(db, article_id)
+            sql = f"{_SELECT_VERSIONS} WHERE article_id = ? ORDER BY version DESC"
+            return [_version(row) for row in await db.fetch(_numbered(sql), article_id)]
+
+        return await self._store.run(read, write=False)
+
+    async def version(self, article_id: str, number: int) -> Version:
+        return await self._store.run(lambda db: _pg_version_of(db, article_id, number), write=False)
+
+    async def published(self) -> list[Article]:
+        async def read(db: Any) -> Any:
+            return await db.fetch(f'{_SELECT_PUBLISHED} ORDER BY a.id COLLATE "C"')
+
+        rows = await self._store.run(read, write=False)
+        return [kb_article(row[0], _content(row[1:7])) for row in rows]
+
+    async def stamp(self) -> tuple[int, str | None]:
+        async def read(db: Any) -> Any:
+            return await db.fetchrow("SELECT count(*), max(updated_at) FROM articles")
+
+        row = await self._store.run(read, write=False)
+        return int(row[0]), None if row[1] is None else row[1].isoformat()
+
+    async def import_batch(self, batch: _Batch, at: datetime, overwrite: bool) -> list[str]:
+        async def write(db: Any) -> list[str]:
+            await _pg_lock(db)
+            return [
+                await _pg_import(db, article_id, content, at, overwrite)
+                for article_id, content in batch
+            ]
+
+        return await self._store.run(write, write=True)
+
+
+# Rows on a PostgreSQL connection.
+
+
+async def _pg_lock(db: Any) -> None:
+    await db.execute("SELECT pg_advisory_xact_lock($1)", _WRITE_LOCK)
+
+
+async def _pg_head(db: Any, article_id: str) -> StoredArticle | None:
+    row = await db.fetchrow(_numbered(f"{_SELECT_ARTICLES} WHERE a.id = ?"), article_id)
+    return None if row is None else _article(row)
+
+
+async def _pg_existing(db: Any, article_id: str) -> StoredArticle:
+    head = await _pg_head(db, article_id)
+    if head is None:
+        raise _unknown(article_id)
+    return head
+
+
+async def _pg_version_of(db: Any, article_id: str, number: int) -> Version:
+    sql = f"{_SELECT_VERSIONS} WHERE article_id = ? AND version = ?"
+    row = await db.fetchrow(_numbered(sql), article_id, number)
+    if row is None:
+        await _pg_existing(db, article_id)
+        raise _unknown_version(article_id, number)
+    return _version(row)
+
+
+async def _pg_append(
+    db: Any,
+    article_id: str,
+    version: int,
+    content: Content,
+    status: Status,
+    author: str,
     at: datetime,
-    overwrite: bool,
-) -> list[str]:
-    return [
-        _import(db, record.article.id, content, at, overwrite=overwrite)
-        for record, content in batch
-    ]
+) -> StoredArticle:
+    values = (
+        content.title,
+        content.body,
+        list(content.questions),
+        list(content.tags),
+        content.language,
+        content.audience,
+        status,
+    )
+    await db.execute(_numbered(_UPSERT_ARTICLE), article_id, *values, version, at, author)
+    await db.execute(_numbered(_INSERT_VERSION), article_id, version, *values, author, at)
+    head = await _pg_head(db, article_id)
+    assert head is not None, "just written"
+    return head
+
+
+async def _pg_import(
+    db: Any, article_id: str, incoming: Content, at: datetime, overwrite: bool
+) -> str:
+    head = await _pg_head(db, article_id)
+    if head is None:
+        await _pg_append(db, article_id, 1, incoming, "published", IMPORT_AUTHOR, at)
+        return "added"
+    sql = _numbered(f"{_SELECT_VERSIONS} {_LAST_IMPORTED}")
+    row = await db.fetchrow(sql, article_id, IMPORT_AUTHOR)
+    last = _version(row) if row else None
+    outcome = _import_outcome(article_id, head, last, incoming, overwrite=overwrite)
+    if outcome == "updated":
+        await _pg_append(db, article_id, head.version + 1, incoming, "published", IMPORT_AUTHOR, at)
+    return outcome
+
+
+def _numbered(sql: str) -> str:
+    """SQLite's ``?`` placeholders as PostgreSQL's ``$1``, ``$2``, … (our SQL has no ``?`` in
+    a literal)."""
+    parts = sql.split("?")
+    return parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], start=1))
 
 
 def _imported_content(article: Article) -> Content:
@@ -414,41 +732,18 @@ def _normalised(content: Content) -> Content:
         return content
 
 
-def _import(
-    db: sqlite3.Connection, article_id: str, incoming: Content, at: datetime, *, overwrite: bool
-) -> str:
-    """The outcome: "added", "updated", "unchanged", or why the record was rejected."""
-    head = _head(db, article_id)
-    if head is None:
-        _append(db, article_id, 1, incoming, "published", IMPORT_AUTHOR, at)
-        return "added"
-    row = db.execute(
-        f"{_SELECT_VERSIONS} WHERE article_id = ? AND author = ? ORDER BY version DESC LIMIT 1",
-        (article_id, IMPORT_AUTHOR),
-    ).fetchone()
-    last = _version(row) if row else None
-    if last is not None and _normalised(last.content) == incoming:
-        return "unchanged"  # the source is as last imported: whatever editors did since stands
-    if head.status == "published" and _normalised(head.content) == incoming:
-        return "unchanged"  # already what is served
-    # An article made in the console, or changed there since the last import (edited, a
-    # draft saved, archived), is the editors' now: a changed source must not undo that.
-    edited = last is None or (
-        head.version != last.version
-        and (head.content != last.content or head.status != last.status)
-    )
-    if edited and not overwrite:
-        who = "created" if last is None else "changed"
-        return (
-            f"conflict: {article_id!r} was {who} in the console (version {head.version} by "
-            f"{head.updated_by}, {head.status}) since the last import; not overwritten"
-        )
-    _append(db, article_id, head.version + 1, incoming, "published", IMPORT_AUTHOR, at)
-    return "updated"
-
-
 def _json(items: tuple[str, ...]) -> str:
     return json.dumps(list(items), ensure_ascii=False)
+
+
+def _items(value: str | list[str]) -> tuple[str, ...]:
+    """A JSON list: text from SQLite, already decoded from PostgreSQL's jsonb."""
+    return tuple(json.loads(value) if isinstance(value, str) else value)
+
+
+def _at(value: str | datetime) -> datetime:
+    """A time: ISO text from SQLite, a datetime from PostgreSQL's timestamptz."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 def _content(row: Sequence[Any]) -> Content:
@@ -456,8 +751,8 @@ def _content(row: Sequence[Any]) -> Content:
     return Content(
         title=title,
         body=body,
-        questions=tuple(json.loads(questions)),
-        tags=tuple(json.loads(tags)),
+        questions=_items(questions),
+        tags=_items(tags),
         language=language,
         audience=cast(Audience, audience),
     )
@@ -469,7 +764,7 @@ def _article(row: Sequence[Any]) -> StoredArticle:
         content=_content(row[1:7]),
         status=cast(Status, row[7]),
         version=row[8],
-        updated_at=datetime.fromisoformat(row[9]),
+        updated_at=_at(row[9]),
         updated_by=row[10],
         live_version=row[11],
     )
@@ -482,5 +777,5 @@ def _version(row: Sequence[Any]) -> Version:
         content=_content(row[2:8]),
         status=cast(Status, row[8]),
         author=row[9],
-        at=datetime.fromisoformat(row[10]),
+        at=_at(row[10]),
     )

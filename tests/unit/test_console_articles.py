@@ -1,8 +1,8 @@
-"""The article repository on a real SQLite store: versions, concurrency, diff, import."""
+"""The article repository on real stores, SQLite and PostgreSQL (a fresh database per test,
+skipped without a server): versions, concurrency, diff, import."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,9 @@ import pytest
 from bot.console.article_content import MAX_QUESTION, MAX_QUESTIONS, Content, make_content
 from bot.console.articles import IMPORT_AUTHOR, ArticleStore, kb_article
 from bot.errors import Conflict, NotFound, Unprocessable
+from bot.store.postgres import PostgresStore
 from bot.store.sqlite import SQLiteStore
+from tests.unit.test_store import store  # noqa: F401  (the fixture: both backends)
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPING = make_content(
@@ -35,10 +37,8 @@ class Ticking:
 
 
 @pytest.fixture
-async def articles(tmp_path: Path) -> AsyncIterator[ArticleStore]:
-    store = await SQLiteStore.open(tmp_path / "promptly.db")
-    yield ArticleStore(store, Ticking())
-    await store.close()
+def articles(store: SQLiteStore | PostgresStore) -> ArticleStore:  # noqa: F811
+    return ArticleStore(store, Ticking())
 
 
 def md(title: str, body: str, *, audience: str = "customer") -> str:

@@ -5,6 +5,7 @@ here), ``GET /api/kb/gaps`` over what the bot declined or only offered through t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from bot import cli, keys
 from bot.app import create_app
 from bot.channels.base import Customer, InboundMessage
 from bot.console.articles import ArticleStore
+from bot.store.postgres import PostgresStore
 from bot.store.sqlite import SQLiteStore
 from knowledge_base import Article, HashingEmbedder, KnowledgeBase, LiveKnowledgeBase
 from knowledge_base.embedder import Vectors
@@ -28,6 +30,7 @@ from tests.unit.conftest import FakeRasa
 from tests.unit.test_gateway import TOKEN, frames, make_settings, post, wait_for_rasa
 from tests.unit.test_kb_bands import articles
 from tests.unit.test_kb_import import config
+from tests.unit.test_store import store as backend  # noqa: F401  (both backends)
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -188,13 +191,15 @@ async def test_the_gaps_command_reports_recent_questions(
 # -- articles published by another process --------------------------------------------------------
 
 
-async def test_a_gateway_serves_articles_another_process_imports(tmp_path: Path) -> None:
+async def test_a_gateway_serves_articles_another_process_imports(
+    tmp_path: Path,
+    backend: SQLiteStore | PostgresStore,  # noqa: F811
+) -> None:
     """``promptly kb import`` writes the database; a running gateway's watch picks it up."""
-    store = await SQLiteStore.open(tmp_path / "promptly.db")
+    mine, theirs = ArticleStore(backend), ArticleStore(backend)
+    kb = LiveKnowledgeBase(KnowledgeBase.build([], HashingEmbedder(256)))
+    watching = asyncio.create_task(mine.watch(kb, interval=0.02))
     try:
-        mine, theirs = ArticleStore(store), ArticleStore(store)
-        kb = LiveKnowledgeBase(KnowledgeBase.build([], HashingEmbedder(256)))
-        watching = asyncio.create_task(mine.watch(kb, interval=0.02))
         await asyncio.sleep(0.05)
         gift = Article(
             "gift-cards", "Gift cards", "We sell gift cards from 10 euros.", None, (), ()
@@ -204,9 +209,10 @@ async def test_a_gateway_serves_articles_another_process_imports(tmp_path: Path)
         await until(lambda: [h.article_id for h in kb.search("gift cards")] == ["gift-cards"])
         await theirs.archive("gift-cards", version=1, author="ed")
         await until(lambda: kb.search("gift cards") == [])
-        watching.cancel()
     finally:
-        await store.close()
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
 
 
 async def until(condition: Any, timeout: float = 2.0) -> None:

@@ -7,7 +7,6 @@ Search uses the hashing embedder: these tests are about the commands, not rankin
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,11 @@ import pytest
 from bot import cli
 from bot.console.article_content import make_content
 from bot.console.articles import IMPORT_AUTHOR, ArticleStore
+from bot.store.postgres import PostgresStore
 from bot.store.sqlite import SQLiteStore
 from knowledge_base import ArticleError, HashingEmbedder
 from knowledge_base.importers import Parsed, parse_path, slug
+from tests.unit.test_store import store  # noqa: F401  (the fixture: both backends)
 
 SHIPPING_MD = """\
 ---
@@ -203,10 +204,8 @@ def test_slugs_are_path_safe_ids() -> None:
 
 
 @pytest.fixture
-async def articles(tmp_path: Path) -> AsyncIterator[ArticleStore]:
-    store = await SQLiteStore.open(tmp_path / "promptly.db")
-    yield ArticleStore(store)
-    await store.close()
+def articles(store: SQLiteStore | PostgresStore) -> ArticleStore:  # noqa: F811
+    return ArticleStore(store)
 
 
 async def test_reimport_is_idempotent_and_a_changed_file_is_a_new_version(
