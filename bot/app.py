@@ -81,10 +81,7 @@ from knowledge_base.isolated import IsolatedEmbedder
 logger = logging.getLogger(__name__)
 # What still runs its own SQL on SQLite alone: on PostgreSQL (``storage.database_url``) the
 # gateway refuses to start while this names anything, instead of failing on first use.
-_SQLITE_ONLY: tuple[str, ...] = (
-    "the console's articles (bot/console/articles.py)",
-    "the lead dashboard (bot/console/dashboard.py)",
-)
+_SQLITE_ONLY: tuple[str, ...] = ("the lead dashboard (bot/console/dashboard.py)",)
 # Reached without the reverse proxy: Rasa calling the actions, probes and Prometheus.
 DIRECT_PATHS = ("/actions/webhook", "/health", "/metrics")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -243,7 +240,7 @@ async def _accounts(app: web.Application) -> AsyncIterator[None]:
 
 async def _knowledge_base(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    articles = app[keys.ARTICLES] = ArticleStore(_sqlite_pending(_any_store(app)))
+    articles = app[keys.ARTICLES] = ArticleStore(_any_store(app))
     if not settings.kb.enabled:
         yield
         return
