@@ -41,6 +41,7 @@ from bot.clock import Clock
 from bot.console.access import require, require_page
 from bot.errors import NotFound, Unprocessable
 from bot.settings import Settings
+from bot.store.postgres import PostgresStore
 from bot.store.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
@@ -632,17 +633,7 @@ class Dashboard:
 
     async def _references(self, ticket_ids: Sequence[str]) -> dict[str, str]:
         """The tickets' references (what customers and agents quote), by id."""
-        wanted = sorted(set(ticket_ids))
-        if not wanted:
-            return {}
-        marks = ", ".join("?" * len(wanted))
-        rows = await self._store.run(
-            lambda db: db.execute(
-                f"SELECT id, reference FROM tickets WHERE id IN ({marks})", wanted
-            ).fetchall(),
-            write=False,
-        )
-        return {str(ticket_id): str(reference) for ticket_id, reference in rows}
+        return await ticket_references(self._store, ticket_ids)
 
     async def view(self, period: str) -> View:
         """The period's statistics, shared by the requests of the next ``CACHE_SECONDS``."""
@@ -661,6 +652,33 @@ class Dashboard:
         options = options_for(self._settings, bounds[0], now)
         log = await events.load(self._store, now)
         return await asyncio.to_thread(build_view, period, log, options, bounds)
+
+
+async def ticket_references(
+    store: SQLiteStore | PostgresStore, ticket_ids: Sequence[str]
+) -> dict[str, str]:
+    """The tickets' references (what customers and agents quote), by id; unknown ids are
+    left out."""
+    wanted = sorted(set(ticket_ids))
+    if not wanted:
+        return {}
+    if isinstance(store, PostgresStore):
+
+        async def read(db: Any) -> Any:
+            return await db.fetch(
+                "SELECT id, reference FROM tickets WHERE id = ANY($1::text[])", wanted
+            )
+
+        rows = await store.run(read, write=False)
+    else:
+        marks = ", ".join("?" * len(wanted))
+        rows = await store.run(
+            lambda db: db.execute(
+                f"SELECT id, reference FROM tickets WHERE id IN ({marks})", wanted
+            ).fetchall(),
+            write=False,
+        )
+    return {str(ticket_id): str(reference) for ticket_id, reference in rows}
 
 
 def _failed(task: asyncio.Task[View]) -> bool:

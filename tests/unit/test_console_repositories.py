@@ -10,11 +10,16 @@ import pytest
 
 from bot.console.accounts import Accounts, Audit, User
 from bot.console.canned import DEFAULTS, CannedReplies
+from bot.console.dashboard import ticket_references
 from bot.errors import Conflict, NotFound
 from bot.store.postgres import PostgresStore
 from bot.store.sqlite import SQLiteStore
 from tests.console_helpers import PASSWORD
-from tests.unit.test_store import store  # noqa: F401  (the fixture: both backends)
+from tests.unit.test_store import (
+    inbound,
+    new_ticket,
+    store,  # noqa: F401  (the fixture: both backends)
+)
 
 Backend = SQLiteStore | PostgresStore
 
@@ -126,3 +131,20 @@ async def test_canned_replies_are_listed_by_title_ignoring_case(backend: Backend
     assert await canned.all() == [a, b, z, c]
     assert await canned.delete(b.id)
     assert await canned.all() == [a, z, c]
+
+
+# -- ticket references (the dashboard's ratings) ---------------------------------------------
+
+
+async def test_ticket_references_by_id_leave_unknown_ids_out(backend: Backend) -> None:
+    assert await ticket_references(backend, []) == {}
+    tickets = []
+    for n in range(3):
+        received = await backend.receive(inbound(mid=str(n), customer=f"c{n}"))
+        tickets.append(await backend.create_ticket(new_ticket(received.conversation.id)))
+    wanted = [tickets[2].id, tickets[0].id, tickets[2].id, "nope"]
+    assert await ticket_references(backend, wanted) == {
+        tickets[0].id: tickets[0].reference,
+        tickets[2].id: tickets[2].reference,
+    }
+    assert await ticket_references(backend, ["nope"]) == {}
