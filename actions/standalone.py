@@ -11,12 +11,12 @@ from bot.hub import Hub
 from bot.knowledge import load_live_knowledge_base, local_embedder
 from bot.outbox import Outbox
 from bot.settings import load_settings
-from bot.store.sqlite import SQLiteStore
+from bot.store.open import open_store
 
 
 async def build_services() -> Services:
     settings = load_settings()
-    store = await SQLiteStore.open(settings.path(settings.storage.database))
+    store = await open_store(settings)  # the gateway's database: SQLite file or PostgreSQL
     # The gateway publishes the plan ack when Rasa returns, so no one listens to this hub.
     clock = clock_from(settings.debug.clock_start, settings.debug.clock_start_at)
     tickets = TicketService(store, Outbox(store, Hub()), settings, clock)

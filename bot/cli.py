@@ -21,7 +21,7 @@ from bot.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from bot.console.articles import ArticleStore
-    from bot.store.sqlite import SQLiteStore
+    from bot.store.open import AnyStore
     from knowledge_base import Embedder
     from knowledge_base.articles import Article
     from knowledge_base.importers import Parsed
@@ -251,7 +251,7 @@ def _embedder(settings: Settings) -> Embedder:
 
 async def _kb(settings: Settings, args: argparse.Namespace) -> int:
     from bot.console.articles import ArticleStore
-    from bot.store.sqlite import SQLiteStore
+    from bot.store.open import open_store
 
     parsed: Parsed | None = None
     if args.kb_command == "import":
@@ -264,7 +264,7 @@ async def _kb(settings: Settings, args: argparse.Namespace) -> int:
             return 2
     if args.kb_command == "export" and args.format == "markdown" and args.out is None:
         raise PromptlyError("--format markdown needs --out FOLDER")
-    store = await SQLiteStore.open(settings.path(settings.storage.database))
+    store = await open_store(settings)
     try:
         articles = ArticleStore(store)
         if parsed is not None:
@@ -293,7 +293,7 @@ def _read_import(path: Path) -> Parsed:
 
 
 async def _kb_import(
-    store: SQLiteStore, articles: ArticleStore, parsed: Parsed, args: argparse.Namespace
+    store: AnyStore, articles: ArticleStore, parsed: Parsed, args: argparse.Namespace
 ) -> int:
     from tqdm import tqdm
 
@@ -371,7 +371,7 @@ async def _kb_index(
 
 
 async def _kb_gaps(
-    settings: Settings, store: SQLiteStore, published: Sequence[Article], args: argparse.Namespace
+    settings: Settings, store: AnyStore, published: Sequence[Article], args: argparse.Namespace
 ) -> int:
     import json
     from datetime import timedelta
@@ -427,9 +427,9 @@ def _bar() -> dict[str, Any]:
 
 
 async def _import_customers(settings: Settings, path: Path) -> ImportSummary:
-    from bot.store.sqlite import SQLiteStore
+    from bot.store.open import open_store
 
-    store = await SQLiteStore.open(settings.path(settings.storage.database))
+    store = await open_store(settings)
     try:
         return await import_customers(store, path)
     finally:
@@ -438,10 +438,10 @@ async def _import_customers(settings: Settings, path: Path) -> ImportSummary:
 
 async def _users(settings: Settings, args: argparse.Namespace) -> str:
     from bot.console.accounts import Accounts, Audit
-    from bot.store.sqlite import SQLiteStore
+    from bot.store.open import open_store
 
     password = _new_password() if args.users_command == "add" else ""
-    store = await SQLiteStore.open(settings.path(settings.storage.database))
+    store = await open_store(settings)
     try:
         accounts = Accounts(store)
         if args.users_command == "list":
@@ -463,11 +463,14 @@ async def _db(settings: Settings, args: argparse.Namespace) -> str:
     from bot.store import maintenance
     from bot.store.sqlite import SQLiteStore
 
-    path = settings.path(settings.storage.database)
     if (args.file is not None) != (args.action in ("backup", "restore")):
         raise PromptlyError(
             f"{args.action} needs a FILE" if args.file is None else f"{args.action} takes no FILE"
         )
+    url = settings.storage.database_dsn()
+    if url is not None:
+        return await _pg_db(url, args)
+    path = settings.path(settings.storage.database)
     if args.action == "backup":
         copy = await asyncio.to_thread(maintenance.backup, path, args.file, overwrite=args.force)
         return f"backed up to {copy.describe()}"
@@ -492,10 +495,34 @@ async def _db(settings: Settings, args: argparse.Namespace) -> str:
     return (await asyncio.to_thread(maintenance.status, path)).describe()
 
 
+async def _pg_db(url: str, args: argparse.Namespace) -> str:
+    """``promptly db`` on PostgreSQL (``storage.database_url``): status and upgrade here;
+    backups are PostgreSQL's own tools (docs/deploy.md)."""
+    from bot.store import pg_maintenance
+    from bot.store.postgres import redacted
+
+    if args.action in ("backup", "restore"):
+        tool = (
+            f"pg_dump --format=custom --file={args.file} <database URL>"
+            if args.action == "backup"
+            else f"pg_restore --clean --if-exists --single-transaction --dbname=<database URL> "
+            f"{args.file} (with Promptly stopped), then `promptly db upgrade`"
+        )
+        raise PromptlyError(
+            f"db {args.action} copies the SQLite file only; {redacted(url)} is PostgreSQL: "
+            f"use {tool} (docs/deploy.md, Backups)"
+        )
+    if args.action == "upgrade":
+        before, after = await pg_maintenance.upgrade(url)
+        was = "a new database" if before is None else f"schema version {before}"
+        return f"upgraded {was} to {after.schema_version}\n{after.describe()}"
+    return (await pg_maintenance.status(url)).describe()
+
+
 async def _emergency(settings: Settings, args: argparse.Namespace) -> str:
     from bot.channels.registry import platform_settings
     from bot.emergency import EmergencySwitch, mode_named
-    from bot.store.sqlite import SQLiteStore
+    from bot.store.open import open_store
 
     needs_channel = args.action in ("pause", "resume")
     if needs_channel != (args.channel is not None):
@@ -504,7 +531,7 @@ async def _emergency(settings: Settings, args: argparse.Namespace) -> str:
             if needs_channel
             else f"{args.action} takes no CHANNEL"
         )
-    store = await SQLiteStore.open(settings.path(settings.storage.database))
+    store = await open_store(settings)
     try:
         switch = EmergencySwitch(
             store, lambda: datetime.now(UTC), {"web", *platform_settings(settings)}
@@ -529,7 +556,7 @@ async def _emergency(settings: Settings, args: argparse.Namespace) -> str:
 
 async def _report(settings: Settings, args: argparse.Namespace) -> str:
     from bot.analytics import report
-    from bot.store.sqlite import SQLiteStore
+    from bot.store.open import open_store
 
     now = datetime.now(UTC)
     until = _moment(args.until, now) if args.until else now
@@ -537,7 +564,7 @@ async def _report(settings: Settings, args: argparse.Namespace) -> str:
     if since >= until:
         raise PromptlyError("--since must be before --until")
     options = report.options_for(settings, since, until)
-    store = await SQLiteStore.open(settings.path(settings.storage.database))
+    store = await open_store(settings)
     try:
         built = await report.build(store, options)
     finally:

@@ -20,7 +20,7 @@ from bot.analytics.stats import Report, compute
 from bot.handoff.calendar import Calendar
 from bot.handoff.config import ALWAYS_OPEN
 from bot.settings import Settings
-from bot.store.sqlite import SQLiteStore
+from bot.store.open import AnyStore
 
 T = TypeVar("T")
 
@@ -39,7 +39,7 @@ def options_for(settings: Settings, since: datetime, until: datetime) -> Options
     return Options(since, until, ZoneInfo(zone.timezone if zone else "UTC"), promises, calendars)
 
 
-async def build(store: SQLiteStore, options: Options) -> Report:
+async def build(store: AnyStore, options: Options) -> Report:
     return compute(await events.load(store, options.until), options)
 
 

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from bot import app as app_module
-from bot import keys
+from bot import cli, keys
 from bot.app import create_app
 from bot.errors import ConfigError
 from bot.settings import Settings, load_settings
 from bot.store.base import MessageStatus
 from bot.store.postgres import PostgresStore
+from bot.store.sqlite import SCHEMA_VERSION
 from tests.unit.test_gateway import TOKEN, frames, make_settings, post, wait_for_rasa
 from tests.unit.test_store import pg_database
 
@@ -99,3 +101,34 @@ def test_database_url_selects_postgresql_and_is_checked(tmp_path: Path) -> None:
     from_env = load_settings(write(tmp_path, ""), env={"PROMPTLY_DATABASE_URL": secret})
     assert from_env.storage.database_dsn() == secret
     assert "secret" not in repr(from_env.storage)
+
+
+@pytest.fixture
+def pg_url_outside_a_loop() -> Iterator[str]:
+    """A fresh database's URL for a synchronous test (the CLI runs its own event loop)."""
+    database = pg_database()
+    loop = asyncio.new_event_loop()
+    try:
+        yield loop.run_until_complete(database.__aenter__())
+        loop.run_until_complete(database.__aexit__(None, None, None))
+    finally:
+        loop.close()
+
+
+def test_db_commands_on_postgresql(
+    tmp_path: Path, pg_url_outside_a_loop: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = write(tmp_path, f'database_url = "{pg_url_outside_a_loop}"')
+    argv = ["--config", str(conf), "db"]
+    assert cli.main([*argv, "status"]) == 2
+    assert "not a Promptly database" in capsys.readouterr().err
+    assert cli.main([*argv, "upgrade"]) == 0
+    assert f"upgraded a new database to {SCHEMA_VERSION}" in capsys.readouterr().out
+    assert cli.main([*argv, "status"]) == 0
+    out = capsys.readouterr().out
+    assert "current" in out and pg_url_outside_a_loop in out
+    assert cli.main([*argv, "backup", str(tmp_path / "x.dump")]) == 2
+    assert "pg_dump --format=custom" in capsys.readouterr().err
+    assert cli.main([*argv, "restore", str(tmp_path / "x.dump"), "--yes"]) == 2
+    assert "pg_restore" in capsys.readouterr().err
+    assert not (tmp_path / "x.dump").exists()
