@@ -64,7 +64,7 @@ class Dispatcher:
         self._workers: dict[str, asyncio.Task[None]] = {}
 
     async def start(self) -> None:
-        pending = await self._store.pending_deliveries()
+        pending = await self._store.claim_deliveries()
         if pending:
             logger.info("resuming %d pending deliveries", len(pending))
         for message in pending:

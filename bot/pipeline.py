@@ -328,15 +328,20 @@ class Pipeline:
                     raise
                 except Exception:  # the inbox is still answered; the journal is tried again
                     logger.exception("journal replay failed; it is kept and tried again")
-            waiting = [m for m in await self._store.unanswered() if m.id not in self._inflight]
-            by_conversation: defaultdict[str, list[StoredMessage]] = defaultdict(list)
-            for message in waiting:
-                self._inflight.add(message.id)
-                by_conversation[message.conversation_id].append(message)
-            if waiting:
-                logger.info("resuming %d unanswered messages", len(waiting))
-            for messages in by_conversation.values():
-                self._spawn(self._resume_conversation(messages))
+            self.answer_waiting(await self._store.claim_unanswered())
+
+    def answer_waiting(self, messages: list[StoredMessage]) -> None:
+        """Start the turns of stored, unanswered messages (after a restart, Rasa's return, or
+        taken over from a gateway that died), in order per conversation."""
+        waiting = [m for m in messages if m.id not in self._inflight]
+        by_conversation: defaultdict[str, list[StoredMessage]] = defaultdict(list)
+        for message in waiting:
+            self._inflight.add(message.id)
+            by_conversation[message.conversation_id].append(message)
+        if waiting:
+            logger.info("resuming %d unanswered messages", len(waiting))
+        for conversation in by_conversation.values():
+            self._spawn(self._resume_conversation(conversation))
 
     @property
     def backlog(self) -> int:

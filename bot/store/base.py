@@ -254,6 +254,27 @@ class Store(Protocol):
         """Replies still to be pushed to a platform, oldest first."""
         ...
 
+    # Several gateways sharing a database each store their work (inbound messages to
+    # answer, replies to deliver) claimed for themselves with a lease they renew; a gateway
+    # that dies loses its claims when the lease ends and another takes the work over. A store
+    # only one gateway uses (SQLite) has nothing to claim: all of it is its own.
+
+    async def claim_unanswered(self) -> list[StoredMessage]:
+        """``unanswered``, less what another live gateway holds; claimed for this one."""
+        ...
+
+    async def claim_deliveries(self) -> list[StoredMessage]:
+        """``pending_deliveries``, less what another live gateway holds; claimed."""
+        ...
+
+    async def renew_claims(self) -> int:
+        """Extend this gateway's claims on the work it still has; how many."""
+        ...
+
+    async def take_over(self, limit: int = 100) -> tuple[list[StoredMessage], list[StoredMessage]]:
+        """(unanswered messages, replies to deliver) whose claims lapsed, now this gateway's."""
+        ...
+
     async def route(self, conversation_id: str) -> Route | None:
         """Where a reply in this conversation goes now, and when the customer last wrote a
         message (not a reaction, edit or join): what messaging windows count from. None for an

@@ -94,6 +94,9 @@ _MIGRATION_LOCK = 0x50524F4D50544C59
 _ATTEMPTS = 3  # of a transaction that a concurrent one got in the way of
 _ACQUIRE_TIMEOUT = 10.0  # seconds to wait for a free pooled connection
 _COMMAND_TIMEOUT = 30.0
+# How long a gateway's claim on a message (to answer or to deliver) holds without renewal:
+# past it, another gateway takes the work over (the first one died or lost the database).
+DEFAULT_LEASE = timedelta(seconds=30)
 
 # A server that cannot take the work now (as opposed to a bug in a statement): unreachable,
 # connection lost, shutting down or starting, out of connections, disk or memory, read-only
@@ -268,6 +271,10 @@ def _unavailable(error: BaseException) -> StorageUnavailable:
     return unavailable
 
 
+_UNANSWERED = "direction = 'in' AND status IN ('received', 'pending')"
+_DELIVERIES = "delivery_status = 'pending'"
+
+
 class PostgresStore:
     """``Store`` on a PostgreSQL database that several gateway processes may share.
 
@@ -275,11 +282,25 @@ class PostgresStore:
     the connection), unlike SQLite, where an operation once started completes.
     """
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, owner: str | None = None, lease: timedelta = DEFAULT_LEASE
+    ) -> None:
         self._pool = pool
+        # The gateway this store serves: what it stores to answer or deliver is claimed for
+        # it (leased), so another gateway sharing the database leaves it alone while it lives.
+        self.owner = owner
+        self.lease = lease
 
     @classmethod
-    async def open(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> PostgresStore:
+    async def open(
+        cls,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        owner: str | None = None,
+        lease: timedelta = DEFAULT_LEASE,
+    ) -> PostgresStore:
         """Connect a pool to ``url``, then create or migrate the schema, once across
         processes: the work runs under a transaction-scoped advisory lock, so a second
         process opening at the same time waits, then finds the schema current."""
@@ -293,7 +314,7 @@ class PostgresStore:
             )
         except (*_UNAVAILABLE, asyncpg.PostgresError) as e:
             raise connect_error(url, e) from e
-        store = cls(pool)
+        store = cls(pool, owner, lease)
         try:
             await store._tx(store._migrate)
         except BaseException as e:
@@ -438,6 +459,7 @@ class PostgresStore:
             text=msg.text,
             payload={"attachments": list(msg.attachments)} if msg.attachments else {},
             in_reply_to=None,
+            claim=self._claim_for_me,
             status=MessageStatus.RECEIVED,
             at=msg.received_at,
         )
@@ -652,6 +674,7 @@ class PostgresStore:
             in_reply_to=reply.in_reply_to,
             status=None,
             at=at,
+            claim=self._claim_for_me,
         )
         if acks is not None:
             await conn.execute(
@@ -717,8 +740,36 @@ class PostgresStore:
         )
         return [_message(row) for row in rows]
 
+    @property
+    def _claim_for_me(self) -> tuple[str, timedelta] | None:
+        return None if self.owner is None else (self.owner, self.lease)
+
+    async def renew_claims(self) -> int:
+        """Extend this gateway's claims on work it still has (the heartbeat); how many."""
+        if self.owner is None:
+            return 0
+        async with self._connection() as conn:
+            status = await conn.execute(
+                "UPDATE messages SET claimed_until = now() + $2::interval WHERE claimed_by = $1 "
+                "AND ((direction = 'in' AND status IN ('received', 'pending')) "
+                "OR delivery_status = 'pending')",
+                self.owner,
+                self.lease,
+            )
+        return int(status.split()[-1])
+
+    async def take_over(self, limit: int = 100) -> tuple[list[StoredMessage], list[StoredMessage]]:
+        """Unanswered messages and replies to deliver whose claim lapsed (their gateway died
+        or lost the database), claimed for this one: ``FOR UPDATE SKIP LOCKED``, so two
+        gateways taking over at once split them. Nothing while this store has no owner."""
+        if self.owner is None:
+            return [], []
+        unanswered = await self._claim(_UNANSWERED, self.owner, self.lease, limit, lapsed=True)
+        deliveries = await self._claim(_DELIVERIES, self.owner, self.lease, limit, lapsed=True)
+        return unanswered, deliveries
+
     async def claim_unanswered(
-        self, owner: str, *, lease: timedelta, limit: int = 100
+        self, owner: str | None = None, *, lease: timedelta | None = None, limit: int = 1000
     ) -> list[StoredMessage]:
         """Claim up to ``limit`` unanswered inbound messages for gateway ``owner``, oldest
         first, until ``lease`` from now (the database's clock).
@@ -726,27 +777,33 @@ class PostgresStore:
         Picks rows with ``FOR UPDATE SKIP LOCKED``: gateways claiming at once skip each
         other's rows instead of waiting, and each message goes to one of them. A message
         another gateway holds is left out until its lease ends (that gateway died); the
-        owner's own claims come back, renewed.
+        owner's own claims come back, renewed. Without an owner (one gateway): all of them.
         """
-        return await self._claim(
-            "direction = 'in' AND status IN ('received', 'pending')", owner, lease, limit
-        )
+        owner = owner or self.owner
+        if owner is None:
+            return await self.unanswered()
+        return await self._claim(_UNANSWERED, owner, self.lease if lease is None else lease, limit)
 
     async def claim_deliveries(
-        self, owner: str, *, lease: timedelta, limit: int = 100
+        self, owner: str | None = None, *, lease: timedelta | None = None, limit: int = 1000
     ) -> list[StoredMessage]:
         """``claim_unanswered`` for replies still to push to a platform (``FOR UPDATE SKIP
         LOCKED``, leased): one gateway's dispatcher sends each."""
-        return await self._claim("delivery_status = 'pending'", owner, lease, limit)
+        owner = owner or self.owner
+        if owner is None:
+            return await self.pending_deliveries()
+        return await self._claim(_DELIVERIES, owner, self.lease if lease is None else lease, limit)
 
     async def _claim(
-        self, condition: str, owner: str, lease: timedelta, limit: int
+        self, condition: str, owner: str, lease: timedelta, limit: int, *, lapsed: bool = False
     ) -> list[StoredMessage]:
+        # ``lapsed``: only work nobody holds (a take-over), not this gateway's own.
+        mine = "" if lapsed else " OR claimed_by = $1"
         async with self._connection() as conn:
             rows = await conn.fetch(
                 "UPDATE messages m SET claimed_by = $1, claimed_until = now() + $2::interval "
                 f"FROM (SELECT seq FROM messages WHERE {condition} "
-                "AND (claimed_until IS NULL OR claimed_until < now() OR claimed_by = $1) "
+                f"AND (claimed_until IS NULL OR claimed_until < now(){mine}) "
                 "ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED) picked "
                 f"WHERE m.seq = picked.seq RETURNING "
                 + ", ".join(f"m.{c.strip()}" for c in _MESSAGE_COLUMNS.split(",")),
@@ -1117,6 +1174,7 @@ class PostgresStore:
             in_reply_to=None,
             status=None,
             at=at,
+            claim=self._claim_for_me,
         )
         await _write_ticket(conn, ticket.id, values)
         await conn.execute(
@@ -1369,18 +1427,23 @@ async def _insert_message(
     in_reply_to: str | None,
     status: str | None,
     at: datetime,
+    claim: tuple[str, timedelta] | None = None,
 ) -> StoredMessage:
-    """Insert into a conversation the caller has locked. An inbound message already stored
+    """Insert into a conversation the caller has locked, claimed for ``claim``'s (gateway,
+    lease) when given. An inbound message already stored
     (the inbox key) cannot be under ``receive``'s sender lock; should it be, the transaction
     is run again and finds it a duplicate. PostgreSQL text holds no NUL: it is dropped."""
     message_id = uuid.uuid4().hex
     text = _storable(text)
     # Replies on a platform channel wait for the dispatcher; web clients replay the store.
     delivery_status = DeliveryStatus.PENDING if direction == "out" and channel != "web" else None
+    owner, lease = claim if claim is not None else (None, timedelta(0))
     seq = await conn.fetchval(
         "INSERT INTO messages (id, conversation_id, direction, channel, sender, "
         "client_message_id, type, kind, text, payload, in_reply_to, status, created_at, "
-        "delivery_status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
+        "delivery_status, claimed_by, claimed_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+        "$9, $10, $11, $12, $13, $14, $15, CASE WHEN $15::text IS NULL THEN NULL "
+        "ELSE now() + $16::interval END) "
         "ON CONFLICT (channel, sender, client_message_id) WHERE direction = 'in' DO NOTHING "
         "RETURNING seq",
         message_id,
@@ -1397,6 +1460,8 @@ async def _insert_message(
         status,
         aware(at),
         delivery_status,
+        owner,
+        lease,
     )
     if seq is None:
         raise _Retry("the message was stored concurrently")  # the retry finds it: a duplicate

@@ -738,6 +738,18 @@ class SQLiteStore:
         row = self._one(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,))
         return None if row is None else _message(row)
 
+    async def claim_unanswered(self) -> list[StoredMessage]:
+        return await self.unanswered()  # one gateway per SQLite file: all of it is its own
+
+    async def claim_deliveries(self) -> list[StoredMessage]:
+        return await self.pending_deliveries()
+
+    async def renew_claims(self) -> int:
+        return 0
+
+    async def take_over(self, limit: int = 100) -> tuple[list[StoredMessage], list[StoredMessage]]:
+        return [], []
+
     async def pending_deliveries(self) -> list[StoredMessage]:
         rows = await self._read(
             self._all,
