@@ -160,16 +160,25 @@ async def _freeze_heap(app: web.Application) -> None:
     logger.info("moved %d start-up objects out of the garbage collector", gc.get_freeze_count())
 
 
+def postgres_refusal(settings: Settings) -> str | None:
+    """Why the gateway cannot start on the configured PostgreSQL database (None: it can, or
+    the database is the SQLite file)."""
+    if settings.storage.database_dsn() is None or not _SQLITE_ONLY:
+        return None
+    return (
+        f"storage.database_url: {describe(settings)} is PostgreSQL, which "
+        f"{', '.join(_SQLITE_ONLY)} cannot use yet in this version; leave database_url "
+        "empty (and unset PROMPTLY_DATABASE_URL) to run on the SQLite file storage.database"
+    )
+
+
 async def _store(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     store = await open_store(settings)
-    if isinstance(store, PostgresStore) and _SQLITE_ONLY:
+    refusal = postgres_refusal(settings)
+    if isinstance(store, PostgresStore) and refusal is not None:
         await store.close()
-        raise ConfigError(
-            f"storage.database_url: {describe(settings)} is PostgreSQL, which "
-            f"{', '.join(_SQLITE_ONLY)} cannot use yet in this version; leave database_url "
-            "empty (and unset PROMPTLY_DATABASE_URL) to run on the SQLite file storage.database"
-        )
+        raise ConfigError(refusal)
     app[keys.STORE] = store
     logger.info("database: %s", describe(settings))
     yield

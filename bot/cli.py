@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
             "--workers",
             type=_positive,
             default=1,
-            help="gateway processes sharing the port (more than 1 needs [scale] database_url "
-            "and redis_url; docs/deploy.md)",
+            help="gateway processes sharing the port (more than 1 needs [storage] "
+            "database_url on PostgreSQL and [scale] redis_url; docs/deploy.md)",
         )
     # One of the `--workers` processes: binds the port with SO_REUSEPORT.
     gateway.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)

@@ -58,6 +58,9 @@ def rasa_stores(redis_url: str, prefix: str) -> dict[str, dict[str, str | int | 
     ``password``, ``use_ssl``, ``key_prefix``). A conversation's lock and its tracker then
     outlive a Rasa restart and are the same for every Rasa sharing them.
 
+    The tracker store stays in Redis when the database is PostgreSQL: Rasa's SQL tracker
+    store creates a table named ``events``, the name of Promptly's event log.
+
     Rasa takes an alphanumeric ``key_prefix`` only (it ignores any other, with a warning):
     ``prefix`` without its other characters, so "promptly:" gives keys "promptly:lock:..."
     and "promptly:tracker:...".

@@ -15,7 +15,7 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import SecretStr
 
-from bot.app import create_app
+from bot.app import create_app, postgres_refusal
 from bot.console.access import ACCOUNTS
 from bot.console.accounts import Accounts
 from bot.errors import ConfigError
@@ -40,21 +40,37 @@ def with_tokens(settings: Settings) -> tuple[Settings, bool]:
 def workers_refusal(settings: Settings, workers: int) -> str | None:
     """Why ``workers`` gateway processes cannot serve this configuration (None: they can).
 
-    Processes share nothing but the database and Redis: each runs the outbox, the SLA monitor
-    and the journal, which a SQLite file beside one process cannot hold for several. Until a
-    PostgreSQL database is selectable (``[scale] database_url``), more than one is refused.
+    The processes share only the database and Redis, so both must be ones several processes
+    can share: PostgreSQL (``[storage] database_url``; a SQLite file belongs to one process)
+    and ``[scale] redis_url`` (frames, rate limits). The journal of messages taken while the
+    database is away is one file per process, and every worker would be given the same
+    ``[storage] journal``: it must be off ("") for now.
     """
     if workers <= 1:
         return None
-    missing = ['database_url = "postgresql://…"']
+    missing = []
+    if settings.storage.database_dsn() is None:
+        missing.append('[storage] database_url = "postgresql://…"')
     if settings.scale.redis() is None:
-        missing.append('redis_url = "redis://…"')
-    return (
-        f"--workers {workers} needs every gateway process to share one database and Redis: "
-        f'set {" and ".join(missing)} in [scale] (docs/deploy.md, "Scaling out"). The '
-        "database is SQLite until PostgreSQL is selectable, so this version runs one "
-        "gateway process (--workers 1)."
-    )
+        missing.append('[scale] redis_url = "redis://…"')
+    if missing:
+        return (
+            f"--workers {workers} needs every gateway process to share one PostgreSQL database "
+            f"and Redis: set {' and '.join(missing)} (or PROMPTLY_DATABASE_URL, "
+            'PROMPTLY_REDIS_URL; docs/deploy.md, "Scaling out"), or run one gateway process '
+            "(--workers 1) on the SQLite file."
+        )
+    refusal = postgres_refusal(settings)
+    if refusal is not None:  # every worker would stop at start with it
+        return refusal
+    if settings.storage.journal is not None:
+        return (
+            f"--workers {workers}: every worker would write the one journal "
+            f'{settings.storage.journal}; set [storage] journal = "" (a message the database '
+            "cannot take is then refused with 503) or run the gateways separately, each with "
+            "its own journal."
+        )
+    return None
 
 
 async def serve(

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from bot import cli, runner
+from bot.app import postgres_refusal
 from bot.runner import Workers, workers_refusal
 from bot.settings import load_settings
 
@@ -40,6 +41,19 @@ def test_with_redis_the_refusal_names_the_database_only(tmp_path):
     refusal = workers_refusal(settings, 2)
     assert refusal is not None and "database_url" in refusal and "redis_url =" not in refusal
     assert workers_refusal(settings, 1) is None
+
+
+def test_with_postgresql_and_redis_the_journal_must_be_off(tmp_path):
+    shared = (
+        '[storage]\ndatabase_url = "postgresql://promptly@db.internal/promptly"\n{journal}'
+        '[scale]\nredis_url = "redis://127.0.0.1:6379/0"\n'
+    )
+    settings = load_settings(settings_with(tmp_path, shared.format(journal="")), env={})
+    # PostgreSQL may still be refused at start for what runs on SQLite alone: so is --workers
+    refusal, first = workers_refusal(settings, 2), postgres_refusal(settings)
+    assert refusal == first if first is not None else "journal" in (refusal or "")
+    settings = load_settings(settings_with(tmp_path, shared.format(journal='journal = ""\n')), {})
+    assert workers_refusal(settings, 2) == postgres_refusal(settings)
 
 
 @pytest.mark.parametrize("bad", ["0", "-1", "two"])
