@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import secrets
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
 import aiohttp_jinja2
@@ -24,7 +26,7 @@ from redis.backoff import NoBackoff
 import actions
 from actions import services
 from actions.orderbook import OrderBook
-from bot import fastpath, keys
+from bot import claims, fastpath, keys
 from bot.action_endpoint import ActionEndpoint
 from bot.agent_api import AgentAPI
 from bot.channels.platform import ListeningChannel, WebhookChannel
@@ -50,7 +52,6 @@ from bot.console.emergency import EmergencyAPI
 from bot.console.feed import Feed
 from bot.delivery import Dispatcher
 from bot.emergency import EmergencySwitch, Switch
-from bot.errors import ConfigError
 from bot.handoff.notify import Notifier
 from bot.handoff.tickets import TicketService
 from bot.http import (
@@ -81,7 +82,11 @@ from knowledge_base.isolated import IsolatedEmbedder
 logger = logging.getLogger(__name__)
 # What still runs its own SQL on SQLite alone: on PostgreSQL (``storage.database_url``) the
 # gateway refuses to start while this names anything, instead of failing on first use.
-_SQLITE_ONLY: tuple[str, ...] = ("the lead dashboard (bot/console/dashboard.py)",)
+WORKER_ENV = "PROMPTLY_WORKER"  # the --workers slot of this gateway process (0, 1, …)
+# How often a gateway sharing its database re-reads the open tickets, to time the SLA of those
+# another gateway created or changed (a timer re-checks its ticket before it fires, and fires
+# once across gateways, so an extra or stale one is harmless; a missing one would not be).
+SLA_RESYNC_SECONDS = 10.0
 # Reached without the reverse proxy: Rasa calling the actions, probes and Prometheus.
 DIRECT_PATHS = ("/actions/webhook", "/health", "/metrics")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -160,25 +165,23 @@ async def _freeze_heap(app: web.Application) -> None:
     logger.info("moved %d start-up objects out of the garbage collector", gc.get_freeze_count())
 
 
-def postgres_refusal(settings: Settings) -> str | None:
-    """Why the gateway cannot start on the configured PostgreSQL database (None: it can, or
-    the database is the SQLite file)."""
-    if settings.storage.database_dsn() is None or not _SQLITE_ONLY:
-        return None
-    return (
-        f"storage.database_url: {describe(settings)} is PostgreSQL, which "
-        f"{', '.join(_SQLITE_ONLY)} cannot use yet in this version; leave database_url "
-        "empty (and unset PROMPTLY_DATABASE_URL) to run on the SQLite file storage.database"
-    )
+def gateway_id(settings: Settings) -> str:
+    """This gateway process among those sharing a database: host, port and worker slot, the
+    same after a restart, so a restarted worker finishes its own claimed work at once."""
+    worker = os.environ.get(WORKER_ENV, "0")
+    return f"{socket.gethostname()}:{settings.server.port}:{worker}"
+
+
+def journal_for(settings: Settings, path: Path) -> Path:
+    """The journal file of this process: one per ``--workers`` slot."""
+    path = settings.path(path)
+    worker = os.environ.get(WORKER_ENV)
+    return path if worker is None else path.with_name(f"{path.stem}.{worker}{path.suffix}")
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    store = await open_store(settings)
-    refusal = postgres_refusal(settings)
-    if isinstance(store, PostgresStore) and refusal is not None:
-        await store.close()
-        raise ConfigError(refusal)
+    store = await open_store(settings, owner=gateway_id(settings))
     app[keys.STORE] = store
     logger.info("database: %s", describe(settings))
     yield
@@ -190,12 +193,6 @@ def _any_store(app: web.Application) -> AnyStore:
     if not isinstance(store, SQLiteStore | PostgresStore):
         raise TypeError(f"not a Promptly store: {type(store).__name__}")
     return store
-
-
-def _sqlite_pending(store: AnyStore) -> SQLiteStore:
-    """``store`` for the modules ``_SQLITE_ONLY`` names (``_store`` refused PostgreSQL for
-    them at startup)."""
-    return cast(SQLiteStore, store)
 
 
 async def _http_client(app: web.Application) -> AsyncIterator[None]:
@@ -335,7 +332,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         switch=lambda: switch.current,
         overloaded=lambda: watch.overloaded,
         fast=fast,
-        journal=None if journal_path is None else Journal(settings.path(journal_path)),
+        journal=None if journal_path is None else Journal(journal_for(settings, journal_path)),
     )
     watch = OverloadWatch(
         store,
@@ -387,7 +384,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     agent_api = AgentAPI(store, tickets, agent_token, dispatcher, clock, canned=canned, feed=feed)
     app[keys.AGENT_API] = agent_api
     app[keys.CONSOLE] = Console()
-    app[keys.DASHBOARD] = Dashboard(_sqlite_pending(store), settings, clock)
+    app[keys.DASHBOARD] = Dashboard(store, settings, clock)
     app[keys.KB_API] = KnowledgeAPI(store, kb, settings.kb, agent_token, clock)
     app[keys.ACTIONS] = ActionEndpoint(
         executor, action_token, observe=None if fast is None else fast.observe_action
@@ -445,6 +442,10 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     ]
     if kb is not None:
         background.append(asyncio.create_task(app[keys.ARTICLES].watch(kb)))
+    if isinstance(store, PostgresStore):  # other gateways may share the database
+        lease = store.lease.total_seconds()
+        background.append(asyncio.create_task(claims.keep(store, pipeline, dispatcher, lease / 3)))
+        background.append(asyncio.create_task(tickets.resync(SLA_RESYNC_SECONDS)))
     yield
     feed.close()  # connected consoles are told to go; they reconnect to the next run
     for listener in listeners:

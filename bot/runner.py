@@ -15,7 +15,7 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import SecretStr
 
-from bot.app import create_app, postgres_refusal
+from bot.app import WORKER_ENV, create_app
 from bot.console.access import ACCOUNTS
 from bot.console.accounts import Accounts
 from bot.errors import ConfigError
@@ -42,9 +42,8 @@ def workers_refusal(settings: Settings, workers: int) -> str | None:
 
     The processes share only the database and Redis, so both must be ones several processes
     can share: PostgreSQL (``[storage] database_url``; a SQLite file belongs to one process)
-    and ``[scale] redis_url`` (frames, rate limits). The journal of messages taken while the
-    database is away is one file per process, and every worker would be given the same
-    ``[storage] journal``: it must be off ("") for now.
+    and ``[scale] redis_url`` (frames, rate limits). Each worker keeps its own journal of
+    messages taken while the database is away (``journal.<slot>.jsonl``).
     """
     if workers <= 1:
         return None
@@ -59,16 +58,6 @@ def workers_refusal(settings: Settings, workers: int) -> str | None:
             f"and Redis: set {' and '.join(missing)} (or PROMPTLY_DATABASE_URL, "
             'PROMPTLY_REDIS_URL; docs/deploy.md, "Scaling out"), or run one gateway process '
             "(--workers 1) on the SQLite file."
-        )
-    refusal = postgres_refusal(settings)
-    if refusal is not None:  # every worker would stop at start with it
-        return refusal
-    if settings.storage.journal is not None:
-        return (
-            f"--workers {workers}: every worker would write the one journal "
-            f'{settings.storage.journal}; set [storage] journal = "" (a message the database '
-            "cannot take is then refused with 503) or run the gateways separately, each with "
-            "its own journal."
         )
     return None
 
@@ -193,8 +182,11 @@ class Workers:
         while not stop.is_set():
             started = time.monotonic()
             # Own session: Ctrl-C reaches this process, which stops the workers in order.
+            # The slot is the worker's identity: its journal file, and the name its claimed
+            # work goes by, so a restarted worker finishes what its predecessor claimed.
+            env = {**(self.env or os.environ), WORKER_ENV: str(index)}
             process = await asyncio.create_subprocess_exec(
-                *self.command, env=self.env, start_new_session=True
+                *self.command, env=env, start_new_session=True
             )
             self.processes[index] = process
             logger.info("gateway worker %d started (pid %d)", index + 1, process.pid)

@@ -521,7 +521,9 @@ class Dashboard:
         ("GET", "/api/console/csat", "csat"),
     ]
 
-    def __init__(self, store: SQLiteStore, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self, store: SQLiteStore | PostgresStore, settings: Settings, clock: Clock
+    ) -> None:
         self._store = store
         self._settings = settings
         self._clock = clock

@@ -17,7 +17,7 @@ from typing import Any
 
 from bot.channels.base import AckKind, OutboundMessage, ReplyType
 from bot.emergency import Mode, Switch
-from bot.errors import Conflict, NotFound, Unprocessable
+from bot.errors import Conflict, NotFound, StorageUnavailable, Unprocessable
 from bot.handoff import csat, eta, routing, schedule, sla
 from bot.handoff.assignment import Presence, choose_agent
 from bot.handoff.calendar import Calendar
@@ -443,6 +443,17 @@ class TicketService:
         for ticket in await self._store.tickets("open"):
             self._reschedule(ticket)
         logger.info("SLA monitor: %d timers", self.monitor.pending())
+
+    async def resync(self, interval: float) -> None:
+        """Every ``interval``: ``rebuild`` again, for the tickets other gateways sharing the
+        database created or changed (their deadlines move with agent replies and waits)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                for ticket in await self._store.tickets("open"):
+                    self._reschedule(ticket)
+            except StorageUnavailable as e:
+                logger.warning("SLA resync skipped: %s", e)
 
     def sla_timers(self, ticket: Ticket) -> list[Timer]:
         """The warnings and breaches still ahead of (or due on) an open ticket's running

@@ -15,11 +15,12 @@ if TYPE_CHECKING:
 AnyStore = SQLiteStore | PostgresStore
 
 
-async def open_store(settings: Settings) -> AnyStore:
-    """The configured store, its schema created or migrated to this code's version."""
+async def open_store(settings: Settings, owner: str | None = None) -> AnyStore:
+    """The configured store, its schema created or migrated to this code's version; on
+    PostgreSQL, what this gateway (``owner``) stores to finish is claimed for it."""
     url = settings.storage.database_dsn()
     if url is not None:
-        return await PostgresStore.open(url)
+        return await PostgresStore.open(url, owner=owner)
     return await SQLiteStore.open(settings.path(settings.storage.database))
 
 

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bot import app as app_module
 from bot import cli, keys
 from bot.app import create_app
 from bot.errors import ConfigError
@@ -43,8 +42,6 @@ async def test_a_web_message_is_stored_acked_and_answered_on_postgresql(
     pg_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Modules still SQLite-only are not used here (no KB, no dashboard request).
-    monkeypatch.setattr(app_module, "_SQLITE_ONLY", ())
     settings = pg_settings(tmp_path, rasa_server.port, pg_url)
     client: TestClient = await aiohttp_client(create_app(settings))
     await wait_for_rasa(client)
@@ -68,14 +65,17 @@ async def test_a_web_message_is_stored_acked_and_answered_on_postgresql(
         await store.close()
 
 
-async def test_a_postgresql_gateway_names_what_is_still_sqlite_only(
-    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+async def test_the_lead_dashboard_counts_what_a_postgresql_gateway_handled(
+    tmp_path: Path, rasa_server: Any, aiohttp_client: Any, fake_rasa: Any, pg_url: str
 ) -> None:
-    monkeypatch.setattr(app_module, "_SQLITE_ONLY", ("the lead dashboard (x.py)",))
-    app = create_app(pg_settings(tmp_path, 9, pg_url))
-    with pytest.raises(ConfigError, match=r"lead dashboard \(x\.py\)") as raised:
-        await anext(app_module._store(app))  # the first step of the gateway's start
-    assert "postgresql://" in str(raised.value) and keys.STORE not in app
+    client: TestClient = await aiohttp_client(
+        create_app(pg_settings(tmp_path, rasa_server.port, pg_url))
+    )
+    await wait_for_rasa(client)
+    accepted = await (await post(client, "where is my order")).json()
+    await frames(client, accepted["conversation_id"])
+    view = await client.server.app[keys.DASHBOARD].view("today")
+    assert view.report.acks.all.distribution.count == 1
 
 
 def write(tmp_path: Path, storage: str) -> Path:

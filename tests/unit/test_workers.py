@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bot import cli, runner
-from bot.app import postgres_refusal
+from bot.app import WORKER_ENV, gateway_id, journal_for
 from bot.runner import Workers, workers_refusal
 from bot.settings import load_settings
 
@@ -43,17 +43,20 @@ def test_with_redis_the_refusal_names_the_database_only(tmp_path):
     assert workers_refusal(settings, 1) is None
 
 
-def test_with_postgresql_and_redis_the_journal_must_be_off(tmp_path):
+def test_with_postgresql_and_redis_workers_may_run_each_with_its_journal(tmp_path, monkeypatch):
     shared = (
-        '[storage]\ndatabase_url = "postgresql://promptly@db.internal/promptly"\n{journal}'
+        '[storage]\ndatabase_url = "postgresql://promptly@db.internal/promptly"\n'
         '[scale]\nredis_url = "redis://127.0.0.1:6379/0"\n'
     )
-    settings = load_settings(settings_with(tmp_path, shared.format(journal="")), env={})
-    # PostgreSQL may still be refused at start for what runs on SQLite alone: so is --workers
-    refusal, first = workers_refusal(settings, 2), postgres_refusal(settings)
-    assert refusal == first if first is not None else "journal" in (refusal or "")
-    settings = load_settings(settings_with(tmp_path, shared.format(journal='journal = ""\n')), {})
-    assert workers_refusal(settings, 2) == postgres_refusal(settings)
+    settings = load_settings(settings_with(tmp_path, shared), env={})
+    assert workers_refusal(settings, 2) is None
+    journal = settings.storage.journal
+    assert journal is not None
+    monkeypatch.delenv(WORKER_ENV, raising=False)
+    assert journal_for(settings, journal).name == "journal.jsonl"
+    monkeypatch.setenv(WORKER_ENV, "1")
+    assert journal_for(settings, journal).name == "journal.1.jsonl"
+    assert gateway_id(settings).endswith(":8080:1")
 
 
 @pytest.mark.parametrize("bad", ["0", "-1", "two"])
