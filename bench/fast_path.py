@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{time.monotonic() - began:.0f} s. The mixed workload of ack_latency.py "
                 f'({args.duration:g} s per rate, open loop); "answered by" is the gateway '
                 "event log's source of each reply (`fast_path`: the gateway ran Rasa's one-step "
-                "rule itself; `rasa`: Rasa's turn; `gateway`: receipts).",
+                "rule, or a form the message completes, itself; `rasa`: Rasa's turn; `gateway`: "
+                "receipts).",
                 "",
                 *facts,
                 "",
