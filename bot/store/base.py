@@ -143,6 +143,10 @@ class Ticket:
     resolution_due: datetime | None
     assigned_at: datetime | None
     sla: TicketSLA
+    # Bumped by every write of the ticket's row. A whole-row write (``save_ticket``,
+    # ``record_agent_reply``, ``assign_ticket``) lands only on the version it was computed
+    # from and returns the ticket at the next one; a stale write is ``Conflict("ticket_changed")``.
+    version: int = 1
 
     @property
     def is_open(self) -> bool:
@@ -333,6 +337,29 @@ class Store(Protocol):
         """Write a ticket's changed fields and its event (and its conversation's state) at once.
 
         Resolving returns the conversation to the bot: pass ``ConversationState.BOT``.
+        Optimistic: writes only while the stored ticket is still at ``ticket.version``, and
+        returns it at the next version; otherwise (another gateway changed it since it was
+        read) raises ``Conflict("ticket_changed")`` and writes nothing, its event included.
+        ``NotFound`` for an unknown ticket.
+        """
+        ...
+
+    async def assign_ticket(
+        self,
+        ticket: Ticket,
+        *,
+        event: str,
+        at: datetime,
+        data: dict[str, Any] | None = None,
+        within_capacity: bool = True,
+    ) -> Ticket:
+        """``save_ticket`` for a ticket given to ``ticket.assignee``, in one transaction with
+        the agent: stamps the agent's ``last_assigned`` with a fresh assignment counter value
+        (round-robin order). ``within_capacity`` (automatic assignment) first checks, with the
+        agent's row locked, that the agent is online and holds fewer open tickets than their
+        capacity, this one apart: ``Conflict("agent_full")`` or ``Conflict("agent_away")``
+        otherwise, and nothing written, so gateways assigning at once never exceed it.
+        ``NotFound("unknown_agent")`` for an unknown agent.
         """
         ...
 
@@ -344,7 +371,12 @@ class Store(Protocol):
         at: datetime,
         data: dict[str, Any],
     ) -> StoredMessage:
-        """Store an agent reply with the ticket as it is after it (conversation -> with_agent)."""
+        """Store an agent reply with the ticket as it is after it (conversation -> with_agent).
+
+        Optimistic like ``save_ticket``: a stale ``ticket.version`` is
+        ``Conflict("ticket_changed")``, and neither the reply nor the ticket is stored. On
+        success the stored ticket is at ``ticket.version + 1``.
+        """
         ...
 
     async def fire_timer(

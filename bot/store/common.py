@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.channels.base import InboundMessage, OutboundMessage
+from bot.errors import Conflict, NotFound
 from bot.store.base import TicketSLA
 
 TIER_RANK = {"consumer": 0, "business": 1, "enterprise": 2}  # bot.handoff.config.Tier
@@ -31,6 +32,26 @@ def opt_iso(value: datetime | None) -> str | None:
 
 def opt_dt(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
+
+
+def stale_ticket(exists: bool) -> Conflict | NotFound:
+    """The error for a versioned ticket write that matched no row."""
+    if not exists:
+        return NotFound("not_found", "no ticket with that id")
+    return Conflict(
+        "ticket_changed", "the ticket was changed since it was read: read it again and retry"
+    )
+
+
+def check_capacity(agent_id: str, presence: str, capacity: int, load: int) -> None:
+    """Automatic assignment, checked with the agent's row held: online and below capacity
+    (``load``: the agent's open tickets other than the one being assigned)."""
+    if presence != "online":  # bot.handoff.assignment.Presence.ONLINE
+        raise Conflict("agent_away", f"agent {agent_id!r} is {presence}", field="agent")
+    if load >= capacity:
+        raise Conflict(
+            "agent_full", f"agent {agent_id!r} holds {load} of {capacity} tickets", field="agent"
+        )
 
 
 def new_reference() -> str:

@@ -10,7 +10,14 @@ for each other instead of deadlocking:
 3. conversation rows: every transaction that adds a message to a conversation locks its
    row first, so within a conversation ``seq`` order is commit order and a client reading
    ``messages(after=seq)`` never skips a message that commits late;
-4. ticket rows.
+4. agent rows (``assign_ticket`` checks capacity with the agent's row locked), then the
+   assignment counter;
+5. ticket rows.
+
+A ticket row is written whole only over the version it was read at (``Ticket.version``,
+bumped by every write of the row): a gateway's change computed from a ticket another
+gateway has changed since is ``Conflict("ticket_changed")`` and rolls back, and the ticket
+service re-reads and re-applies it, so concurrent changes compose instead of overwriting.
 
 Work that one gateway of several must take (unanswered messages, replies to deliver) is
 claimed with ``FOR UPDATE SKIP LOCKED`` and a lease (``claim_unanswered``,
@@ -56,6 +63,7 @@ from bot.store.base import (
 from bot.store.common import (
     aware,
     better_tier,
+    check_capacity,
     identities,
     iso,
     new_reference,
@@ -63,6 +71,7 @@ from bot.store.common import (
     reply_payload,
     sla_from_dict,
     sla_to_dict,
+    stale_ticket,
 )
 from bot.store.sqlite import SCHEMA_VERSION
 
@@ -79,7 +88,7 @@ _MESSAGE_COLUMNS = (
 _TICKET_COLUMNS = (
     "id, reference, conversation_id, customer_id, queue, priority, tier, status, reason, "
     "created_at, first_response_due, first_responded_at, next_response_due, resolved_at, "
-    "assignee, resolution_due, assigned_at, sla"
+    "assignee, resolution_due, assigned_at, sla, version"
 )
 # What a ticket update may change ($1..$12): everything but its identity and creation.
 _TICKET_MUTABLE = (
@@ -157,6 +166,7 @@ def _ticket(row: Record) -> Ticket:
         resolution_due=row[15],
         assigned_at=row[16],
         sla=sla_from_dict(row[17]),
+        version=row[18],
     )
 
 
@@ -873,10 +883,15 @@ class PostgresStore:
         for customer_id, field in ((into, "into"), (other, "from")):
             if customer_id not in rows:
                 raise NotFound("unknown_customer", f"no customer {customer_id!r}", field=field)
-        for table in ("channel_accounts", "conversations", "tickets", "identities"):
+        for table in ("channel_accounts", "conversations", "identities"):
             await conn.execute(
                 f"UPDATE {table} SET customer_id = $1 WHERE customer_id = $2", into, other
             )
+        await conn.execute(
+            "UPDATE tickets SET customer_id = $1, version = version + 1 WHERE customer_id = $2",
+            into,
+            other,
+        )
         kept, gone = rows[into], rows[other]
         tier = better_tier(kept[3], gone[3])
         await conn.execute(
@@ -1114,7 +1129,7 @@ class PostgresStore:
         await self._tx(
             self._save_ticket, ticket, values, event, aware(at), data, conversation_state
         )
-        return ticket
+        return replace(ticket, version=ticket.version + 1)
 
     async def _save_ticket(
         self,
@@ -1132,7 +1147,58 @@ class PostgresStore:
                 conversation_state,
                 ticket.conversation_id,
             )
-        await _write_ticket(conn, ticket.id, values)
+        await _write_ticket(conn, ticket, values)
+        await _event_row(conn, event, at, ticket.conversation_id, None, ticket.id, data)
+
+    async def assign_ticket(
+        self,
+        ticket: Ticket,
+        *,
+        event: str,
+        at: datetime,
+        data: dict[str, Any] | None = None,
+        within_capacity: bool = True,
+    ) -> Ticket:
+        """Gateways assigning at once queue on the agent's row (``FOR UPDATE``): the capacity
+        check counts the open tickets committed before it, the previous assignment's too."""
+        if ticket.assignee is None:
+            raise ValueError("assign_ticket needs a ticket with an assignee")
+        values = _ticket_values(ticket)
+        await self._tx(self._assign_ticket, ticket, values, event, aware(at), data, within_capacity)
+        return replace(ticket, version=ticket.version + 1)
+
+    async def _assign_ticket(
+        self,
+        conn: Conn,
+        ticket: Ticket,
+        values: tuple[Any, ...],
+        event: str,
+        at: datetime,
+        data: dict[str, Any] | None,
+        within_capacity: bool,
+    ) -> None:
+        agent_id = ticket.assignee
+        assert agent_id is not None
+        agent = await conn.fetchrow(
+            "SELECT presence, capacity FROM agents WHERE id = $1 FOR UPDATE", agent_id
+        )
+        if agent is None:
+            raise NotFound("unknown_agent", f"no agent {agent_id!r}", field="agent")
+        if within_capacity:
+            load = await conn.fetchval(
+                "SELECT count(*) FROM tickets WHERE assignee = $1 AND status <> 'resolved' "
+                "AND id <> $2",
+                agent_id,
+                ticket.id,
+            )
+            check_capacity(agent_id, agent[0], agent[1], int(load))
+        await conn.execute(
+            "UPDATE agents SET last_assigned = $1, updated_at = $2 WHERE id = $3",
+            await _next_assignment(conn),
+            at,
+            agent_id,
+        )
+        await _write_ticket(conn, ticket, values)
         await _event_row(conn, event, at, ticket.conversation_id, None, ticket.id, data)
 
     async def record_agent_reply(
@@ -1176,7 +1242,7 @@ class PostgresStore:
             at=at,
             claim=self._claim_for_me,
         )
-        await _write_ticket(conn, ticket.id, values)
+        await _write_ticket(conn, ticket, values)  # a stale ticket rolls the reply back
         await conn.execute(
             "UPDATE conversations SET state = $1 WHERE id = $2",
             ConversationState.WITH_AGENT,
@@ -1254,11 +1320,7 @@ class PostgresStore:
 
     async def next_assignment(self) -> int:
         async with self._connection() as conn:
-            value = await conn.fetchval(
-                "INSERT INTO counters (name, value) VALUES ('assignment', 1) "
-                "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value"
-            )
-        return int(value)
+            return await _next_assignment(conn)
 
     # -- event log -----------------------------------------------------------------------
 
@@ -1354,15 +1416,31 @@ async def _get_ticket(conn: Conn, ticket_id: str) -> Ticket | None:
     return None if row is None else _ticket(row)
 
 
-async def _write_ticket(conn: Conn, ticket_id: str, values: tuple[Any, ...]) -> None:
+async def _write_ticket(conn: Conn, ticket: Ticket, values: tuple[Any, ...]) -> None:
+    """The whole row, only over the version it was read at (see ``Ticket.version``). A
+    concurrent writer's uncommitted change of the row makes this wait for its commit, then
+    match no row: a ``Conflict``, never a lost update."""
     assignments = ", ".join(
         f"{column.strip()} = ${n}" for n, column in enumerate(_TICKET_MUTABLE.split(","), 1)
     )
     updated = await conn.fetchval(
-        f"UPDATE tickets SET {assignments} WHERE id = $13 RETURNING 1", *values, ticket_id
+        f"UPDATE tickets SET {assignments}, version = version + 1 "
+        "WHERE id = $13 AND version = $14 RETURNING 1",
+        *values,
+        ticket.id,
+        ticket.version,
     )
     if updated is None:
-        raise NotFound("not_found", "no ticket with that id")
+        exists = await conn.fetchval("SELECT 1 FROM tickets WHERE id = $1", ticket.id)
+        raise stale_ticket(exists is not None)
+
+
+async def _next_assignment(conn: Conn) -> int:
+    value = await conn.fetchval(
+        "INSERT INTO counters (name, value) VALUES ('assignment', 1) "
+        "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value"
+    )
+    return int(value)
 
 
 async def _move_ticket(
@@ -1370,7 +1448,9 @@ async def _move_ticket(
 ) -> None:
     """Both conversations are locked by the caller."""
     await conn.execute(
-        "UPDATE tickets SET conversation_id = $1 WHERE id = $2", conversation.id, ticket_id
+        "UPDATE tickets SET conversation_id = $1, version = version + 1 WHERE id = $2",
+        conversation.id,
+        ticket_id,
     )
     await conn.execute(
         "UPDATE conversations SET state = $1 WHERE id = $2", previous.state, conversation.id

@@ -41,11 +41,13 @@ from bot.store.base import (
 )
 from bot.store.common import (
     better_tier,
+    check_capacity,
     identities,
     new_reference,
     reply_payload,
     sla_from_dict,
     sla_to_dict,
+    stale_ticket,
 )
 from bot.store.common import iso as _ts
 from bot.store.common import opt_dt as _dt
@@ -56,7 +58,7 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 Row = tuple[Any, ...]
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 _MESSAGE_COLUMNS = (
     "seq, id, conversation_id, direction, type, kind, text, payload, in_reply_to, "
     "client_message_id, status, created_at, acked_at, delivery_status, delivery"
@@ -64,7 +66,7 @@ _MESSAGE_COLUMNS = (
 _TICKET_COLUMNS = (
     "id, reference, conversation_id, customer_id, queue, priority, tier, status, reason, "
     "created_at, first_response_due, first_responded_at, next_response_due, resolved_at, "
-    "assignee, resolution_due, assigned_at, sla"
+    "assignee, resolution_due, assigned_at, sla, version"
 )
 # What a ticket update may change: everything but its identity and creation.
 _TICKET_MUTABLE = (
@@ -126,6 +128,7 @@ def _ticket(row: Row) -> Ticket:
         resolution_due=_dt(row[15]),
         assigned_at=_dt(row[16]),
         sla=sla_from_dict(json.loads(row[17])),
+        version=row[18],
     )
 
 
@@ -366,7 +369,8 @@ class SQLiteStore:
         at: datetime,
     ) -> None:
         self._db.execute(
-            "UPDATE tickets SET conversation_id = ? WHERE id = ?", (conversation.id, ticket_id)
+            "UPDATE tickets SET conversation_id = ?, version = version + 1 WHERE id = ?",
+            (conversation.id, ticket_id),
         )
         self._db.execute(
             "UPDATE conversations SET state = ? WHERE id = ?", (state, conversation.id)
@@ -796,10 +800,14 @@ class SQLiteStore:
         for customer_id, field in ((into, "into"), (other, "from")):
             if customer_id not in rows:
                 raise NotFound("unknown_customer", f"no customer {customer_id!r}", field=field)
-        for table in ("channel_accounts", "conversations", "tickets"):
+        for table in ("channel_accounts", "conversations"):
             self._db.execute(
                 f"UPDATE {table} SET customer_id = ? WHERE customer_id = ?", (into, other)
             )
+        self._db.execute(
+            "UPDATE tickets SET customer_id = ?, version = version + 1 WHERE customer_id = ?",
+            (into, other),
+        )
         # An identity both customers claimed stays with ``into``.
         self._db.execute(
             "UPDATE OR IGNORE identities SET customer_id = ? WHERE customer_id = ?", (into, other)
@@ -1020,7 +1028,7 @@ class SQLiteStore:
         conversation_state: ConversationState | None = None,
     ) -> Ticket:
         await self._tx(self._save_ticket, ticket, event, at, data, conversation_state)
-        return ticket
+        return replace(ticket, version=ticket.version + 1)
 
     def _save_ticket(
         self,
@@ -1039,12 +1047,56 @@ class SQLiteStore:
         self._event(event, at, ticket.conversation_id, None, ticket.id, data)
 
     def _write_ticket(self, ticket: Ticket) -> None:
+        """The whole row, only over the version it was read at (see ``Ticket.version``)."""
         assignments = ", ".join(f"{column.strip()} = ?" for column in _TICKET_MUTABLE.split(","))
         cursor = self._db.execute(
-            f"UPDATE tickets SET {assignments} WHERE id = ?", (*_ticket_values(ticket), ticket.id)
+            f"UPDATE tickets SET {assignments}, version = version + 1 WHERE id = ? AND version = ?",
+            (*_ticket_values(ticket), ticket.id, ticket.version),
         )
         if cursor.rowcount != 1:
-            raise NotFound("not_found", "no ticket with that id")
+            raise stale_ticket(
+                self._one("SELECT 1 FROM tickets WHERE id = ?", (ticket.id,)) is not None
+            )
+
+    async def assign_ticket(
+        self,
+        ticket: Ticket,
+        *,
+        event: str,
+        at: datetime,
+        data: dict[str, Any] | None = None,
+        within_capacity: bool = True,
+    ) -> Ticket:
+        await self._tx(self._assign_ticket, ticket, event, at, data, within_capacity)
+        return replace(ticket, version=ticket.version + 1)
+
+    def _assign_ticket(
+        self,
+        ticket: Ticket,
+        event: str,
+        at: datetime,
+        data: dict[str, Any] | None,
+        within_capacity: bool,
+    ) -> None:
+        # One writer: nothing else runs between the check and the write.
+        agent_id = ticket.assignee
+        if agent_id is None:
+            raise ValueError("assign_ticket needs a ticket with an assignee")
+        agent = self._one("SELECT presence, capacity FROM agents WHERE id = ?", (agent_id,))
+        if agent is None:
+            raise NotFound("unknown_agent", f"no agent {agent_id!r}", field="agent")
+        if within_capacity:
+            load = self._one(
+                "SELECT count(*) FROM tickets WHERE assignee = ? AND status != 'resolved' "
+                "AND id != ?",
+                (agent_id, ticket.id),
+            )
+            check_capacity(agent_id, agent[0], agent[1], int(load[0]) if load else 0)
+        self._db.execute(
+            "UPDATE agents SET last_assigned = ?, updated_at = ? WHERE id = ?",
+            (self._next_assignment(), _ts(at), agent_id),
+        )
+        self._save_ticket(ticket, event, at, data, None)
 
     async def record_agent_reply(
         self,
@@ -1064,6 +1116,7 @@ class SQLiteStore:
         at: datetime,
         data: dict[str, Any],
     ) -> StoredMessage:
+        self._write_ticket(ticket)  # first: a stale ticket stores nothing
         conversation = self._get_conversation(ticket.conversation_id)
         assert conversation is not None
         stored = self._insert_message(
@@ -1080,7 +1133,6 @@ class SQLiteStore:
             status=None,
             at=at,
         )
-        self._write_ticket(ticket)
         self._db.execute(
             "UPDATE conversations SET state = ? WHERE id = ?",
             (ConversationState.WITH_AGENT, ticket.conversation_id),

@@ -95,7 +95,7 @@ def test_status_and_upgrade_from_the_cli(
     assert cli.main([*argv, "upgrade"]) == 0
     assert f"upgraded a new database to {SCHEMA_VERSION}" in capsys.readouterr().out
     with sqlite3.connect(tmp_path / "promptly.db") as db:  # as a release one schema older left it
-        db.execute("DROP TABLE emergency")
+        db.execute("ALTER TABLE tickets DROP COLUMN version")
         db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION - 1,))
     assert cli.main([*argv, "status"]) == 0
     assert "needs `promptly db upgrade`" in capsys.readouterr().out
@@ -103,5 +103,7 @@ def test_status_and_upgrade_from_the_cli(
     assert f"schema version {SCHEMA_VERSION - 1} to {SCHEMA_VERSION}" in capsys.readouterr().out
     with sqlite3.connect(tmp_path / "promptly.db") as db:
         assert db.execute("SELECT count(*) FROM emergency").fetchone() == (0,)
+        columns = [row[1] for row in db.execute("PRAGMA table_info(tickets)")]
+        assert columns[-1] == "version"
     assert cli.main([*argv, "restore", str(tmp_path / "x.db")]) == 2
     assert "stop Promptly, then add --yes" in capsys.readouterr().err

@@ -21,7 +21,7 @@ import pytest
 
 import bot.store
 from bot.channels.base import AckKind, Customer, InboundMessage, OutboundMessage, ReplyType
-from bot.errors import Forbidden, NotFound, StorageError, StorageUnavailable
+from bot.errors import Conflict, Forbidden, NotFound, StorageError, StorageUnavailable
 from bot.store.base import (
     AgentRecord,
     ConversationState,
@@ -236,6 +236,7 @@ async def test_ticket_lifecycle(store):
         sla=replace(ticket.sla, last_agent_reply_at=at),
     )
     await store.record_agent_reply(replied, reply, "sam", at, {"within_sla": True})
+    replied = replace(replied, version=ticket.version + 1)  # every write bumps the version
     assert await store.ticket(ticket.id) == replied
     conversation = await store.conversation(conversation_id)
     assert conversation is not None and conversation.state is ConversationState.WITH_AGENT
@@ -245,8 +246,9 @@ async def test_ticket_lifecycle(store):
         status=TicketStatus.WAITING,
         sla=replace(replied.sla, pauses=((at, None),)),
     )
-    await store.save_ticket(paused, event="waiting_on_customer", at=at)
-    assert await store.ticket(ticket.id) == paused
+    saved = await store.save_ticket(paused, event="waiting_on_customer", at=at)
+    assert saved == replace(paused, version=paused.version + 1) == await store.ticket(ticket.id)
+    paused = saved
 
     done = NOW + timedelta(hours=1)
     resolved = replace(paused, status=TicketStatus.RESOLVED, resolved_at=done)
@@ -276,6 +278,101 @@ async def test_a_timer_fires_once_with_its_event(store):
     )
     events = [e for e in await store.events() if e.type == "sla_breach"]
     assert [e.ticket_id for e in events] == [ticket.id, ticket.id]
+
+
+async def test_a_stale_ticket_write_is_a_conflict_and_changes_nothing(store):
+    """Optimistic concurrency: a ticket is written only over the version it was read at."""
+    received = await store.receive(inbound())
+    ticket = await store.create_ticket(new_ticket(received.conversation.id))
+    assert ticket.version == 1 and (await store.ticket(ticket.id)).version == 1
+    # Another gateway changes the ticket after this one read it …
+    current = await store.save_ticket(
+        replace(ticket, priority="urgent"), event="priority_changed", at=NOW
+    )
+    assert current.version == 2 and await store.ticket(ticket.id) == current
+    before = (await store.events(), await store.messages(received.conversation.id))
+    # … so this one's writes computed from the old read are refused whole.
+    for stale in (
+        store.save_ticket(
+            replace(ticket, status=TicketStatus.WAITING),
+            event="waiting_on_customer",
+            at=NOW,
+            conversation_state=ConversationState.BOT,
+        ),
+        store.record_agent_reply(
+            replace(ticket, status=TicketStatus.OPEN, first_responded_at=NOW),
+            OutboundMessage(type=ReplyType.AGENT, text="Sam here"),
+            "sam",
+            NOW,
+            {},
+        ),
+    ):
+        with pytest.raises(Conflict) as refused:
+            await stale
+        assert refused.value.code == "ticket_changed"
+    assert await store.ticket(ticket.id) == current
+    assert (await store.events(), await store.messages(received.conversation.id)) == before
+    conversation = await store.conversation(received.conversation.id)
+    assert conversation is not None and conversation.state is ConversationState.WAITING_AGENT
+    with pytest.raises(NotFound):
+        await store.save_ticket(replace(ticket, id="nope"), event="x", at=NOW)
+    # Moving a ticket to another conversation is a write of its row too.
+    bo = {"email": "bo@example.com"}
+    telegram = await store.receive(platform_message("telegram", "7", "g0", **bo))
+    second = await store.create_ticket(new_ticket(telegram.conversation.id))
+    email = await store.receive(platform_message("email", "bo@example.com", "<e0>", **bo))
+    followed = await store.ticket(second.id)
+    assert followed.conversation_id == email.conversation.id
+    assert followed.version == second.version + 1
+    moved = await store.move_ticket(second.id, telegram.conversation.id, NOW)
+    assert moved.version == followed.version + 1
+
+
+async def test_assignment_checks_capacity_in_the_write(store):
+    sam = AgentRecord("sam", "Sam", "online", 1, (), (), 0)
+    await store.save_agent(sam, NOW)
+    first, second = [
+        await store.create_ticket(
+            new_ticket((await store.receive(inbound(customer=c))).conversation.id)
+        )
+        for c in ("c1", "c2")
+    ]
+    given = await store.assign_ticket(
+        replace(first, assignee="sam", assigned_at=NOW), event="assigned", at=NOW
+    )
+    assert given.version == 2 and await store.ticket(first.id) == given
+    stamped = (await store.agents())[0].last_assigned
+    assert stamped > 0
+    before = await store.events()
+    with pytest.raises(Conflict) as full:  # Sam holds one ticket of one
+        await store.assign_ticket(
+            replace(second, assignee="sam", assigned_at=NOW), event="assigned", at=NOW
+        )
+    assert full.value.code == "agent_full"
+    assert await store.ticket(second.id) == second and await store.events() == before
+    assert (await store.agents())[0].last_assigned == stamped
+    # Re-assigning the ticket Sam holds counts the others only.
+    again = await store.assign_ticket(given, event="assigned", at=NOW)
+    assert again.version == 3
+    await store.save_agent(replace(sam, capacity=5, presence="away"), NOW)
+    with pytest.raises(Conflict) as away:
+        await store.assign_ticket(
+            replace(second, assignee="sam", assigned_at=NOW), event="assigned", at=NOW
+        )
+    assert away.value.code == "agent_away"
+    # An agent taking a ticket by hand is not held to capacity or presence.
+    taken = await store.assign_ticket(
+        replace(second, assignee="sam", assigned_at=NOW),
+        event="taken",
+        at=NOW,
+        within_capacity=False,
+    )
+    assert (await store.ticket(second.id)) == taken and taken.assignee == "sam"
+    assert (await store.agents())[0].last_assigned > stamped
+    with pytest.raises(NotFound):
+        await store.assign_ticket(
+            replace(second, assignee="nobody"), event="assigned", at=NOW, within_capacity=False
+        )
 
 
 async def test_agents_and_the_assignment_counter(store):
@@ -463,6 +560,18 @@ async def test_a_customer_on_two_channels_while_an_agent_works_commits_everythin
     email = await store.receive(platform_message("email", "ann@example.com", "<e0>", **ann))
     reply = OutboundMessage(type=ReplyType.ANSWER, text="hi")
     agent = OutboundMessage(type=ReplyType.AGENT, text="Sam here")
+
+    async def agent_reply():
+        # Over the ticket as it is now: each move (and reply) bumps its version, and a reply
+        # over an older one is a Conflict that stores nothing, so read again and retry.
+        for _ in range(100):
+            current = await store.ticket(ticket.id)
+            try:
+                return await store.record_agent_reply(current, agent, "sam", NOW, {})
+            except Conflict:
+                continue
+        raise AssertionError("the agent reply kept conflicting")
+
     writes = []
     for i in range(1, 13):
         writes += [
@@ -470,7 +579,7 @@ async def test_a_customer_on_two_channels_while_an_agent_works_commits_everythin
             store.receive(platform_message("email", "ann@example.com", f"<e{i}>", **ann)),
             store.add_reply(telegram.conversation.id, reply, event="answered"),
             store.add_reply(email.conversation.id, reply, event="answered"),
-            store.record_agent_reply(ticket, agent, "sam", NOW, {}),
+            agent_reply(),
         ]
     await asyncio.gather(*writes)
     assert [t.id for t in await store.tickets("open")] == [ticket.id]
