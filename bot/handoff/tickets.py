@@ -2,18 +2,24 @@
 
 Every change to a ticket goes through ``_change``: under the ticket's lock, compute the new
 ticket, recompute its deadlines (``bot.handoff.schedule``), store it with its event, and
-reschedule its timers. The monitor calls ``on_timer``; a timer fires once, across restarts,
-because the store records it (``Store.fire_timer``).
+reschedule its timers. The lock is this process's; gateways sharing a database compose their
+changes through the ticket's version: the store writes a ticket only over the version it was
+read at, and a change another gateway's got in the way of (``Conflict("ticket_changed")``) is
+re-read and applied again (``_optimistic``). Automatic assignment checks the agent's capacity
+in the store's transaction (``Store.assign_ticket``), so two gateways never overfill an agent.
+
+The monitor calls ``on_timer``; a timer fires once, across restarts, because the store
+records it (``Store.fire_timer``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.channels.base import AckKind, OutboundMessage, ReplyType
 from bot.emergency import Mode, Switch
@@ -42,6 +48,10 @@ from bot.store.base import (
 
 logger = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
+T = TypeVar("T")
+# Of a ticket change that other gateways' changes of the ticket kept getting in the way of, and
+# of an automatic assignment whose chosen agent another gateway filled meanwhile.
+_ATTEMPTS = 5
 
 
 class TicketService:
@@ -249,8 +259,8 @@ class TicketService:
         self, ticket_id: str, text: str, agent_id: str, agent_name: str
     ) -> StoredMessage:
         """A public agent reply: goes out on the customer's channel and meets the clock."""
-        async with self._locks.hold(ticket_id):
-            ticket = await self._require_open(ticket_id)
+
+        async def write(ticket: Ticket) -> StoredMessage:
             now = self._clock()
             first = ticket.first_responded_at is None
             due = ticket.first_response_due if first else ticket.next_response_due
@@ -278,6 +288,9 @@ class TicketService:
             }
             stored = await self._store.record_agent_reply(updated, message, agent_id, now, data)
             self._reschedule(updated)
+            return stored
+
+        stored = await self._optimistic(ticket_id, write)
         self._outbox.publish(stored)
         return stored
 
@@ -402,28 +415,49 @@ class TicketService:
                 full.add(ticket.queue)
 
     async def _assign(self, ticket: Ticket, exclude: frozenset[str] = frozenset()) -> Ticket | None:
+        """To the agent ``choose_agent`` picks; that agent's capacity is checked again in the
+        store's transaction, and when another gateway filled them (or they left) since the
+        loads were read, the choice is made again on fresh loads."""
         async with self._assigning:
-            loads = await self.queues.agent_loads()
             skills = frozenset(self._settings.queues[ticket.queue].skills)
-            agent_id = choose_agent(loads, ticket.queue, skills, exclude)
-            if agent_id is None:
-                return None
-            return await self._give(ticket.id, agent_id, "assigned", {"agent": agent_id})
+            for _ in range(_ATTEMPTS):
+                loads = await self.queues.agent_loads()
+                agent_id = choose_agent(loads, ticket.queue, skills, exclude)
+                if agent_id is None:
+                    return None
+                try:
+                    return await self._give(
+                        ticket.id, agent_id, "assigned", {"agent": agent_id}, automatic=True
+                    )
+                except Conflict as e:
+                    if e.code not in ("agent_full", "agent_away"):
+                        raise
+                    logger.info("assigning %s: %s; choosing again", ticket.reference, e.message)
+            return None  # still waiting: the next assign_waiting tries again
 
     async def _give(
-        self, ticket_id: str, agent_id: str, event: str, data: dict[str, Any]
+        self,
+        ticket_id: str,
+        agent_id: str,
+        event: str,
+        data: dict[str, Any],
+        *,
+        automatic: bool = False,
     ) -> Ticket:
-        agent = next((a for a in await self._store.agents() if a.id == agent_id), None)
-        if agent is None:
+        """Give the ticket to the agent, stamping their round-robin counter in the same write.
+        ``automatic``: only within the agent's capacity, and only while the ticket is still
+        unassigned (another gateway may have assigned it since it was read)."""
+        if not any(a.id == agent_id for a in await self._store.agents()):
             raise NotFound("unknown_agent", f"no agent {agent_id!r}", field="agent")
         now = self._clock()
-        counter = await self._store.next_assignment()
-        await self._store.save_agent(replace(agent, last_assigned=counter), now)
+
+        def change(t: Ticket) -> Ticket:
+            if automatic and t.assignee is not None:
+                return t
+            return replace(t, assignee=agent_id, assigned_at=now)
+
         return await self._change(
-            ticket_id,
-            lambda t: replace(t, assignee=agent_id, assigned_at=now),
-            event,
-            data={**data, "agent": agent_id},
+            ticket_id, change, event, data={**data, "agent": agent_id}, assigning=automatic
         )
 
     async def _requeue(self, ticket: Ticket, why: str) -> None:
@@ -556,22 +590,57 @@ class TicketService:
         data: dict[str, Any] | None = None,
         at: datetime | None = None,
         conversation_state: ConversationState | None = None,
+        assigning: bool | None = None,
     ) -> Ticket:
-        async with self._locks.hold(ticket_id):
-            ticket = await self._require_open(ticket_id)
+        """Apply the pure ``change`` to the ticket as stored and save it with its event; again
+        on a fresh read when another gateway changed the ticket meanwhile (``_optimistic``).
+
+        ``assigning`` (the change gives the ticket to its new assignee): stored with
+        ``Store.assign_ticket``, which also stamps the agent's round-robin counter and, when
+        True (automatic assignment), refuses an agent at capacity.
+        """
+
+        async def write(ticket: Ticket) -> Ticket:
             updated = change(ticket)
             if updated == ticket:
                 return ticket
             updated = schedule.with_deadlines(updated, self._calendars[updated.sla.calendar])
-            saved = await self._store.save_ticket(
-                updated,
-                event=event,
-                at=at or self._clock(),
-                data=data,
-                conversation_state=conversation_state,
-            )
+            if assigning is None:
+                saved = await self._store.save_ticket(
+                    updated,
+                    event=event,
+                    at=at or self._clock(),
+                    data=data,
+                    conversation_state=conversation_state,
+                )
+            else:
+                saved = await self._store.assign_ticket(
+                    updated,
+                    event=event,
+                    at=at or self._clock(),
+                    data=data,
+                    within_capacity=assigning,
+                )
             self._reschedule(saved)
             return saved
+
+        return await self._optimistic(ticket_id, write)
+
+    async def _optimistic(self, ticket_id: str, write: Callable[[Ticket], Awaitable[T]]) -> T:
+        """``write(ticket)`` on the open ticket as stored now, under this process's lock of it.
+        The store writes only over the version read; when another gateway changed the ticket
+        in between (``Conflict("ticket_changed")``), read it again and ``write`` again, so a
+        pure change computed from the fresh ticket keeps the other gateway's change too."""
+        async with self._locks.hold(ticket_id):
+            for attempt in range(1, _ATTEMPTS + 1):
+                ticket = await self._require_open(ticket_id)
+                try:
+                    return await write(ticket)
+                except Conflict as e:
+                    if e.code != "ticket_changed" or attempt == _ATTEMPTS:
+                        raise
+                    logger.info("ticket %s changed meanwhile: applying again", ticket.reference)
+        raise AssertionError("unreachable")
 
     async def _require_open(self, ticket_id: str) -> Ticket:
         ticket = await self._store.ticket(ticket_id)
