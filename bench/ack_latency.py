@@ -869,6 +869,15 @@ def rasa_state(gateway_url: str) -> str:
     return str(get_json(f"{gateway_url}/health")["components"]["rasa"])
 
 
+# The load generator is not customers: each of its connections and conversations sends many
+# messages a second from one loopback address. It measures acks, not the rate limits.
+NO_LIMITS = """requests_per_address = 0
+webhooks_per_address = 0
+messages_per_sender = 0
+messages_per_socket = 0
+sockets_per_address = 0"""
+
+
 class Gateway:
     """``python -m bot --config <tmp>/promptly.toml gateway`` in its own process group."""
 
@@ -882,6 +891,7 @@ class Gateway:
         env: Mapping[str, str] | None = None,
         port: int | None = None,
         database: Path | None = None,
+        limits: str = NO_LIMITS,
     ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -907,13 +917,7 @@ model_dir = "{models}"
 articles = "{articles}"
 index_dir = "{index_dir}"
 [limits]
-# The load generator is not customers: each of its connections and conversations sends many
-# messages a second from one loopback address. It measures acks, not the rate limits.
-requests_per_address = 0
-webhooks_per_address = 0
-messages_per_sender = 0
-messages_per_socket = 0
-sockets_per_address = 0
+{limits}
 {config}""",
             encoding="utf-8",
         )
