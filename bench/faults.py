@@ -486,7 +486,9 @@ class Suite:
     """One Rasa server for the whole run; a fresh gateway per scenario on one fixed port (the
     port Rasa's action endpoint calls)."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(
+        self, tmp: Path, redis_url: str | None = None, redis_prefix: str = "promptly:"
+    ) -> None:
         self.tmp = tmp
         self.token = secrets.token_urlsafe(24)
         settings = load_settings(ROOT / "promptly.toml", env={})
@@ -496,8 +498,12 @@ class Suite:
             train(settings)
         self.gateway_port = free_port()
         self.rasa_port = free_port()
-        endpoints = write_endpoints(
-            tmp / "endpoints.yml", f"http://{HOST}:{self.gateway_port}/actions/webhook", self.token
+        endpoints = write_endpoints(  # with redis_url, Rasa's lock and tracker stores in Redis
+            tmp / "endpoints.yml",
+            f"http://{HOST}:{self.gateway_port}/actions/webhook",
+            self.token,
+            redis_url=redis_url,
+            redis_prefix=redis_prefix,
         )
         self.rasa = RasaServer(
             rasa_executable(settings),
@@ -524,8 +530,10 @@ class Suite:
         rasa_port: int | None = None,
         database: Path | None = None,
         env: dict[str, str] | None = None,
+        port: int | None = None,
         limits: str = NO_LIMITS,
     ) -> Iterator[Gateway]:
+        """A gateway on the port Rasa's action endpoint calls, or on ``port`` (another)."""
         gateway = Gateway(
             self.tmp / name,
             self.tmp / "kb-index",
@@ -533,7 +541,7 @@ class Suite:
             self.token,
             config,
             env=env,
-            port=self.gateway_port,
+            port=port or self.gateway_port,
             database=database,
             limits=limits,
         )

@@ -301,6 +301,11 @@ class ScaleSettings(_Section):
     # How long a rate-limit check may wait for Redis before the process limits on its own
     # (bot/ratelimit_redis.py): a request must not hang on it.
     redis_timeout: Duration = timedelta(milliseconds=250)
+    # On PostgreSQL, how long a gateway's claim on the work it stores (messages to answer,
+    # replies to deliver) lasts: renewed every third of it, taken over by another gateway
+    # once it lapses (bot/claims.py). Shorter: a dead gateway's work is picked up sooner,
+    # but a gateway stalled longer than two thirds of it has its live work taken over.
+    claim_lease: Duration = timedelta(seconds=30)
 
     @field_validator("redis_url", mode="before")
     @classmethod
@@ -320,6 +325,8 @@ class ScaleSettings(_Section):
     def _positive_timeout(self) -> ScaleSettings:
         if self.redis_timeout <= timedelta(0):
             raise ValueError("redis_timeout must be longer than 0")
+        if self.claim_lease < timedelta(seconds=1):
+            raise ValueError("claim_lease must be at least 1s")
         return self
 
     def redis(self) -> str | None:

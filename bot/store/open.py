@@ -17,10 +17,11 @@ AnyStore = SQLiteStore | PostgresStore
 
 async def open_store(settings: Settings, owner: str | None = None) -> AnyStore:
     """The configured store, its schema created or migrated to this code's version; on
-    PostgreSQL, what this gateway (``owner``) stores to finish is claimed for it."""
+    PostgreSQL, what this gateway (``owner``) stores to finish is claimed for it, for
+    ``[scale] claim_lease`` at a time."""
     url = settings.storage.database_dsn()
     if url is not None:
-        return await PostgresStore.open(url, owner=owner)
+        return await PostgresStore.open(url, owner=owner, lease=settings.scale.claim_lease)
     return await SQLiteStore.open(settings.path(settings.storage.database))
 
 

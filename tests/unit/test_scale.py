@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,14 @@ def test_a_redis_url_with_a_password_comes_from_the_environment(tmp_path):
 def test_a_redis_url_must_be_one(tmp_path):
     with pytest.raises(ConfigError, match="redis://"):
         load_settings(write(tmp_path, '[scale]\nredis_url = "http://x"\n'), env={})
+
+
+def test_the_claim_lease_is_30s_unless_set_and_at_least_a_second(tmp_path):
+    assert load_settings(write(tmp_path, ""), env={}).scale.claim_lease == timedelta(seconds=30)
+    settings = load_settings(write(tmp_path, '[scale]\nclaim_lease = "6s"\n'), env={})
+    assert settings.scale.claim_lease == timedelta(seconds=6)
+    with pytest.raises(ConfigError, match="claim_lease"):
+        load_settings(write(tmp_path, '[scale]\nclaim_lease = "500ms"\n'), env={})
 
 
 # -- the web channel's writer: several processes publish one conversation ----------------------
