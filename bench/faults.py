@@ -310,9 +310,6 @@ class Row:
     notes: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     skipped: bool = False
-    # postgres-redis: late acks of messages stored just before PostgreSQL went away, whose
-    # turn the outage cut (their receipt waits for the database: a known gap, see the notes).
-    cut_by_outage: int = 0
 
     @property
     def passed(self) -> bool | None:
@@ -1051,11 +1048,6 @@ async def postgres_redis(suite: Suite, options: Options) -> Row:
             )
             if late := late_acks(customers, frames, options.window):
                 stopped = seen.get("postgres stopped at", math.nan)
-                down = seen.get("postgres down at", math.nan)
-                row.cut_by_outage = sum(
-                    not m.journaled and stopped - options.window - 1 <= m.window_start <= down
-                    for m, _ in late
-                )
                 row.notes.append(
                     "acked late: "
                     + ", ".join(
@@ -1064,10 +1056,6 @@ async def postgres_redis(suite: Suite, options: Options) -> Row:
                         f"{latency:.1f} s later)"
                         for m, latency in late[:5]
                     )
-                    + f"; {row.cut_by_outage} of the {len(late)} were stored just before the "
-                    "stop and their turn stopped with the database (`turn for message … "
-                    "stopped` in the log): bot/pipeline.py sends such a message's receipt only "
-                    "once the database is back, not from memory as for a journaled one"
                 )
             if not journaled:
                 row.failures.append("no message was journaled: the PostgreSQL outage did not bite")

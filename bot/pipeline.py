@@ -166,6 +166,7 @@ class Pipeline:
         self._speed = speed_of(clock)  # clock seconds per real second (debug.clock_speed)
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: set[str] = set()
+        self._acked: set[str] = set()  # messages whose turn (running) stored an ack
         self.accepted = 0  # new messages accepted since start: the overload watch's rate
         self._locks = KeyedLocks()
         self.ratings = csat.Ratings(store, clock)  # shared with the web channel's rating route
@@ -193,7 +194,12 @@ class Pipeline:
         except StorageUnavailable as e:
             if self._journal is None or msg.kind in EVENT_KINDS:
                 raise
-            return await self._journal_message(msg, started, e)
+            journaled = await self._journal_message(msg, started, e)
+            if not journaled.duplicate:
+                self.accepted += 1
+                if self._metrics is not None:
+                    self._metrics.message_received(msg.channel)
+            return journaled
         if self._metrics is not None and not received.duplicate:
             self._metrics.message_received(msg.channel)
         if msg.kind in EVENT_KINDS:  # a reaction, an edit, a join: kept, never replied to
@@ -203,7 +209,7 @@ class Pipeline:
         if not received.duplicate:
             self.accepted += 1
             self._inflight.add(received.message.id)
-            self._spawn(self._turn(received.message, received.conversation, started))
+            self._spawn(self._turn(received.message, received.conversation, started, msg))
         return received
 
     async def _receive(self, msg: InboundMessage) -> Received:
@@ -241,9 +247,6 @@ class Pipeline:
             raise error from None
         accepted = Journaled(msg, receipt)
         self._journaled[key] = accepted
-        self.accepted += 1
-        if self._metrics is not None:
-            self._metrics.message_received(msg.channel)
         task = self._spawn(self._push_receipt(entry))
         self._pushing[key] = task
         task.add_done_callback(lambda _: self._pushing.pop(key, None))
@@ -377,7 +380,11 @@ class Pipeline:
     # -- one turn --------------------------------------------------------------------------
 
     async def _turn(
-        self, message: StoredMessage, conversation: Conversation, started: float
+        self,
+        message: StoredMessage,
+        conversation: Conversation,
+        started: float,
+        inbound: InboundMessage | None = None,
     ) -> None:
         try:
             if conversation.state is not ConversationState.BOT:
@@ -401,6 +408,10 @@ class Pipeline:
             # The message is in the inbox, unanswered: marking it would need the database that
             # just failed. It is answered when the database takes writes again.
             logger.warning("turn for message %s stopped: %s", message.id, e.__cause__)
+            if inbound is not None and message.id not in self._acked:
+                # Stored just before the database went, not acked yet: the receipt goes out
+                # from memory now, journaled, so it is not sent again when the turn resumes.
+                await self._receipt_from_memory(inbound, conversation.id, started, e)
             self._resume_when_storage_returns()
         except Exception:
             logger.exception("turn failed for message %s; it stays in the inbox", message.id)
@@ -411,6 +422,25 @@ class Pipeline:
                 self._resume_when_storage_returns()
         finally:
             self._inflight.discard(message.id)
+            self._acked.discard(message.id)
+
+    async def _receipt_from_memory(
+        self,
+        inbound: InboundMessage,
+        conversation_id: str,
+        started: float,
+        error: StorageUnavailable,
+    ) -> None:
+        if self._journal is None:
+            return
+        try:
+            journaled = await self._journal_message(inbound, started, error)
+        except StorageUnavailable:
+            return  # the journal failed too (logged): the receipt comes with the answer
+        if not journaled.duplicate:
+            # A web client that already has its 202 follows the conversation: the receipt
+            # goes to it as a frame not stored yet (no seq).
+            self._outbox.announce(conversation_id, provisional(journaled, conversation_id))
 
     def _resume_when_storage_returns(self) -> None:
         if not self._storage_retry:
@@ -678,6 +708,8 @@ class Pipeline:
             pending=pending,
             finishes=message.id if last else None,
         )
+        if first:
+            self._acked.add(message.id)
 
     # -- understanding ---------------------------------------------------------------------
 
@@ -821,6 +853,19 @@ class Pipeline:
         return ack.Promise(
             settings.promise, settings.margin, getattr(settings, "answer_as_ack", True)
         )
+
+
+def provisional(journaled: Journaled, conversation_id: str | None) -> dict[str, Any]:
+    """The wire frame of a receipt sent from memory (docs/api.md): no ``seq`` until stored."""
+    receipt = journaled.receipt
+    return {
+        "type": str(receipt.type),
+        "kind": str(receipt.kind),
+        "text": receipt.text,
+        "in_reply_to": receipt.in_reply_to,
+        "conversation_id": conversation_id,
+        "provisional": True,
+    }
 
 
 def _consume(task: asyncio.Future[Any]) -> None:

@@ -308,7 +308,10 @@ class SentFrames:
                     del live[key]
 
     def fresh(self, item: Frame) -> bool:
-        """Whether ``item`` was not sent yet (it counts as sent from now on)."""
+        """Whether ``item`` was not sent yet (it counts as sent from now on). A provisional
+        frame (a receipt sent from memory, not stored: no seq) is always news."""
+        if item.get("provisional"):
+            return True
         conversation_id, seq = item["conversation_id"], item["seq"]
         if seq <= self.cursor(conversation_id):
             return False

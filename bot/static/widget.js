@@ -844,14 +844,20 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
     if (conversation) setConversation(conversation);
     const entry = customerRows.get(cmid);
     if (entry && entry.row.dataset.state !== "sent") setCustomerState(entry, "sent");
-    if (entry && receipt && typeof receipt.text === "string" && !entry.receipt) {
-      // Journaled (the database is away): the receipt came with `accepted`, not stored yet.
-      const node = h("div", { class: "receipt", "data-testid": "promptly-msg", "data-type": "ack", "data-kind": "receipt", "data-journaled": "1" }, h("span", { text: receipt.text }));
-      entry.receipt = node;
-      entry.row.append(node);
-      if (nearBottom()) scrollToEnd();
-    }
+    if (receipt) provisionalReceipt(cmid, receipt);
     flush();
+  }
+
+  /** A receipt sent from memory while the database is away (with `accepted`, or a frame with
+   *  `provisional: true` and no seq): shown under the message until the stored one adopts it. */
+  function provisionalReceipt(cmid, receipt) {
+    const entry = cmid ? customerRows.get(cmid) : null;
+    if (!entry || entry.receipt || typeof receipt.text !== "string") return;
+    if (entry.row.querySelector('[data-kind="receipt"]')) return; // the stored one is here already
+    const node = h("div", { class: "receipt", "data-testid": "promptly-msg", "data-type": "ack", "data-kind": "receipt", "data-journaled": "1" }, h("span", { text: receipt.text }));
+    entry.receipt = node;
+    entry.row.append(node);
+    if (nearBottom()) scrollToEnd();
   }
 
   function onSendError(cmid, error) {
@@ -906,6 +912,8 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
           setTimeout(() => socketOpen && setStatus(""), 4000);
         }
       }
+    } else if (f.provisional === true && f.type === "ack" && f.kind === "receipt") {
+      if (!f.conversation_id || !conversationId || f.conversation_id === conversationId) provisionalReceipt(f.in_reply_to, f);
     } else {
       renderFrame(f);
     }

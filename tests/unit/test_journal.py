@@ -251,3 +251,47 @@ async def test_without_a_journal_a_locked_database_is_a_503(tmp_path, aiohttp_cl
         response = await post(client, "hello", mid="x")
     assert response.status == 503
     assert (await response.json())["error"]["code"] == "storage_unavailable"
+
+
+async def test_a_turn_the_database_cuts_short_sends_its_receipt_from_memory_once(
+    tmp_path, aiohttp_client, rasa_server, fake_rasa, quick_retry
+):
+    """Stored just before the database went away, before its turn stored a receipt: the
+    receipt goes out from memory (a provisional frame), and is stored once it is back."""
+    settings = make_settings(tmp_path, rasa_server.port)
+    client = await aiohttp_client(create_app(settings))
+    await wait_for_rasa(client)
+    first = await (await post(client, "hello", mid="before")).json()
+    conversation_id = first["conversation_id"]
+    await frames(client, conversation_id)
+    holder = sqlite3.connect(tmp_path / "promptly.db", isolation_level=None)
+
+    went: list[bool] = []
+
+    async def go_away(body: dict[str, Any]) -> None:
+        if body["message"] == "where is it" and not went:
+            went.append(True)
+            holder.execute("BEGIN IMMEDIATE")  # while Rasa thinks, the database goes
+            await asyncio.sleep(1.0)  # past the 600 ms window: the turn writes its receipt
+
+    fake_rasa.action = go_away
+    params = {"customer_id": "c1", "conversation_id": conversation_id, "after": "1000"}
+    try:
+        async with client.ws_connect("/ws", params=params) as ws:
+            response = await post(client, "where is it", mid="cut", conversation_id=conversation_id)
+            assert response.status == 202 and not (await response.json()).get("journaled")
+            receipt = await ws.receive_json(timeout=15)
+            assert receipt["provisional"] is True and receipt["kind"] == "receipt"
+            assert receipt["in_reply_to"] == "cut" and "seq" not in receipt
+            holder.execute("ROLLBACK")
+            seen = [await ws.receive_json(timeout=20)]
+            while not any(f.get("type") == "answer" for f in seen):
+                seen.append(await ws.receive_json(timeout=20))
+    finally:
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        holder.close()
+    await asyncio.sleep(0.5)
+    replies = [r for r in await frames(client, conversation_id) if r["in_reply_to"] == "cut"]
+    assert [(r["type"], r.get("kind")) for r in replies] == [("ack", "receipt"), ("answer", None)]
+    assert replies[0]["text"] == receipt["text"]  # the one the customer saw, stored
