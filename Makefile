@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine: `make run` and `make test`.
-.PHONY: setup run test lint bench bench-faults bench-kb train kb screenshots clean
+.PHONY: setup run test lint bench bench-faults bench-scale bench-kb train kb screenshots clean
 
 setup:
 	@bash scripts/setup.sh
@@ -29,6 +29,10 @@ bench: setup train
 
 bench-faults: setup train
 	.venv/bin/python bench/faults.py
+
+# Needs PostgreSQL and Redis on 127.0.0.1 (bench/README.md, "Scale-out"); about 15 minutes.
+bench-scale: setup train
+	.venv/bin/python bench/scale_out.py
 
 bench-kb: setup
 	HF_HUB_OFFLINE=1 .venv/bin/python bench/kb_quality.py --all
