@@ -72,7 +72,7 @@ from bot.outbox import Outbox
 from bot.overload_watch import OverloadWatch, Sources, overload_thresholds
 from bot.pages import Pages
 from bot.pipeline import Pipeline
-from bot.settings import Settings
+from bot.settings import WORKER_ENV, Settings
 from bot.store.base import Conversation
 from bot.store.open import AnyStore, describe, open_store
 from bot.store.postgres import PostgresStore
@@ -82,7 +82,6 @@ from knowledge_base.isolated import IsolatedEmbedder
 logger = logging.getLogger(__name__)
 # What still runs its own SQL on SQLite alone: on PostgreSQL (``storage.database_url``) the
 # gateway refuses to start while this names anything, instead of failing on first use.
-WORKER_ENV = "PROMPTLY_WORKER"  # the --workers slot of this gateway process (0, 1, …)
 # How often a gateway sharing its database re-reads the open tickets, to time the SLA of those
 # another gateway created or changed (a timer re-checks its ticket before it fires, and fires
 # once across gateways, so an extra or stale one is harmless; a missing one would not be).

@@ -15,12 +15,12 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import SecretStr
 
-from bot.app import WORKER_ENV, create_app
+from bot.app import create_app
 from bot.console.access import ACCOUNTS
 from bot.console.accounts import Accounts
 from bot.errors import ConfigError
 from bot.rasa_server import RasaServer, RasaStartError, write_endpoints
-from bot.settings import ACTION_TOKEN_ENV, AGENT_TOKEN_ENV, Settings
+from bot.settings import ACTION_TOKEN_ENV, AGENT_TOKEN_ENV, WORKER_ENV, Settings
 from bot.training import TrainingError, model_path, rasa_executable
 
 logger = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ import functools
 import hashlib
 import html
 import logging
+import os
 import re
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -39,6 +40,7 @@ from bot.channels.base import Customer, InboundMessage, OutboundMessage
 from bot.channels.platform import ListeningChannel, SendError, Sent, split_text
 from bot.clock import Clock, utc_now
 from bot.errors import ConfigError
+from bot.settings import WORKER_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +164,12 @@ class EmailChannel(ListeningChannel):
             self._sessions.add(smtp)
             return smtp
 
-        self._server = await loop.create_server(protocol, self.listen_host, self.listen_port)
+        # Under `--workers`, every gateway process listens on the port (the kernel spreads the
+        # connections); each mail is stored once whichever process takes it.
+        shared = os.environ.get(WORKER_ENV) is not None
+        self._server = await loop.create_server(
+            protocol, self.listen_host, self.listen_port, reuse_port=shared or None
+        )
         logger.info("email: listening for SMTP on %s:%d", *self.listening())
 
     def listening(self) -> tuple[str, int]:

@@ -38,7 +38,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from bot.app import WORKER_ENV
+from bot.settings import WORKER_ENV
 from tests.conftest import free_port
 from tests.integration.test_flows import Customer
 from tests.unit.test_store import pg_database

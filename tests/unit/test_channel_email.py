@@ -24,6 +24,7 @@ from bot.channels.email import (
 )
 from bot.channels.platform import SendError
 from bot.errors import ConfigError
+from bot.settings import WORKER_ENV
 from tests.fakes.smtp import (
     AUTO_REPLIES,
     CUSTOMER,
@@ -577,6 +578,25 @@ async def test_stop_listener_closes_the_port() -> None:
     await channel.stop_listener()  # idempotent
     with pytest.raises(OSError):
         await asyncio.open_connection(host, port)
+
+
+async def test_gateway_workers_share_the_smtp_port(monkeypatch) -> None:
+    """Under `--workers` every gateway process listens on the one SMTP port."""
+    monkeypatch.setenv(WORKER_ENV, "0")
+    port = free_port()
+    first, second = make_channel(listen_port=port), make_channel(listen_port=port)
+    inbox = Inbox()
+    await first.start_listener(inbox, clock=lambda: NOW)
+    try:
+        await second.start_listener(inbox, clock=lambda: NOW)  # no "address already in use"
+        try:
+            assert first.listening()[1] == second.listening()[1] == port
+            code, _ = await deliver(*first.listening(), compose(message_id="<w@example.org>"))
+            assert code == 250 and len(inbox.batches) == 1
+        finally:
+            await second.stop_listener()
+    finally:
+        await first.stop_listener()
 
 
 async def test_fake_relay_and_listener_talk_to_each_other(relay: FakeSMTPServer) -> None:

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from bot import cli, runner
-from bot.app import WORKER_ENV, gateway_id, journal_for
+from bot.app import gateway_id, journal_for
 from bot.runner import Workers, workers_refusal
-from bot.settings import load_settings
+from bot.settings import WORKER_ENV, load_settings
 
 
 def settings_with(tmp_path: Path, text: str = "") -> Any:
