@@ -82,6 +82,7 @@ JOURNALED_TEXT = (
 )
 ALL_TO_HUMANS = "emergency_all_to_humans"  # the intent recorded on tickets the switch opens
 STORAGE_RETRY_SECONDS = 5.0  # how often to try the inbox again after a storage failure
+ACK_WRITE_MARGIN = 0.25  # seconds kept for a receipt from memory when the ack write stalls
 FAST_SOURCE = "fast_path"  # replies the gateway gave instead of Rasa (bot/fastpath.py)
 NO_ANSWER_TEXT = (
     "Sorry, I couldn't work that out. Could you rephrase, or say 'agent' to reach a person?"
@@ -167,12 +168,14 @@ class Pipeline:
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: set[str] = set()
         self._acked: set[str] = set()  # messages whose turn (running) stored an ack
+        self._inbound: dict[str, InboundMessage] = {}  # as received, while its turn runs
         self.accepted = 0  # new messages accepted since start: the overload watch's rate
         self._locks = KeyedLocks()
         self.ratings = csat.Ratings(store, clock)  # shared with the web channel's rating route
         self._rating_locks = KeyedLocks()  # "5" sent twice must not rate twice
         self._resume_lock = asyncio.Lock()
         self._storage_retry = False  # a resume waits for the database to take writes again
+        self._storage_again = False  # more waits since that resume began: it must run again
         self._kb_latency = LatencyGauge(initial=0.05, parallelism=2)
         self._kb_budget = self._settings.channels.web.promise.total_seconds() / 2
         queue = settings.queues.get(settings.routing.default_queue)
@@ -386,6 +389,8 @@ class Pipeline:
         started: float,
         inbound: InboundMessage | None = None,
     ) -> None:
+        if inbound is not None:
+            self._inbound[message.id] = inbound
         try:
             if conversation.state is not ConversationState.BOT:
                 ticket = await self._store.open_ticket(conversation.id)
@@ -423,6 +428,7 @@ class Pipeline:
         finally:
             self._inflight.discard(message.id)
             self._acked.discard(message.id)
+            self._inbound.pop(message.id, None)
 
     async def _receipt_from_memory(
         self,
@@ -443,6 +449,7 @@ class Pipeline:
             self._outbox.announce(conversation_id, provisional(journaled, conversation_id))
 
     def _resume_when_storage_returns(self) -> None:
+        self._storage_again = True
         if not self._storage_retry:
             self._storage_retry = True
             self._spawn(self._retry_resume())
@@ -452,11 +459,15 @@ class Pipeline:
         try:
             while True:
                 await asyncio.sleep(STORAGE_RETRY_SECONDS)
+                self._storage_again = False
                 try:
                     await self._resume()
-                    return
                 except StorageUnavailable:
                     continue
+                # A turn stopped, or a message was journaled, while that resume ran (after it
+                # had read the inbox or rotated the journal): it needs another round.
+                if not self._storage_again and self.journaled == 0:
+                    return
         finally:
             self._storage_retry = False
 
@@ -698,7 +709,7 @@ class Pipeline:
             # An ``answered`` event's message is the reply; ``question`` links it to the
             # customer's message (an ``acked`` event's message already is that).
             data.update(mark, question=message.id)
-        await self._outbox.send(
+        send = self._outbox.send(
             message.conversation_id,
             reply,
             event="acked" if first else "answered",
@@ -708,8 +719,32 @@ class Pipeline:
             pending=pending,
             finishes=message.id if last else None,
         )
+        inbound = self._inbound.get(message.id) if first else None
+        if inbound is None or self._journal is None:
+            await send
+        else:
+            await self._ack_in_time(send, inbound, message.conversation_id, started)
         if first:
             self._acked.add(message.id)
+
+    async def _ack_in_time(
+        self,
+        send: Coroutine[Any, Any, StoredMessage],
+        inbound: InboundMessage,
+        conversation_id: str,
+        started: float,
+    ) -> None:
+        """Store the ack; if the database is too slow for the window (a lock, a stall), the
+        receipt goes out from memory, journaled, and the write goes on (it may still land:
+        then the replay finds the message acked and stores nothing more)."""
+        stored = asyncio.ensure_future(send)
+        window = self._promise(inbound.channel).window.total_seconds()
+        budget = max(window - (time.monotonic() - started) - ACK_WRITE_MARGIN, 0.05)
+        done, _ = await asyncio.wait({stored}, timeout=budget)
+        if not done:
+            slow = StorageUnavailable(f"the ack was not stored within {budget:.2f} s")
+            await self._receipt_from_memory(inbound, conversation_id, started, slow)
+        await stored
 
     # -- understanding ---------------------------------------------------------------------
 

@@ -257,7 +257,8 @@ async def test_a_turn_the_database_cuts_short_sends_its_receipt_from_memory_once
     tmp_path, aiohttp_client, rasa_server, fake_rasa, quick_retry
 ):
     """Stored just before the database went away, before its turn stored a receipt: the
-    receipt goes out from memory (a provisional frame), and is stored once it is back."""
+    receipt goes out from memory in the window (a provisional frame), and one receipt is
+    stored once it is back."""
     settings = make_settings(tmp_path, rasa_server.port)
     client = await aiohttp_client(create_app(settings))
     await wait_for_rasa(client)
@@ -294,4 +295,6 @@ async def test_a_turn_the_database_cuts_short_sends_its_receipt_from_memory_once
     await asyncio.sleep(0.5)
     replies = [r for r in await frames(client, conversation_id) if r["in_reply_to"] == "cut"]
     assert [(r["type"], r.get("kind")) for r in replies] == [("ack", "receipt"), ("answer", None)]
-    assert replies[0]["text"] == receipt["text"]  # the one the customer saw, stored
+    # One receipt stored: the one sent from memory, or the turn's own if its write, stalled
+    # past the window, landed once the lock went (the replay then stores nothing more).
+    assert replies[0]["text"] in (receipt["text"], bot.pipeline.RECEIPT_TEXT)
