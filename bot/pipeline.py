@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -82,7 +82,6 @@ JOURNALED_TEXT = (
 )
 ALL_TO_HUMANS = "emergency_all_to_humans"  # the intent recorded on tickets the switch opens
 STORAGE_RETRY_SECONDS = 5.0  # how often to try the inbox again after a storage failure
-ACK_WRITE_MARGIN = 0.25  # seconds kept for a receipt from memory when the ack write stalls
 FAST_SOURCE = "fast_path"  # replies the gateway gave instead of Rasa (bot/fastpath.py)
 NO_ANSWER_TEXT = (
     "Sorry, I couldn't work that out. Could you rephrase, or say 'agent' to reach a person?"
@@ -168,7 +167,9 @@ class Pipeline:
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: set[str] = set()
         self._acked: set[str] = set()  # messages whose turn (running) stored an ack
-        self._inbound: dict[str, InboundMessage] = {}  # as received, while its turn runs
+        # Platform ids of messages ``accept`` is storing: stored, they are not in flight yet
+        # for a moment, and a resume running then must not start a second turn for them.
+        self._accepting: Counter[str] = Counter()
         self.accepted = 0  # new messages accepted since start: the overload watch's rate
         self._locks = KeyedLocks()
         self.ratings = csat.Ratings(store, clock)  # shared with the web channel's rating route
@@ -192,6 +193,15 @@ class Pipeline:
         which needs no reply) that is a ``StorageUnavailable``.
         """
         started = time.monotonic()
+        self._accepting[msg.platform_message_id] += 1
+        try:
+            return await self._accept(msg, started)
+        finally:
+            self._accepting[msg.platform_message_id] -= 1
+            if not self._accepting[msg.platform_message_id]:
+                del self._accepting[msg.platform_message_id]
+
+    async def _accept(self, msg: InboundMessage, started: float) -> Received | Journaled:
         try:
             received = await self._receive(msg)
         except StorageUnavailable as e:
@@ -339,7 +349,11 @@ class Pipeline:
     def answer_waiting(self, messages: list[StoredMessage]) -> None:
         """Start the turns of stored, unanswered messages (after a restart, Rasa's return, or
         taken over from a gateway that died), in order per conversation."""
-        waiting = [m for m in messages if m.id not in self._inflight]
+        # Not what a turn, ``accept`` or the journal already holds: that would be a second turn.
+        held = {key[2] for key in self._journaled} | set(self._accepting)
+        waiting = [
+            m for m in messages if m.id not in self._inflight and m.client_message_id not in held
+        ]
         by_conversation: defaultdict[str, list[StoredMessage]] = defaultdict(list)
         for message in waiting:
             self._inflight.add(message.id)
@@ -389,8 +403,11 @@ class Pipeline:
         started: float,
         inbound: InboundMessage | None = None,
     ) -> None:
-        if inbound is not None:
-            self._inbound[message.id] = inbound
+        watchdog = None
+        if inbound is not None and self._journal is not None:
+            watchdog = asyncio.create_task(
+                self._watch_ack(message.id, conversation.id, inbound, started)
+            )
         try:
             if conversation.state is not ConversationState.BOT:
                 ticket = await self._store.open_ticket(conversation.id)
@@ -426,9 +443,25 @@ class Pipeline:
                 logger.warning("could not mark message %s pending", message.id)
                 self._resume_when_storage_returns()
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             self._inflight.discard(message.id)
             self._acked.discard(message.id)
-            self._inbound.pop(message.id, None)
+
+    async def _watch_ack(
+        self, message_id: str, conversation_id: str, inbound: InboundMessage, started: float
+    ) -> None:
+        """Whatever a turn waits on (a database stalled in a lock, a slow read before the
+        ack), its receipt goes out inside the window: from memory, journaled, if the turn has
+        stored no ack by then. A stored ack that lands later makes the replay store nothing
+        more."""
+        promise = self._promise(inbound.channel)
+        # Half the margin after the turn's own receipt was due (``ack.first_step``).
+        deadline = (promise.window - promise.margin / 2).total_seconds()
+        await asyncio.sleep(max(deadline - (time.monotonic() - started), 0.0))
+        if message_id not in self._acked:
+            slow = StorageUnavailable("no ack stored within the window")
+            await self._receipt_from_memory(inbound, conversation_id, started, slow)
 
     async def _receipt_from_memory(
         self,
@@ -709,7 +742,7 @@ class Pipeline:
             # An ``answered`` event's message is the reply; ``question`` links it to the
             # customer's message (an ``acked`` event's message already is that).
             data.update(mark, question=message.id)
-        send = self._outbox.send(
+        await self._outbox.send(
             message.conversation_id,
             reply,
             event="acked" if first else "answered",
@@ -719,32 +752,8 @@ class Pipeline:
             pending=pending,
             finishes=message.id if last else None,
         )
-        inbound = self._inbound.get(message.id) if first else None
-        if inbound is None or self._journal is None:
-            await send
-        else:
-            await self._ack_in_time(send, inbound, message.conversation_id, started)
         if first:
             self._acked.add(message.id)
-
-    async def _ack_in_time(
-        self,
-        send: Coroutine[Any, Any, StoredMessage],
-        inbound: InboundMessage,
-        conversation_id: str,
-        started: float,
-    ) -> None:
-        """Store the ack; if the database is too slow for the window (a lock, a stall), the
-        receipt goes out from memory, journaled, and the write goes on (it may still land:
-        then the replay finds the message acked and stores nothing more)."""
-        stored = asyncio.ensure_future(send)
-        window = self._promise(inbound.channel).window.total_seconds()
-        budget = max(window - (time.monotonic() - started) - ACK_WRITE_MARGIN, 0.05)
-        done, _ = await asyncio.wait({stored}, timeout=budget)
-        if not done:
-            slow = StorageUnavailable(f"the ack was not stored within {budget:.2f} s")
-            await self._receipt_from_memory(inbound, conversation_id, started, slow)
-        await stored
 
     # -- understanding ---------------------------------------------------------------------
 
