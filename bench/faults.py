@@ -1127,6 +1127,8 @@ async def disk_full(suite: Suite, options: Options) -> Row:
             seen: dict[str, Any] = {}
 
             async def fault(customers: WebCustomers) -> None:
+                # Messages journaled while the disk is full name no conversation yet.
+                customers.resolve = lambda cmid: asyncio.to_thread(conversation_of, database, cmid)
                 await asyncio.sleep(options.before)
                 seen["filled"] = await asyncio.to_thread(fill, filler)
                 seen["full_at"] = time.time()
