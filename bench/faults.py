@@ -836,7 +836,7 @@ class Options:
     window: float = 2.0
     grace: float = 90.0  # bounded wait for answers after the load, seconds
     seed: int = 1
-    kills: int = 12
+    kills: int = 20
     kill_gap: tuple[float, float] = (3.0, 8.0)
     sla_target: float = 20.0
     rasa_down: float = 60.0
@@ -1311,8 +1311,8 @@ def method(options: Options) -> str:
         "first-response `sla_warning`/`sla_breach` fired exactly once when due.\n\n"
         f"Scaled down from the issue to fit ~15 minutes on 2 cores: {options.rate:g} msg/s, "
         "not 200 (Rasa answers about 25 msg/s here, so at 200 msg/s no backlog could drain "
-        f"within a bounded wait), {options.kills} kills instead of 20 (each restart takes "
-        f"about 9 s here). Rasa killed for {options.rasa_down:g} s (the issue: 60 s), then "
+        f"within a bounded wait); {options.kills} gateway kills (the issue: 20; each restart "
+        f"takes about 8 s here). Rasa killed for {options.rasa_down:g} s (the issue: 60 s), then "
         "restarted (and still down while it starts). SLA targets: first response "
         f"{options.sla_target:g} s of calendar time, warning at half. Slow Rasa: "
         f"+{options.slow_delay:g} s per request for {options.slow_seconds:g} s. Disk full: "
@@ -1367,7 +1367,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--rate", type=float, default=10, help="messages per second")
-    parser.add_argument("--kills", type=int, default=12, help="gateway kill -9s")
+    parser.add_argument("--kills", type=int, default=20, help="gateway kill -9s")
     parser.add_argument("--rasa-down", type=float, default=60, help="seconds Rasa stays dead")
     parser.add_argument("--slow-delay", type=float, default=5, help="seconds added per request")
     parser.add_argument("--slow-seconds", type=float, default=30)
