@@ -52,6 +52,13 @@ def write_endpoints(
     return path
 
 
+# A tracker left alone this long is dropped from Redis (Rasa's ``record_exp``, renewed at every
+# save), so Redis does not fill with every customer ever seen. Promptly keeps the conversation
+# itself; Rasa starts a new session after an hour of silence anyway (domain.yml), so all a
+# customer returning later loses is the slots it would have carried over.
+TRACKER_EXPIRY_S = 30 * 24 * 3600
+
+
 def rasa_stores(redis_url: str, prefix: str) -> dict[str, dict[str, str | int | bool]]:
     """Rasa 3.6's ``lock_store`` and ``tracker_store`` in the Redis of ``redis_url``, as its
     docs describe them (``type: redis``; ``url`` is the host; ``port``, ``db``, ``username``,
@@ -82,7 +89,10 @@ def rasa_stores(redis_url: str, prefix: str) -> dict[str, dict[str, str | int | 
     if parts.scheme == "rediss":
         store["use_ssl"] = True
     store["key_prefix"] = "".join(c for c in prefix if c.isalnum()) or "promptly"
-    return {"lock_store": dict(store), "tracker_store": dict(store)}
+    return {
+        "lock_store": dict(store),
+        "tracker_store": {**store, "record_exp": TRACKER_EXPIRY_S},
+    }
 
 
 def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 10) -> None:

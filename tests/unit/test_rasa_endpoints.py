@@ -38,7 +38,9 @@ def test_with_redis_the_lock_and_tracker_stores_are_there(tmp_path):
         "use_ssl": True,
         "key_prefix": "acmeprod",  # Rasa ignores a prefix that is not alphanumeric
     }
-    assert written["lock_store"] == expected and written["tracker_store"] == expected
+    assert written["lock_store"] == expected
+    # Idle trackers expire after 30 days (an integer: Redis takes whole seconds).
+    assert written["tracker_store"] == {**expected, "record_exp": 2_592_000}
     assert written["action_endpoint"]["token"] == 'a"token'
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
