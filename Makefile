@@ -24,6 +24,7 @@ lint: setup
 bench: setup train
 	.venv/bin/python bench/ack_latency.py
 	.venv/bin/python bench/fast_path.py
+	.venv/bin/python bench/fast_path_quality.py
 	.venv/bin/python bench/sla_monitor.py
 	.venv/bin/python bench/replay_day.py --minutes 4
 

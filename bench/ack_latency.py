@@ -892,14 +892,19 @@ class Gateway:
         port: int | None = None,
         database: Path | None = None,
         limits: str = NO_LIMITS,
+        articles: Path | None = None,
+        kb: str = "",
     ) -> None:
+        """``articles``: the KB's Markdown folder (default the shop's); ``kb``: more lines for
+        the ``[kb]`` table."""
         folder.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.database = database or folder / "promptly.db"
         self.log = folder / "gateway.log"
         self.config = folder / "promptly.toml"
-        venv, models, articles = ROOT / ".venv-rasa", ROOT / "models", ROOT / "kb" / "articles"
+        venv, models = ROOT / ".venv-rasa", ROOT / "models"
+        articles = articles or ROOT / "kb" / "articles"
         self.config.write_text(
             f"""
 [server]
@@ -916,6 +921,7 @@ model_dir = "{models}"
 [kb]
 articles = "{articles}"
 index_dir = "{index_dir}"
+{kb}
 [limits]
 {limits}
 {config}""",
@@ -1023,12 +1029,25 @@ class Orchestrator:
         rate: float,
         config: str = "",
         env: Mapping[str, str] | None = None,
+        articles: Path | None = None,
+        kb: str = "",
+        index_dir: Path | None = None,
     ) -> Iterator[Stack]:
         """Rasa (unless ``down``) and a fresh gateway; ``config`` is appended to the gateway's
-        TOML and ``env`` to its environment."""
+        TOML and ``env`` to its environment; ``articles``, ``kb`` and ``index_dir`` as for
+        ``Gateway`` (a KB other than the shop's needs its own index folder)."""
         folder = self.tmp / f"{scenario}-{rate:g}"
         rasa_port = free_port()
-        gateway = Gateway(folder, self.index_dir, rasa_port, self.token, config, env)
+        gateway = Gateway(
+            folder,
+            index_dir or self.index_dir,
+            rasa_port,
+            self.token,
+            config,
+            env,
+            articles=articles,
+            kb=kb,
+        )
         rasa: RasaServer | None = None
         started = time.monotonic()
         try:

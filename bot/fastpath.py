@@ -227,6 +227,26 @@ class Route:
     values: tuple[tuple[str, str], ...] = ()
     vector: Vectors | None = field(default=None, compare=False, repr=False)
 
+    @property
+    def escalates(self) -> bool:
+        return self.action == ESCALATE_ACTION
+
+
+def settle(route: Route, kb_score: float | None, *, direct: float, offer: float) -> str:
+    """How a KB or canned route ends, given the knowledge base's best score for the question
+    (None: no KB, or nothing in it): ``"kb"`` (answer from it), ``"canned"`` (the rule's
+    response) or ``"rasa"`` (ask Rasa after all).
+
+    A KB answer needs the ``direct`` floor: anything less is Rasa's (its action offers choices
+    or a person and sets its slot). A canned reply yields to an article the KB is fairly sure of
+    (the ``offer`` band): the gate learnt small talk and off-topic from a few examples and can
+    be sure of them where Rasa reads a question for the KB (docs/benchmarks.md, answer quality
+    with and without the fast path).
+    """
+    if route.action == KB_ACTION:
+        return "kb" if kb_score is not None and kb_score >= direct else "rasa"
+    return "rasa" if kb_score is not None and kb_score >= offer else "canned"
+
 
 @dataclass
 class FastPath:

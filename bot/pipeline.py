@@ -845,8 +845,8 @@ class Pipeline:
             with self._kb_latency.measure():  # the gate embeds with the KB's model
                 route = await fast.route(conversation.id, message.text)
                 answer = None
-                if route is not None and route.action == fastpath.KB_ACTION:
-                    floor = self._settings.kb.direct_floor
+                if route is not None and route.form is None and not route.escalates:
+                    floor = self._settings.kb.direct_floor  # its score is what counts
                     # The gate's embedding of the question is the one the KB searches with.
                     answer_for = getattr(kb, "answer_for", None)
                     if route.vector is not None and answer_for is not None:
@@ -869,18 +869,22 @@ class Pipeline:
             if said is None:
                 return None  # the form would ask or re-ask: Rasa's dialogue
             return Outcome(replies=[_answer(text, []) for text in said], source=FAST_SOURCE)
-        if route.action == fastpath.ESCALATE_ACTION:
+        if route.escalates:
             ticket = await self._tickets.escalate(conversation.id, route.intent, message.text)
             return Outcome(ticket=ticket, source=FAST_SOURCE)
-        if answer is None:
+        hit = answer.hit if answer is not None else None
+        score = answer.best_score if answer is not None and hit is not None else None
+        floors = self._settings.kb
+        ending = fastpath.settle(route, score, direct=floors.direct_floor, offer=floors.offer_floor)
+        if ending == "canned":
             return Outcome(replies=[_answer(route.text, [])], source=FAST_SOURCE)
-        if not answer.confident or answer.hit is None:
-            return None  # an unsure answer or an offer is Rasa's (it sets offered_human)
-        return Outcome(
-            replies=[self._kb_answer(answer.hit, conversation)],
-            source=FAST_SOURCE,
-            stages={"kb": _ms_since(started)},
-        )
+        if ending == "kb" and hit is not None:
+            return Outcome(
+                replies=[self._kb_answer(hit, conversation)],
+                source=FAST_SOURCE,
+                stages={"kb": _ms_since(started)},
+            )
+        return None
 
     def _kb_answer(self, hit: Any, conversation: Conversation) -> OutboundMessage:
         limit = self._answer_limit(conversation)

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from actions import services
 from actions.orderbook import OrderBook
@@ -24,6 +26,7 @@ from bot.fastpath import (
     nlu_examples,
     one_step_rules,
     responses,
+    settle,
 )
 from knowledge_base import HashingEmbedder, KnowledgeBase, load_markdown_dir
 from knowledge_base.ranking import ArticleHead
@@ -263,3 +266,20 @@ async def test_the_knowledge_base_answers_the_gates_vector_as_it_answers_the_tex
         by_text = kb.answer(question, 0.3)
         by_vector = kb.answer_for(embedder.encode([question])[0], 0.3)
         assert by_vector == by_text
+
+
+scores = st.none() | st.floats(0, 1)
+floors = st.floats(0, 1)
+
+
+@given(scores, floors, floors)
+def test_a_kb_route_answers_only_at_the_direct_floor(score, direct, offer):
+    ending = settle(Route("faq", KB_ACTION), score, direct=direct, offer=offer)
+    assert ending == ("kb" if score is not None and score >= direct else "rasa")
+
+
+@given(scores, floors, floors)
+def test_a_canned_reply_never_hides_an_article_in_the_offer_band(score, direct, offer):
+    route = Route("out_of_scope", "utter_out_of_scope", "Sorry, I can only help with ...")
+    ending = settle(route, score, direct=direct, offer=offer)
+    assert ending == ("rasa" if score is not None and score >= offer else "canned")
