@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.errors import StorageError
-from bot.store.sqlite import SCHEMA_VERSION
+from bot.store.common import SCHEMA_VERSION
 
 _PAGES_PER_STEP = 1024  # ~4 MB: writers wait at most one step's copy
 COUNTED = ("messages", "conversations", "customers", "tickets", "events", "articles", "users")

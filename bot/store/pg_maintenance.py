@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncpg
 
 from bot.errors import StorageError
+from bot.store.common import SCHEMA_VERSION
 from bot.store.maintenance import COUNTED, Status
 from bot.store.postgres import PostgresStore, connect_error, redacted
-from bot.store.sqlite import SCHEMA_VERSION
 
 
 async def status(url: str) -> Status:

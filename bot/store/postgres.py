@@ -43,7 +43,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from bot.channels.base import EVENT_KINDS, InboundMessage, OutboundMessage
-from bot.errors import Conflict, Forbidden, NotFound, StorageError, StorageUnavailable
+from bot.errors import Conflict, NotFound, StorageError, StorageUnavailable
 from bot.store.base import (
     AgentRecord,
     Conversation,
@@ -58,22 +58,32 @@ from bot.store.base import (
     Route,
     StoredMessage,
     Ticket,
-    TicketStatus,
 )
 from bot.store.common import (
+    agent_from_row,
     aware,
-    better_tier,
     check_capacity,
+    check_schema_version,
+    conversation_from_row,
+    customers_to_merge,
+    delivery_status_for,
+    event_from_row,
+    handoff_data,
     identities,
-    iso,
+    merged_customer,
+    message_from_row,
+    migration_scripts,
+    moved_reply_to,
+    new_conversation,
     new_reference,
-    opt_iso,
+    new_ticket,
+    owned_conversation,
     reply_payload,
-    sla_from_dict,
-    sla_to_dict,
     stale_ticket,
+    ticket_from_row,
+    ticket_values,
+    with_details,
 )
-from bot.store.sqlite import SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -126,97 +136,18 @@ class _Retry(Exception):
     """A concurrent transaction changed what this one read: run it again from the start."""
 
 
-def _message(row: Record) -> StoredMessage:
-    return StoredMessage(
-        seq=row[0],
-        id=row[1],
-        conversation_id=row[2],
-        direction=row[3],
-        type=row[4],
-        kind=row[5],
-        text=row[6],
-        payload=row[7],
-        in_reply_to=row[8],
-        client_message_id=row[9],
-        status=row[10],
-        created_at=row[11],
-        acked_at=row[12],
-        delivery_status=None if row[13] is None else DeliveryStatus(row[13]),
-        delivery=row[14],
-    )
-
-
-def _ticket(row: Record) -> Ticket:
-    return Ticket(
-        id=row[0],
-        reference=row[1],
-        conversation_id=row[2],
-        customer_id=row[3],
-        queue=row[4],
-        priority=row[5],
-        tier=row[6],
-        status=TicketStatus(row[7]),
-        reason=row[8],
-        created_at=row[9],
-        first_response_due=row[10],
-        first_responded_at=row[11],
-        next_response_due=row[12],
-        resolved_at=row[13],
-        assignee=row[14],
-        resolution_due=row[15],
-        assigned_at=row[16],
-        sla=sla_from_dict(row[17]),
-        version=row[18],
-    )
+# asyncpg decodes timestamps, and JSON with the codec ``_init_connection`` sets: its rows go
+# to the shared constructors as they are.
+_message = message_from_row
+_ticket = ticket_from_row
+_agent = agent_from_row
+_conversation = conversation_from_row
+_event = event_from_row
 
 
 def _ticket_values(ticket: Ticket) -> tuple[Any, ...]:
-    """The ``_TICKET_MUTABLE`` columns of a ticket, in that order."""
-    return (
-        ticket.queue,
-        ticket.priority,
-        ticket.tier,
-        ticket.status,
-        aware(ticket.first_response_due),
-        _opt_aware(ticket.first_responded_at),
-        _opt_aware(ticket.next_response_due),
-        _opt_aware(ticket.resolved_at),
-        ticket.assignee,
-        _opt_aware(ticket.resolution_due),
-        _opt_aware(ticket.assigned_at),
-        sla_to_dict(ticket.sla),
-    )
-
-
-def _opt_aware(value: datetime | None) -> datetime | None:
-    return None if value is None else aware(value)
-
-
-def _agent(row: Record) -> AgentRecord:
-    return AgentRecord(
-        id=row[0],
-        name=row[1],
-        presence=row[2],
-        capacity=row[3],
-        skills=tuple(row[4]),
-        queues=tuple(row[5]),
-        last_assigned=row[6],
-    )
-
-
-def _conversation(row: Record) -> Conversation:
-    return Conversation(
-        id=row[0],
-        customer_id=row[1],
-        channel=row[2],
-        state=ConversationState(row[3]),
-        created_at=row[4],
-        reply_to=row[5],
-    )
-
-
-def _event(row: Record) -> Event:
-    return Event(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+    """The ``_TICKET_MUTABLE`` columns of a ticket, in that order, its times checked aware."""
+    return tuple(aware(v) if isinstance(v, datetime) else v for v in ticket_values(ticket))
 
 
 def _now() -> datetime:
@@ -261,13 +192,7 @@ def _schema_script() -> str:
 
 def migrations() -> list[tuple[int, str]]:
     """``pg/migrations/NNN_*.sql``, by version: each mirrors SQLite's migration NNN."""
-    folder = resources.files("bot.store").joinpath("pg", "migrations")
-    found = [
-        (int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8"))
-        for entry in folder.iterdir()
-        if entry.name.endswith(".sql")
-    ]
-    return sorted(found)
+    return migration_scripts("pg", "migrations")
 
 
 async def _init_connection(conn: Conn) -> None:
@@ -407,11 +332,7 @@ class PostgresStore:
         if current is None:
             current = 1
             await conn.execute("INSERT INTO schema_version VALUES (1)")
-        if current > SCHEMA_VERSION:
-            raise StorageError(
-                f"database schema version {current} is newer than this code ({SCHEMA_VERSION}): "
-                "run the Promptly release that wrote it, or restore a backup made by this one"
-            )
+        check_schema_version(current)
         for version, script in migrations():
             if version > current:
                 logger.info("migrating the database to schema version %d", version)
@@ -443,18 +364,12 @@ class PostgresStore:
             assert conversation is not None
             return Received(stored, conversation, customer, duplicate=True)
         conversation = await self._conversation_for(conn, msg, customer.id)
-        # Events (reactions, joins) carry a coarser address (no thread): they never move it.
-        if (
-            msg.reply_to
-            and msg.kind not in EVENT_KINDS
-            and dict(msg.reply_to) != conversation.reply_to
-        ):
+        reply_to = moved_reply_to(msg, conversation)
+        if reply_to is not None:
             await conn.execute(
-                "UPDATE conversations SET reply_to = $1 WHERE id = $2",
-                dict(msg.reply_to),
-                conversation.id,
+                "UPDATE conversations SET reply_to = $1 WHERE id = $2", reply_to, conversation.id
             )
-            conversation = replace(conversation, reply_to=dict(msg.reply_to))
+            conversation = replace(conversation, reply_to=reply_to)
         if msg.kind not in EVENT_KINDS:  # a reaction or a join is not the customer writing
             conversation = await self._follow_open_ticket(conn, conversation, msg.received_at)
         stored = await _insert_message(
@@ -524,7 +439,8 @@ class PostgresStore:
                 raise _Retry("the channel account was linked concurrently")
         await _claim_identities(conn, customer_id, claimed, msg.received_at)
         record = CustomerRecord(locked[0], locked[1], locked[2], locked[3])
-        if (name and name != record.name) or (email and email != record.email):
+        updated = with_details(record, name, email)
+        if updated is not None:
             await conn.execute(
                 "UPDATE customers SET name = coalesce($1, name), email = coalesce($2, email) "
                 "WHERE id = $3",
@@ -532,9 +448,7 @@ class PostgresStore:
                 email,
                 record.id,
             )
-            record = CustomerRecord(
-                record.id, name or record.name, email or record.email, record.tier
-            )
+            record = updated
         return record
 
     async def _conversation_for(
@@ -542,17 +456,7 @@ class PostgresStore:
     ) -> Conversation:
         if msg.conversation_id is not None:
             conversation = await _lock_conversation(conn, msg.conversation_id)
-            if conversation is None:
-                raise NotFound(
-                    "unknown_conversation", "no conversation with that id", field="conversation_id"
-                )
-            if conversation.customer_id != customer_id:
-                raise Forbidden(
-                    "conversation_mismatch",
-                    "that conversation belongs to another customer",
-                    field="conversation_id",
-                )
-            return conversation
+            return owned_conversation(conversation, customer_id)
         row = await conn.fetchrow(
             f"SELECT {_CONVERSATION_COLUMNS} FROM conversations "
             "WHERE customer_id = $1 AND channel = $2 ORDER BY created_at DESC LIMIT 1 "
@@ -562,14 +466,7 @@ class PostgresStore:
         )
         if row is not None:
             return _conversation(row)
-        conversation = Conversation(
-            uuid.uuid4().hex,
-            customer_id,
-            msg.channel,
-            ConversationState.BOT,
-            msg.received_at,
-            dict(msg.reply_to),
-        )
+        conversation = new_conversation(msg, customer_id)
         await conn.execute(
             "INSERT INTO conversations (id, customer_id, channel, state, created_at, reply_to) "
             "VALUES ($1, $2, $3, $4, $5, $6)",
@@ -872,17 +769,15 @@ class PostgresStore:
     async def _merge_customers(
         self, conn: Conn, into: str, other: str, at: datetime, by: str | None
     ) -> CustomerRecord:
-        rows = {
-            row[0]: row
-            for row in await conn.fetch(
+        kept, gone = customers_to_merge(
+            await conn.fetch(
                 "SELECT id, name, email, tier, language FROM customers WHERE id = any($1) "
                 "ORDER BY id FOR UPDATE",
                 [into, other],
-            )
-        }
-        for customer_id, field in ((into, "into"), (other, "from")):
-            if customer_id not in rows:
-                raise NotFound("unknown_customer", f"no customer {customer_id!r}", field=field)
+            ),
+            into,
+            other,
+        )
         for table in ("channel_accounts", "conversations", "identities"):
             await conn.execute(
                 f"UPDATE {table} SET customer_id = $1 WHERE customer_id = $2", into, other
@@ -892,23 +787,20 @@ class PostgresStore:
             into,
             other,
         )
-        kept, gone = rows[into], rows[other]
-        tier = better_tier(kept[3], gone[3])
+        merged = merged_customer(kept, gone)
         await conn.execute(
             "UPDATE customers SET name = coalesce(name, $1), email = coalesce(email, $2), "
             "language = coalesce(language, $3), tier = $4 WHERE id = $5",
-            gone[1],
-            gone[2],
-            gone[4],
-            tier,
+            gone.name,
+            gone.email,
+            gone.language,
+            merged.tier,
             into,
         )
         await conn.execute("DELETE FROM customers WHERE id = $1", other)
         data = {"into": into, "from": other, "by": by}
         await _event_row(conn, "customers_merged", at, None, None, None, data)
-        return CustomerRecord(
-            into, kept[1] or gone[1], kept[2] or gone[2], tier, kept[4] or gone[4]
-        )
+        return merged
 
     async def customer(self, customer_id: str) -> CustomerRecord | None:
         row = await self._read_one(
@@ -1012,26 +904,7 @@ class PostgresStore:
             reference = new_reference()
             if await conn.fetchval("SELECT 1 FROM tickets WHERE reference = $1", reference) is None:
                 break
-        created = Ticket(
-            id=uuid.uuid4().hex,
-            reference=reference,
-            conversation_id=ticket.conversation_id,
-            customer_id=conversation.customer_id,
-            queue=ticket.queue,
-            priority=ticket.priority,
-            tier=ticket.tier,
-            status=TicketStatus.NEW,
-            reason=ticket.reason,
-            created_at=ticket.created_at,
-            first_response_due=ticket.first_response_due,
-            first_responded_at=None,
-            next_response_due=None,
-            resolved_at=None,
-            assignee=None,
-            resolution_due=ticket.resolution_due,
-            assigned_at=None,
-            sla=ticket.sla,
-        )
+        created = new_ticket(ticket, conversation.customer_id, reference)
         placeholders = ", ".join(f"${n}" for n in range(1, 19))
         await conn.execute(
             f"INSERT INTO tickets (id, reference, conversation_id, customer_id, reason, "
@@ -1056,15 +929,7 @@ class PostgresStore:
             ticket.conversation_id,
             None,
             created.id,
-            {
-                "queue": created.queue,
-                "priority": created.priority,
-                "tier": created.tier,
-                "reason": created.reason,
-                "policy": created.sla.policy.get("name"),
-                "first_response_due": iso(created.first_response_due),
-                "resolution_due": opt_iso(created.resolution_due),
-            },
+            handoff_data(created),
         )
         return created
 
@@ -1515,8 +1380,7 @@ async def _insert_message(
     is run again and finds it a duplicate. PostgreSQL text holds no NUL: it is dropped."""
     message_id = uuid.uuid4().hex
     text = _storable(text)
-    # Replies on a platform channel wait for the dispatcher; web clients replay the store.
-    delivery_status = DeliveryStatus.PENDING if direction == "out" and channel != "web" else None
+    delivery_status = delivery_status_for(direction, channel)
     owner, lease = claim if claim is not None else (None, timedelta(0))
     seq = await conn.fetchval(
         "INSERT INTO messages (id, conversation_id, direction, channel, sender, "

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from bot.channels.base import EVENT_KINDS, InboundMessage, OutboundMessage
-from bot.errors import Conflict, Forbidden, NotFound, StorageError
+from bot.errors import Conflict, NotFound
 from bot.store.base import (
     AgentRecord,
     Conversation,
@@ -37,28 +37,40 @@ from bot.store.base import (
     Route,
     StoredMessage,
     Ticket,
-    TicketStatus,
 )
+from bot.store.common import SCHEMA_VERSION as SCHEMA_VERSION  # re-exported (tests read it)
 from bot.store.common import (
-    better_tier,
+    agent_from_row,
     check_capacity,
+    check_schema_version,
+    conversation_from_row,
+    customers_to_merge,
+    delivery_status_for,
+    event_from_row,
+    handoff_data,
     identities,
+    merged_customer,
+    message_from_row,
+    migration_scripts,
+    moved_reply_to,
+    new_conversation,
     new_reference,
+    new_ticket,
+    owned_conversation,
     reply_payload,
-    sla_from_dict,
-    sla_to_dict,
     stale_ticket,
+    ticket_from_row,
+    ticket_values,
+    with_details,
 )
 from bot.store.common import iso as _ts
 from bot.store.common import opt_dt as _dt
-from bot.store.common import opt_iso as _opt_ts
 from bot.store.worker import SQLiteWorker
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 Row = tuple[Any, ...]
-SCHEMA_VERSION = 8
 _MESSAGE_COLUMNS = (
     "seq, id, conversation_id, direction, type, kind, text, payload, in_reply_to, "
     "client_message_id, status, created_at, acked_at, delivery_status, delivery"
@@ -88,87 +100,44 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _decoded(row: Row, times: tuple[int, ...] = (), json_at: tuple[int, ...] = ()) -> list[Any]:
+    """``row`` with its ISO-8601 text at ``times`` and JSON text at ``json_at`` decoded, as
+    asyncpg decodes PostgreSQL's, for the shared ``*_from_row``."""
+    values = list(row)
+    for i in times:
+        values[i] = _dt(values[i])
+    for i in json_at:
+        values[i] = json.loads(values[i])
+    return values
+
+
 def _message(row: Row) -> StoredMessage:
-    return StoredMessage(
-        seq=row[0],
-        id=row[1],
-        conversation_id=row[2],
-        direction=row[3],
-        type=row[4],
-        kind=row[5],
-        text=row[6],
-        payload=json.loads(row[7]),
-        in_reply_to=row[8],
-        client_message_id=row[9],
-        status=row[10],
-        created_at=datetime.fromisoformat(row[11]),
-        acked_at=_dt(row[12]),
-        delivery_status=None if row[13] is None else DeliveryStatus(row[13]),
-        delivery=json.loads(row[14]),
-    )
+    return message_from_row(_decoded(row, times=(11, 12), json_at=(7, 14)))
 
 
 def _ticket(row: Row) -> Ticket:
-    return Ticket(
-        id=row[0],
-        reference=row[1],
-        conversation_id=row[2],
-        customer_id=row[3],
-        queue=row[4],
-        priority=row[5],
-        tier=row[6],
-        status=TicketStatus(row[7]),
-        reason=row[8],
-        created_at=datetime.fromisoformat(row[9]),
-        first_response_due=datetime.fromisoformat(row[10]),
-        first_responded_at=_dt(row[11]),
-        next_response_due=_dt(row[12]),
-        resolved_at=_dt(row[13]),
-        assignee=row[14],
-        resolution_due=_dt(row[15]),
-        assigned_at=_dt(row[16]),
-        sla=sla_from_dict(json.loads(row[17])),
-        version=row[18],
-    )
+    return ticket_from_row(_decoded(row, times=(9, 10, 11, 12, 13, 15, 16), json_at=(17,)))
 
 
 def _ticket_values(ticket: Ticket) -> tuple[Any, ...]:
-    """The ``_TICKET_MUTABLE`` columns of a ticket, in that order."""
-    return (
-        ticket.queue,
-        ticket.priority,
-        ticket.tier,
-        ticket.status,
-        _ts(ticket.first_response_due),
-        _opt_ts(ticket.first_responded_at),
-        _opt_ts(ticket.next_response_due),
-        _opt_ts(ticket.resolved_at),
-        ticket.assignee,
-        _opt_ts(ticket.resolution_due),
-        _opt_ts(ticket.assigned_at),
-        json.dumps(sla_to_dict(ticket.sla)),
-    )
+    """The ``_TICKET_MUTABLE`` columns of a ticket, in that order, times and JSON as text."""
+    return tuple(_param(value) for value in ticket_values(ticket))
+
+
+def _param(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _ts(value)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return value
 
 
 def _agent(row: Row) -> AgentRecord:
-    return AgentRecord(
-        id=row[0],
-        name=row[1],
-        presence=row[2],
-        capacity=row[3],
-        skills=tuple(json.loads(row[4])),
-        queues=tuple(json.loads(row[5])),
-        last_assigned=row[6],
-    )
+    return agent_from_row(_decoded(row, json_at=(4, 5)))
 
 
 def _migrations() -> list[tuple[int, str]]:
-    folder = resources.files("bot.store").joinpath("migrations")
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
-    return sorted(found)
+    return migration_scripts("migrations")
 
 
 def _strip_comments(script: str) -> str:
@@ -176,26 +145,11 @@ def _strip_comments(script: str) -> str:
 
 
 def _conversation(row: Row) -> Conversation:
-    return Conversation(
-        id=row[0],
-        customer_id=row[1],
-        channel=row[2],
-        state=ConversationState(row[3]),
-        created_at=datetime.fromisoformat(row[4]),
-        reply_to=json.loads(row[5]),
-    )
+    return conversation_from_row(_decoded(row, times=(4,), json_at=(5,)))
 
 
 def _event(row: Row) -> Event:
-    return Event(
-        row[0],
-        datetime.fromisoformat(row[1]),
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        json.loads(row[6]),
-    )
+    return event_from_row(_decoded(row, times=(1,), json_at=(6,)))
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -264,11 +218,7 @@ class SQLiteStore:
         if current is None:
             current = 1
             self._db.execute("INSERT INTO schema_version VALUES (1)")
-        if current > SCHEMA_VERSION:
-            raise StorageError(
-                f"database schema version {current} is newer than this code ({SCHEMA_VERSION}): "
-                "run the Promptly release that wrote it, or restore a backup made by this one"
-            )
+        check_schema_version(current)
         for version, script in _migrations():
             if version > current:
                 logger.info("migrating the database to schema version %d", version)
@@ -305,17 +255,13 @@ class SQLiteStore:
             assert conversation is not None
             return Received(stored, conversation, customer, duplicate=True)
         conversation = self._conversation_for(msg, customer.id)
-        # Events (reactions, joins) carry a coarser address (no thread): they never move it.
-        if (
-            msg.reply_to
-            and msg.kind not in EVENT_KINDS
-            and dict(msg.reply_to) != conversation.reply_to
-        ):
+        reply_to = moved_reply_to(msg, conversation)
+        if reply_to is not None:
             self._db.execute(
                 "UPDATE conversations SET reply_to = ? WHERE id = ?",
-                (json.dumps(dict(msg.reply_to)), conversation.id),
+                (json.dumps(reply_to), conversation.id),
             )
-            conversation = replace(conversation, reply_to=dict(msg.reply_to))
+            conversation = replace(conversation, reply_to=reply_to)
         if msg.kind not in EVENT_KINDS:  # a reaction or a join is not the customer writing
             conversation = self._follow_open_ticket(conversation, msg.received_at)
         stored = self._insert_message(
@@ -439,15 +385,14 @@ class SQLiteStore:
         else:
             self._claim_identities(row[0], claimed, msg.received_at)
         record = CustomerRecord(row[0], row[1], row[2], row[3])
-        if (name and name != record.name) or (email and email != record.email):
+        updated = with_details(record, name, email)
+        if updated is not None:
             self._db.execute(
                 "UPDATE customers SET name = coalesce(?, name), email = coalesce(?, email) "
                 "WHERE id = ?",
                 (name, email, record.id),
             )
-            record = CustomerRecord(
-                record.id, name or record.name, email or record.email, record.tier
-            )
+            record = updated
         return record
 
     def _customer_by_identity(self, identities: list[tuple[str, str]]) -> str | None:
@@ -473,18 +418,7 @@ class SQLiteStore:
 
     def _conversation_for(self, msg: InboundMessage, customer_id: str) -> Conversation:
         if msg.conversation_id is not None:
-            conversation = self._get_conversation(msg.conversation_id)
-            if conversation is None:
-                raise NotFound(
-                    "unknown_conversation", "no conversation with that id", field="conversation_id"
-                )
-            if conversation.customer_id != customer_id:
-                raise Forbidden(
-                    "conversation_mismatch",
-                    "that conversation belongs to another customer",
-                    field="conversation_id",
-                )
-            return conversation
+            return owned_conversation(self._get_conversation(msg.conversation_id), customer_id)
         row = self._one(
             f"SELECT {_CONVERSATION_COLUMNS} FROM conversations "
             "WHERE customer_id = ? AND channel = ? ORDER BY created_at DESC LIMIT 1",
@@ -492,14 +426,7 @@ class SQLiteStore:
         )
         if row is not None:
             return _conversation(row)
-        conversation = Conversation(
-            uuid.uuid4().hex,
-            customer_id,
-            msg.channel,
-            ConversationState.BOT,
-            msg.received_at,
-            dict(msg.reply_to),
-        )
+        conversation = new_conversation(msg, customer_id)
         self._db.execute(
             "INSERT INTO conversations (id, customer_id, channel, state, created_at, reply_to) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -545,10 +472,7 @@ class SQLiteStore:
         at: datetime,
     ) -> StoredMessage:
         message_id = uuid.uuid4().hex
-        # Replies on a platform channel wait for the dispatcher; web clients replay the store.
-        delivery_status = (
-            DeliveryStatus.PENDING if direction == "out" and channel != "web" else None
-        )
+        delivery_status = delivery_status_for(direction, channel)
         cursor = self._db.execute(
             "INSERT INTO messages (id, conversation_id, direction, channel, sender, "
             "client_message_id, type, kind, text, payload, in_reply_to, status, created_at, "
@@ -790,16 +714,14 @@ class SQLiteStore:
     ) -> CustomerRecord:
         if into == other:
             raise Conflict("same_customer", "a customer cannot be merged into itself")
-        rows = {
-            row[0]: row
-            for row in self._all(
+        kept, gone = customers_to_merge(
+            self._all(
                 "SELECT id, name, email, tier, language FROM customers WHERE id IN (?, ?)",
                 (into, other),
-            )
-        }
-        for customer_id, field in ((into, "into"), (other, "from")):
-            if customer_id not in rows:
-                raise NotFound("unknown_customer", f"no customer {customer_id!r}", field=field)
+            ),
+            into,
+            other,
+        )
         for table in ("channel_accounts", "conversations"):
             self._db.execute(
                 f"UPDATE {table} SET customer_id = ? WHERE customer_id = ?", (into, other)
@@ -813,20 +735,17 @@ class SQLiteStore:
             "UPDATE OR IGNORE identities SET customer_id = ? WHERE customer_id = ?", (into, other)
         )
         self._db.execute("DELETE FROM identities WHERE customer_id = ?", (other,))
-        kept, gone = rows[into], rows[other]
         # The customer keeps the better of the two tiers: a merge never demotes anyone.
-        tier = better_tier(kept[3], gone[3])
+        merged = merged_customer(kept, gone)
         self._db.execute(
             "UPDATE customers SET name = coalesce(name, ?), email = coalesce(email, ?), "
             "language = coalesce(language, ?), tier = ? WHERE id = ?",
-            (gone[1], gone[2], gone[4], tier, into),
+            (gone.name, gone.email, gone.language, merged.tier, into),
         )
         self._db.execute("DELETE FROM customers WHERE id = ?", (other,))
         data = {"into": into, "from": other, "by": by}
         self._event("customers_merged", at, None, None, None, data)
-        return CustomerRecord(
-            into, kept[1] or gone[1], kept[2] or gone[2], tier, kept[4] or gone[4]
-        )
+        return merged
 
     async def customer(self, customer_id: str) -> CustomerRecord | None:
         row = await self._read(
@@ -910,26 +829,7 @@ class SQLiteStore:
             reference = new_reference()
             if self._one("SELECT 1 FROM tickets WHERE reference = ?", (reference,)) is None:
                 break
-        created = Ticket(
-            id=uuid.uuid4().hex,
-            reference=reference,
-            conversation_id=ticket.conversation_id,
-            customer_id=conversation.customer_id,
-            queue=ticket.queue,
-            priority=ticket.priority,
-            tier=ticket.tier,
-            status=TicketStatus.NEW,
-            reason=ticket.reason,
-            created_at=ticket.created_at,
-            first_response_due=ticket.first_response_due,
-            first_responded_at=None,
-            next_response_due=None,
-            resolved_at=None,
-            assignee=None,
-            resolution_due=ticket.resolution_due,
-            assigned_at=None,
-            sla=ticket.sla,
-        )
+        created = new_ticket(ticket, conversation.customer_id, reference)
         self._db.execute(
             f"INSERT INTO tickets (id, reference, conversation_id, customer_id, reason, "
             f"created_at, {_TICKET_MUTABLE}) VALUES ({', '.join('?' * 18)})",
@@ -953,15 +853,7 @@ class SQLiteStore:
             ticket.conversation_id,
             None,
             created.id,
-            {
-                "queue": created.queue,
-                "priority": created.priority,
-                "tier": created.tier,
-                "reason": created.reason,
-                "policy": created.sla.policy.get("name"),
-                "first_response_due": _ts(created.first_response_due),
-                "resolution_due": _opt_ts(created.resolution_due),
-            },
+            handoff_data(created),
         )
         return created
 
