@@ -10,7 +10,7 @@ A rate counts as sustained when at least 99 % of its messages are answered withi
 the answer p95 is at most 300 ms (the issue's bar). The answer throughput of each side is its
 highest sustained rate; the target is Promptly >= 3x Rasa alone.
 
-    .venv/bin/python bench/fast_path.py [--baseline-rates 10,15,20] [--rates 30,45,60,90]
+    .venv/bin/python bench/fast_path.py [--baseline-rates 10,20,25,30,40] [--rates 60,90,120,150]
         [--duration 30] [--out docs/benchmarks.md]
 """
 
@@ -87,8 +87,8 @@ def table(rows: list[tuple[str, dict[str, float], str]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline-rates", default="10,15,20")
-    parser.add_argument("--rates", default="30,45,60,90")
+    parser.add_argument("--baseline-rates", default="10,20,25,30,40")
+    parser.add_argument("--rates", default="60,90,120,150")
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--out", type=Path, default=al.ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
@@ -129,7 +129,14 @@ def main(argv: list[str] | None = None) -> int:
         if best["Rasa REST alone"] and best["Promptly, fast path"]
         else math.nan
     )
-    verdict = "PASS" if ratio >= TARGET else "FAIL"
+    # Rasa sustaining even its highest rate means its throughput was not found: the ratio
+    # would flatter Promptly, so the run proves nothing (run again with higher baseline rates).
+    unbounded = bool(rows) and sustained(
+        max((row for s, row, _ in rows if s == "Rasa REST alone"), key=lambda r: r["rate"])
+    )
+    verdict = "PASS" if ratio >= TARGET and not unbounded else "FAIL"
+    if unbounded:
+        verdict += ", Rasa alone sustained its highest rate: raise --baseline-rates"
     summary = (
         f"Answer throughput (highest rate with >= {ANSWERED_BAR:.0%} answered and answer p95 <= "
         f"{P95_BAR_MS:.0f} ms): Rasa REST alone {best['Rasa REST alone']:g} msg/s, Promptly with "
