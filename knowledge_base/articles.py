@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -102,7 +102,7 @@ def article_from_fields(
         raise ArticleError(
             path, f"id {article_id!r} must use only letters, digits, '.', '_' and '-'"
         )
-    title = _optional_str(path, meta, "title")
+    title = tidy_title(_optional_str(path, meta, "title") or "")
     if not title:
         raise ArticleError(path, "front matter is missing a non-empty 'title'")
     if not body.strip():
@@ -110,13 +110,37 @@ def article_from_fields(
     return Article(
         id=article_id,
         title=title,
-        body=body.strip("\n"),
+        body=tidy_body(body),
         url=_optional_str(path, meta, "url"),
-        tags=_str_list(path, meta, "tags"),
-        questions=_str_list(path, meta, "questions"),
+        tags=tidy_items(_str_list(path, meta, "tags")),
+        questions=tidy_items(_str_list(path, meta, "questions")),
         audience=_audience(path, meta),
         language=_language(path, meta),
     )
+
+
+# The same tidying as the editor's (bot/console/article_content.py), so an article read from
+# a file is the article the database holds after importing it: the index built from the
+# folder (`promptly kb index`) is then the one the gateway finds current, not rebuilt.
+
+
+def tidy_title(title: str) -> str:
+    return " ".join(title.split())
+
+
+def tidy_body(body: str) -> str:
+    """Line ends as "\\n", no trailing spaces on a line, no blank lines around the text."""
+    return "\n".join(line.rstrip() for line in body.replace("\r\n", "\n").split("\n")).strip("\n")
+
+
+def tidy_items(values: Iterable[str]) -> tuple[str, ...]:
+    """Whitespace collapsed, blanks dropped and repeats (case-insensitive) dropped, in order."""
+    kept: dict[str, str] = {}
+    for value in values:
+        text = " ".join(value.split())
+        if text:
+            kept.setdefault(text.casefold(), text)
+    return tuple(kept.values())
 
 
 def to_fields(article: Article) -> dict[str, object]:

@@ -8,7 +8,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.errors import Unprocessable
-from knowledge_base.articles import AUDIENCES, DEFAULT_LANGUAGE, LANGUAGE_PATTERN, Audience
+from knowledge_base.articles import (
+    AUDIENCES,
+    DEFAULT_LANGUAGE,
+    LANGUAGE_PATTERN,
+    Audience,
+    tidy_body,
+    tidy_items,
+    tidy_title,
+)
 
 # Same alphabet as Markdown article ids: ids end up in URLs (/kb/{id}).
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -79,10 +87,10 @@ def make_content(
     audience: str = "customer",
 ) -> Content:
     """Validated and normalised content, or ``Unprocessable`` naming the field."""
-    title = " ".join(title.split())
+    title = tidy_title(title)
     if not 0 < len(title) <= MAX_TITLE:
         raise Unprocessable("invalid_title", f"a title is 1–{MAX_TITLE} characters", field="title")
-    body = "\n".join(line.rstrip() for line in body.replace("\r\n", "\n").split("\n")).strip("\n")
+    body = tidy_body(body)
     if not body.strip() or len(body) > MAX_BODY:
         raise Unprocessable(
             "invalid_body", f"the body is 1–{MAX_BODY} characters of Markdown", field="body"
@@ -105,18 +113,14 @@ def make_content(
 
 def _items(values: Sequence[str], name: str, most: int, longest: int) -> tuple[str, ...]:
     """Stripped, blank-free and de-duplicated (case-insensitively), in the given order."""
-    kept: dict[str, str] = {}
-    for value in values:
-        text = " ".join(value.split())
-        if len(text) > longest:
-            raise Unprocessable(
-                f"invalid_{name}", f"each of {name} is at most {longest} characters", field=name
-            )
-        if text:
-            kept.setdefault(text.casefold(), text)
-    if len(kept) > most:
+    items = tidy_items(values)
+    if any(len(text) > longest for text in items):
+        raise Unprocessable(
+            f"invalid_{name}", f"each of {name} is at most {longest} characters", field=name
+        )
+    if len(items) > most:
         raise Unprocessable(f"invalid_{name}", f"at most {most} {name}", field=name)
-    return tuple(kept.values())
+    return items
 
 
 def _valid_audience(audience: str) -> Audience:

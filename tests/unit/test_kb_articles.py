@@ -4,7 +4,11 @@ import logging
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
+from bot.console.article_content import make_content
 from knowledge_base import Article, ArticleError, KnowledgeBaseError, load_markdown_dir
 from knowledge_base.articles import load_markdown_file, parse_markdown, to_markdown
 
@@ -156,3 +160,26 @@ def test_unknown_keys_are_logged_not_fatal(
 
     assert article.questions == ()
     assert "typo.md: ignoring unknown front matter keys question" in caplog.text
+
+
+_TEXT = st.text(alphabet=st.sampled_from("aB é\t"), max_size=12)
+_FILLED = _TEXT.filter(lambda text: text.strip() != "")
+
+
+@given(
+    title=_FILLED,
+    questions=st.lists(_FILLED, max_size=5),
+    lines=st.lists(_TEXT, min_size=1, max_size=5).filter(lambda ls: "".join(ls).strip() != ""),
+    crlf=st.booleans(),
+)
+def test_a_file_reads_as_the_article_the_editor_stores(title, questions, lines, crlf):
+    # Same text either way, so the index built from the folder is the one the gateway loads.
+    body = ("\r\n" if crlf else "\n").join(lines)
+    front = yaml.safe_dump({"title": title, "questions": questions}, allow_unicode=True)
+    article = parse_markdown(Path("a.md"), f"---\n{front}---\n{body}\n")
+    content = make_content(title=title, body=body, questions=questions)
+    assert (article.title, article.body, article.questions) == (
+        content.title,
+        content.body,
+        content.questions,
+    )

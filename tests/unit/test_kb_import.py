@@ -113,10 +113,11 @@ def test_csv_rows_become_articles_and_bad_rows_name_their_line(tmp_path: Path) -
         "Gift cards never expire.",
     )
     assert (gift.questions, gift.tags) == (("Do gift cards expire?",), ("payments", "gift cards"))
-    # No title: the question is the title (and the id's slug); the quoted cell spans 2 lines.
+    # No title: the question is the title (and the id's slug); the quoted cell spans 2 lines,
+    # which a title, one line, joins.
     assert (invoice.id, invoice.title, invoice.questions) == (
         "can-i-pay-by-invoice",
-        "Can I pay\nby invoice?",
+        "Can I pay by invoice?",
         (),
     )
     assert invoice.tags == ("payments", "invoice")
