@@ -11,8 +11,9 @@ one unconditional step (``faq`` -> ``action_answer_from_kb``, ``greet`` -> ``utt
 * a classifier trained on Rasa's own examples (``data/nlu.yml``; a logistic regression on the
   knowledge base model's embeddings, the knowledge base's per-article head reused for intents)
   is at least ``kb.fast_gate`` sure of an intent that has such a rule,
-* and, for a knowledge-base answer, the knowledge base is above ``kb.direct_floor``; for a
-  canned response, the text carries no urgency or frustration cue,
+* and, for a knowledge-base answer, the knowledge base scores at or above ``kb.direct_floor``;
+  for a canned response, the text carries no urgency or frustration cue and the knowledge
+  base scores below ``kb.offer_floor`` (``settle``),
 
 the gateway does what the rule says — the same KB passage and citation, the same response
 text from ``domain.yml``, the same handoff — and Rasa is not asked.

@@ -129,8 +129,14 @@ def tidy_title(title: str) -> str:
 
 
 def tidy_body(body: str) -> str:
-    """Line ends as "\\n", no trailing spaces on a line, no blank lines around the text."""
-    return "\n".join(line.rstrip() for line in body.replace("\r\n", "\n").split("\n")).strip("\n")
+    """Line ends as "\\n", no blank lines around the text, no trailing white space on a line
+    but a Markdown hard line break (two or more spaces after text), kept as two spaces."""
+    return "\n".join(map(_tidy_line, body.replace("\r\n", "\n").split("\n"))).strip("\n")
+
+
+def _tidy_line(line: str) -> str:
+    text = line.rstrip()
+    return text + "  " if text and line.endswith("  ") else text
 
 
 def tidy_items(values: Iterable[str]) -> tuple[str, ...]:

@@ -552,9 +552,10 @@ def _nlist(n: int) -> int:
 
 def _ivf(quantizer: Any, dim: int, nlist: int) -> Any:
     # Vectors are stored as float16: half the memory and of the bytes each query scans, which
-    # is what bounds its time. At 1M clustered passages, nprobe 32: p99 1.14 ms against
-    # 1.57 ms stored as float32, recall@10 0.967 against 0.971 (decoding moves a score by
-    # ~1e-3 at most, which only reorders near ties); 8-bit codes dropped recall to 0.948.
+    # is what bounds its time. At 1M clustered passages, nprobe 32 (docs/benchmarks.md, one
+    # run): p99 1.14 ms against 1.68 ms for the same IVF in float32, recall@10 0.962 either
+    # way (decoding moves a score by ~1e-3 at most, which only reorders near ties); in a trial
+    # 8-bit codes lost 2 points of recall.
     return faiss.IndexIVFScalarQuantizer(
         quantizer, dim, nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
     )

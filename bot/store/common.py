@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -305,7 +306,7 @@ def with_details(
 ) -> CustomerRecord | None:
     """``record`` with the name and email a message brings, when they change it (else None)."""
     if (name and name != record.name) or (email and email != record.email):
-        return CustomerRecord(record.id, name or record.name, email or record.email, record.tier)
+        return replace(record, name=name or record.name, email=email or record.email)
     return None
 
 

@@ -186,13 +186,13 @@ def test_invalid_content_names_its_field(fields: dict[str, Any], code: str) -> N
 def test_content_is_normalised() -> None:
     content = make_content(
         title="  Delivery   times ",
-        body="Line one.  \r\nLine two.\n\n",
+        body="Line one.  \r\nLine two. \t\n\n",
         questions=["Where is it?", " where IS it? ", ""],
         tags=["a", "A", "b"],
     )
     assert content == Content(
         title="Delivery times",
-        body="Line one.\nLine two.",
+        body="Line one.  \nLine two.",  # a Markdown hard line break is kept
         questions=("Where is it?",),
         tags=("a", "b"),
     )

@@ -183,3 +183,10 @@ def test_a_file_reads_as_the_article_the_editor_stores(title, questions, lines, 
         content.body,
         content.questions,
     )
+
+
+def test_tidying_keeps_a_markdown_hard_line_break():
+    body = "Write to us at:  \nAcme Ltd\t \n1 High Street   \n"
+    article = parse_markdown(Path("a.md"), f"---\ntitle: Address\n---\n{body}")
+    assert article.body == "Write to us at:  \nAcme Ltd\n1 High Street  "
+    assert make_content(title="Address", body=body).body == article.body
