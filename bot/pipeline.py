@@ -846,7 +846,7 @@ class Pipeline:
                 route = await fast.route(conversation.id, message.text)
                 answer = None
                 if route is not None and route.form is None and not route.escalates:
-                    floor = self._settings.kb.direct_floor  # its score is what counts
+                    floor = self._settings.kb.direct_floor  # settle() reads the score below
                     # The gate's embedding of the question is the one the KB searches with.
                     answer_for = getattr(kb, "answer_for", None)
                     if route.vector is not None and answer_for is not None:
@@ -873,8 +873,8 @@ class Pipeline:
             ticket = await self._tickets.escalate(conversation.id, route.intent, message.text)
             return Outcome(ticket=ticket, source=FAST_SOURCE)
         hit = answer.hit if answer is not None else None
-        score = answer.best_score if answer is not None and hit is not None else None
         floors = self._settings.kb
+        score = None if hit is None else hit.score
         ending = fastpath.settle(route, score, direct=floors.direct_floor, offer=floors.offer_floor)
         if ending == "canned":
             return Outcome(replies=[_answer(route.text, [])], source=FAST_SOURCE)

@@ -42,7 +42,7 @@ DELTA_LIMIT = 2_048
 # Past this share of tombstoned base passages, compaction is due (they cost scan time).
 TOMBSTONE_FRACTION = 0.2
 # IVF past EXACT_LIMIT, not HNSW: on 1M clustered passages (docs/benchmarks.md, 2 cores)
-# IVF (4k lists, nprobe 32, float16) reached recall@10 0.96 at p99 1.2 ms, while HNSW
+# IVF (4k lists, nprobe 32, float16) reached recall@10 0.96 at p99 1.1 ms, while HNSW
 # (M 16, efConstruction 40) reached only 0.46-0.62 recall@10 at efSearch 64-256.
 # IVF also compacts without retraining (the trained quantizer is reused) and removes for real.
 IVF_LISTS_PER_SQRT = 4  # nlist = 4 * sqrt(n), the usual faiss sizing
@@ -553,7 +553,7 @@ def _nlist(n: int) -> int:
 def _ivf(quantizer: Any, dim: int, nlist: int) -> Any:
     # Vectors are stored as float16: half the memory and of the bytes each query scans, which
     # is what bounds its time. At 1M clustered passages, nprobe 32 (docs/benchmarks.md, one
-    # run): p99 1.14 ms against 1.68 ms for the same IVF in float32, recall@10 0.962 either
+    # run): p99 1.09 ms against 1.72 ms for the same lists in float32, recall@10 0.962 either
     # way (decoding moves a score by ~1e-3 at most, which only reorders near ties); in a trial
     # 8-bit codes lost 2 points of recall.
     return faiss.IndexIVFScalarQuantizer(
