@@ -388,9 +388,6 @@ class TicketService:
 
     async def set_presence(self, agent: AgentRecord) -> AgentRecord:
         """Save an agent; going away or offline re-queues their tickets, online pulls work."""
-        known = {a.id: a for a in await self._store.agents()}
-        previous = known.get(agent.id)
-        agent = replace(agent, last_assigned=previous.last_assigned if previous else 0)
         await self._store.save_agent(agent, self._clock())
         await self._store.log_event(
             "agent_presence",

@@ -395,7 +395,11 @@ class Store(Protocol):
         ...
 
     async def save_agent(self, agent: AgentRecord, at: datetime) -> None:
-        """Insert or update an agent (presence, capacity, skills, queues)."""
+        """Insert or update an agent (name, presence, capacity, skills, queues).
+
+        ``last_assigned`` is written on insert only: afterwards the store stamps it in the
+        assignment's own write, so a presence change saved at the same moment cannot undo it.
+        """
         ...
 
     async def agents(self) -> list[AgentRecord]: ...

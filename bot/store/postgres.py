@@ -1168,7 +1168,7 @@ class PostgresStore:
                 "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
                 "presence = excluded.presence, capacity = excluded.capacity, "
                 "skills = excluded.skills, queues = excluded.queues, "
-                "last_assigned = excluded.last_assigned, updated_at = excluded.updated_at",
+                "updated_at = excluded.updated_at",
                 agent.id,
                 agent.name,
                 agent.presence,
