@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.services import missing
+
 pytestmark = pytest.mark.integration
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 WINDOW = 2.0  # channels.web.promise, the default the gateways run with
@@ -84,14 +86,11 @@ async def test_a_locked_database_journals_acks_from_memory_and_answers_once_afte
     assert "messages journaled" in row.notes[0], row.notes
 
 
-@pytest.mark.skipif(
-    bool(faults.missing_servers()),
-    reason="no PostgreSQL server binaries (initdb, pg_ctl) or no redis-server to start a "
-    "private PostgreSQL and Redis with: " + ", ".join(faults.missing_servers()),
-)
 async def test_with_postgres_then_redis_down_every_message_is_acked_in_time_and_answered_after(
     suite: Any,
 ) -> None:
+    if lacking := faults.missing_servers():
+        missing("nothing to start a private PostgreSQL and Redis with: " + ", ".join(lacking))
     row = await faults.postgres_redis(suite, _options(before=3, pg_down=5, redis_down=5, after=3))
     # A message stored just before PostgreSQL went away, whose turn had not stored its ack
     # yet, gets its receipt from memory too (Pipeline._receipt_from_memory): no late acks.

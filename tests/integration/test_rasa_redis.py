@@ -1,10 +1,9 @@
 """A real Rasa 3.6 started with the endpoints.yml of ``[scale] redis_url`` keeps its trackers
-in the real Redis (127.0.0.1:6379, a fresh prefix; skipped when there is none)."""
+in the real Redis (127.0.0.1:6379, a fresh prefix; ``tests.services``)."""
 
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 import uuid
 from pathlib import Path
@@ -16,21 +15,13 @@ from bot.rasa_server import RasaServer, write_endpoints
 from bot.settings import load_settings
 from bot.training import model_path, rasa_executable, train
 from tests.conftest import ROOT, free_port
+from tests.services import REDIS_URL, require_redis
 
 pytestmark = pytest.mark.integration
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def _reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _reachable(), reason="no Redis at 127.0.0.1:6379")
 def test_rasa_keeps_its_trackers_in_redis(tmp_path: Path) -> None:
+    require_redis()
     settings = load_settings(ROOT / "promptly.toml", env={})
     model = model_path(settings)
     if not model.exists():

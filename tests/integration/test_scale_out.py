@@ -41,6 +41,7 @@ from redis.asyncio import Redis
 from bot.settings import WORKER_ENV
 from tests.conftest import free_port
 from tests.integration.test_flows import Customer
+from tests.services import REDIS_URL, require_redis
 from tests.unit.test_store import pg_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -51,7 +52,6 @@ if str(BENCH) not in sys.path:
 faults: Any = importlib.import_module("faults")
 ack_latency: Any = importlib.import_module("ack_latency")
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 AGENT_TOKEN = "scale-out-agent-token"
 LEASE = 6.0  # [scale] claim_lease: renewed, and lapsed claims taken over, every 2 s
 SLA_TARGET = 24.0  # first response; the warning at half of it, after B's 10 s ticket re-read
@@ -65,14 +65,6 @@ redis_url = "{redis_url}"
 redis_prefix = "{prefix}"
 claim_lease = "{lease:g}s"
 """
-
-
-def _redis_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 @dataclass
@@ -112,8 +104,7 @@ async def _wait_rasa(url: str, up: bool, timeout: float = 180) -> None:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def deployment(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Deployment]:
-    if not _redis_reachable():
-        pytest.skip("no Redis at 127.0.0.1:6379")
+    require_redis()
     tmp = tmp_path_factory.mktemp("scale-out")
     prefix = f"scaletest{uuid.uuid4().hex[:12]}:"
     async with pg_database() as database_url:

@@ -1,5 +1,5 @@
 """The article repository on real stores, SQLite and PostgreSQL (a fresh database per test,
-skipped without a server): versions, concurrency, diff, import."""
+``tests.services``): versions, concurrency, diff, import."""
 
 from __future__ import annotations
 

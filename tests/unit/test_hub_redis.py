@@ -21,25 +21,16 @@ from redis.asyncio import Redis
 
 from bot.hub import Frame, Hub, Subscription
 from bot.hub_redis import RedisHub
+from tests.services import REDIS_URL, missing, reachable, require_redis
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 TIMEOUT = 5.0
 
 MakeHub = Callable[..., Awaitable[RedisHub]]
 
 
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
 async def redis_client() -> AsyncIterator[Redis]:
-    if not _reachable("127.0.0.1", 6379):
-        pytest.skip("no Redis at 127.0.0.1:6379 (this machine's Redis service is not running)")
+    require_redis()
     client = Redis.from_url(REDIS_URL)
     yield client
     await client.aclose()
@@ -253,7 +244,7 @@ class PrivateRedis:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + TIMEOUT
-        while not _reachable("127.0.0.1", self.port):
+        while not reachable("127.0.0.1", self.port):
             if time.monotonic() > deadline:
                 raise AssertionError("private redis-server did not start")
             time.sleep(0.02)
@@ -269,7 +260,7 @@ class PrivateRedis:
 def private_redis() -> Iterator[PrivateRedis]:
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("no redis-server binary to start a private Redis with")
+        missing("no redis-server binary to start a private Redis with")
     server = PrivateRedis(binary)
     server.start()
     yield server

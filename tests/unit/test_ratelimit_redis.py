@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -19,25 +18,15 @@ from bot.errors import TooManyRequests
 from bot.ratelimit import AsyncWindow, Limit, LocalWindow, SlidingWindow
 from bot.ratelimit import take_all as take_all_local
 from bot.ratelimit_redis import RedisSlidingWindow, take_all
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from tests.services import REDIS_URL, require_redis
 
 MakeWindow = Callable[..., RedisSlidingWindow]
-
-
-def _reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
 async def clients() -> AsyncIterator[tuple[Redis, Redis]]:
     """One client per gateway process."""
-    if not _reachable():
-        pytest.skip("no Redis at 127.0.0.1:6379 (this machine's Redis service is not running)")
+    require_redis()
     a, b = Redis.from_url(REDIS_URL), Redis.from_url(REDIS_URL)
     yield a, b
     await a.aclose()

@@ -1,10 +1,9 @@
 """[scale]: settings, and limits shared by gateway processes through Redis (a real Redis at
-127.0.0.1:6379, a fresh prefix per test; skipped when there is none)."""
+127.0.0.1:6379, a fresh prefix per test; ``tests.services``)."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -22,23 +21,16 @@ from bot.hub_redis import RedisHub
 from bot.keys import HUB
 from bot.settings import REDIS_URL_ENV, load_settings
 from tests.console_helpers import add_user
+from tests.services import REDIS_URL, require_redis
 from tests.unit.test_console_access import try_sign_in
 from tests.unit.test_gateway import make_settings, post
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+needs_redis = pytest.mark.usefixtures("redis_service")
 
 
-def _reachable(host: str = "127.0.0.1", port: int = 6379) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-needs_redis = pytest.mark.skipif(
-    not _reachable(), reason="no Redis at 127.0.0.1:6379 (this machine's Redis is not running)"
-)
+@pytest.fixture
+def redis_service() -> None:
+    require_redis()
 
 
 # -- settings ---------------------------------------------------------------------------------

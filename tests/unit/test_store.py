@@ -36,6 +36,7 @@ from bot.store.base import (
 )
 from bot.store.postgres import PostgresStore
 from bot.store.sqlite import SCHEMA_VERSION, SQLiteStore
+from tests.services import missing
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -48,12 +49,12 @@ def pg_admin_url() -> str:
 
 @contextlib.asynccontextmanager
 async def pg_database() -> AsyncIterator[str]:
-    """The URL of a new, empty database, dropped afterwards; skips without a server."""
+    """The URL of a new, empty database, dropped afterwards (``missing`` without a server)."""
     admin_url = pg_admin_url()
     try:
         admin = await asyncpg.connect(admin_url, timeout=3)
     except (OSError, TimeoutError, asyncpg.PostgresError) as e:
-        pytest.skip(f"no PostgreSQL server at {admin_url} ({type(e).__name__}: {e})")
+        missing(f"no PostgreSQL server at {admin_url} ({type(e).__name__}: {e})")
     name = f"promptly_test_{uuid.uuid4().hex}"
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
