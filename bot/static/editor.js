@@ -171,6 +171,7 @@ $("publish").addEventListener("click", async () => {
     const article = await api("POST", path, { version: current.version, content: content() });
     const took = article.visible_ms !== undefined ? ` (searchable after ${article.visible_ms} ms)` : "";
     await afterWrite(article, `Published v${article.version}${took}.`);
+    if (gapsForm) loadGaps(); // its nearest article may be this one now
   } catch (error) {
     say(conflictMessage(error), true);
   }
@@ -335,6 +336,63 @@ function hitItem(hit) {
   return item;
 }
 
+// -- content gaps ----------------------------------------------------------------------------
+
+const gapsForm = $("gaps-form");
+
+async function loadGaps() {
+  const days = Number($("gaps-days").value);
+  const since = new Date(Date.now() - days * 86_400_000).toISOString();
+  const list = $("gaps-list");
+  try {
+    const report = await api("GET", `/api/kb/gaps?${new URLSearchParams({ since, limit: 10 })}`);
+    list.replaceChildren(...report.gaps.map(gapItem));
+    if (!report.gaps.length) list.replaceChildren(el("li", "No unanswered questions in this period."));
+  } catch (error) {
+    list.replaceChildren(el("li", error.message));
+  }
+}
+
+function gapItem(gap) {
+  const item = el("li");
+  item.append(el("strong", `Asked ${gap.count}×`), " ");
+  const how = [];
+  if (gap.unanswered) how.push(`${gap.unanswered} declined`);
+  if (gap.low_confidence) how.push(`${gap.low_confidence} only offered choices`);
+  item.append(el("span", how.join(", "), "score"));
+  const examples = el("ul", undefined, "examples");
+  examples.append(...gap.examples.map((question) => el("li", `“${question}”`)));
+  item.append(examples);
+  if (gap.nearest) {
+    const near = el("span", "Nearest: ", "passage");
+    near.append(button(gap.nearest.title, "gap-nearest", () => open(gap.nearest.article_id)));
+    near.append(` (${gap.nearest.score.toFixed(2)})`);
+    item.append(near);
+  }
+  item.append(button("Write an article", "gap-write", () => draftFromGap(gap)));
+  return item;
+}
+
+// A new article that starts from the customers' own words: they become its alternate questions.
+function draftFromGap(gap) {
+  if (dirty && !confirm("Discard your unsaved changes?")) return;
+  fill(null);
+  versionsList.replaceChildren();
+  diffView.hidden = true;
+  form.elements.questions.value = gap.examples.join("\n");
+  dirty = true;
+  say("New article: the customers' questions are its alternate questions. Give it a title and an answer.");
+  form.elements.title.focus();
+}
+
+if (gapsForm) {
+  gapsForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    loadGaps();
+  });
+  $("gaps-days").addEventListener("change", loadGaps);
+}
+
 // -- start -----------------------------------------------------------------------------------
 
 let searchTimer = null;
@@ -346,3 +404,4 @@ $("article-status-filter").addEventListener("change", () => loadList().catch((e)
 
 fill(null);
 loadList().catch((error) => say(error.message, true));
+if (gapsForm) loadGaps();

@@ -2,8 +2,9 @@
 
 One story, as people live it: an admin adds an agent and an editor; a customer asks for a
 human; the agent sees the ticket arrive without reloading, answers with a KB passage, and the
-customer's widget shows it; the editor publishes an article and the customer's next question
-is answered from it. Markup in a customer message or an article stays text; a POST without
+customer's widget shows it; a question the bot could not answer shows among the editor's
+content gaps, the editor writes the article from it, and the next customer asking is
+answered from it. Markup in a customer message or an article stays text; a POST without
 the CSRF token is refused. ``make screenshots`` saves both pages to docs/screenshots/.
 """
 
@@ -20,7 +21,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.conftest import ROOT, Stack
-from tests.e2e.test_widget import MSG, REPLY_TIMEOUT_MS, browser  # noqa: F401 (fixture)
+from tests.e2e.test_widget import BOT_REPLY, MSG, REPLY_TIMEOUT_MS, browser  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.e2e
 
@@ -150,19 +151,27 @@ def test_admin_agent_editor_and_customer(
     refused = agent.request.put(f"/api/agent/agents/{AGENT}", data={"presence": "away"})
     assert refused.status == 403
 
-    # The editor publishes a new article; the customer's next question is answered from it.
+    # A customer asks what no article answers yet: the bot says it is not sure.
+    asker = new_page(browser, stack, contexts)
+    customer_asks(asker, "Do you offer gift wrapping?")
+    expect(asker.locator(BOT_REPLY, has_text="not sure").first).to_be_visible()
+
+    # The editor finds it among the content gaps and writes the article from it; the
+    # customer's next question is answered from it.
     editor = new_page(browser, stack, contexts)
     sign_in(editor, EDITOR, PASSWORD)
     expect(editor).to_have_url(re.compile(r"/console/editor"))
-    editor.get_by_test_id("new-article").click()
+    gap = editor.get_by_test_id("gaps-list").locator("li", has_text="Do you offer gift wrapping?")
+    expect(gap.first).to_be_visible()
+    gap.first.get_by_test_id("gap-write").click()
+    questions = editor.get_by_test_id("article-questions")
+    expect(questions).to_have_value("Do you offer gift wrapping?")
     editor.get_by_test_id("article-title").fill("Gift wrapping")
     editor.get_by_test_id("article-body").fill(
         "We gift wrap any order for £3.50: tick *gift wrap* at checkout and add a note.\n\n"
         f"Markup stays text: {XSS}\n"
     )
-    editor.get_by_test_id("article-questions").fill(
-        "Do you offer gift wrapping?\nCan you wrap my order as a present?"
-    )
+    questions.fill(f"{questions.input_value()}\nCan you wrap my order as a present?")
     expect(editor.get_by_test_id("preview")).to_contain_text("gift wrap any order")
     assert editor.evaluate("window.__xss") is None, "an article's markup ran in the editor"
     editor.get_by_test_id("publish").click()
@@ -193,7 +202,7 @@ def test_admin_agent_editor_and_customer(
     )
     boss.screenshot(path=str(shots / "dashboard.png"), full_page=True)
 
-    for page in (boss, agent, customer, editor, customer2):
+    for page in (boss, agent, customer, asker, editor, customer2):
         assert page.errors == [], page.errors  # type: ignore[attr-defined]
 
 
