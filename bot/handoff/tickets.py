@@ -9,7 +9,7 @@ re-read and applied again (``_optimistic``). Automatic assignment checks the age
 in the store's transaction (``Store.assign_ticket``), so two gateways never overfill an agent.
 
 The monitor calls ``on_timer``; a timer fires once, across restarts, because the store
-records it (``Store.fire_timer``).
+records it (``Store.fire_timer``) in the same transaction as what it does to the ticket.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from bot.store.base import (
     Store,
     StoredMessage,
     Ticket,
+    TicketChange,
     TicketSLA,
     TicketStatus,
 )
@@ -470,10 +471,13 @@ class TicketService:
     # -- SLA timers -----------------------------------------------------------------------------
 
     async def rebuild(self) -> None:
-        """After a start: schedule every open ticket's timers; what fell due fires at once."""
+        """After a start: schedule every open ticket's timers (what fell due fires at once),
+        and give online agents the tickets waiting for one (say, returned to the queue just
+        before a crash)."""
         for ticket in await self._store.tickets("open"):
             self._reschedule(ticket)
         logger.info("SLA monitor: %d timers", self.monitor.pending())
+        await self.assign_waiting()
 
     async def resync(self, interval: float) -> None:
         """Every ``interval``: ``rebuild`` again, for the tickets other gateways sharing the
@@ -510,54 +514,80 @@ class TicketService:
                 self.monitor.schedule(timer)
 
     async def on_timer(self, timer: Timer, lateness: timedelta) -> None:
-        """The monitor's callback: fire a warning, breach or return timer once, if still due."""
-        ticket = await self._store.ticket(timer.ticket_id)
-        if ticket is None or not ticket.is_open:
-            return
-        calendar = self._calendars[ticket.sla.calendar]
-        if timer not in schedule.timers(ticket, calendar, self._settings.sla):
-            return  # the ticket changed since this timer was scheduled
-        data = {
-            "timer": timer.name,
-            "due": timer.due.isoformat(),
-            "lateness_ms": round(lateness.total_seconds() * 1000, 3),
-            "priority": ticket.priority,
-            "assignee": ticket.assignee,
-        }
-        self._fired.setdefault(ticket.id, set()).add(timer)
+        """The monitor's callback: fire a warning, breach or assignment timeout once, if still
+        due, with what it does to the ticket in the same write (``Store.fire_timer``)."""
         clock, _, kind = timer.name.partition(":")
         event = "sla_" + kind  # sla_warning, sla_breach, sla_timeout
-        if not await self._store.fire_timer(
-            ticket.id, timer.name, timer.due, self._clock(), event, data
-        ):
-            return  # fired before a restart
-        if clock == "assignment":
-            await self._requeue(ticket, "assignment_timeout")
-        elif kind == "warning":
+
+        async def fire(ticket: Ticket) -> tuple[Ticket, Ticket, dict[str, Any]] | None:
+            calendar = self._calendars[ticket.sla.calendar]
+            if timer not in schedule.timers(ticket, calendar, self._settings.sla):
+                return None  # the ticket changed since this timer was scheduled
+            data = {
+                "timer": timer.name,
+                "due": timer.due.isoformat(),
+                "lateness_ms": round(lateness.total_seconds() * 1000, 3),
+                "priority": ticket.priority,
+                "assignee": ticket.assignee,
+            }
+            changed, events = self._consequence(ticket, clock, kind)
+            then = None
+            if events:
+                changed = schedule.with_deadlines(changed, calendar)
+                then = TicketChange(changed, events)
+            if not await self._store.fire_timer(
+                ticket.id, timer.name, timer.due, self._clock(), event, data, then
+            ):
+                return None  # fired before a restart, or by another gateway
+            saved = replace(changed, version=ticket.version + 1) if then else ticket
+            return ticket, saved, data
+
+        self._fired.setdefault(timer.ticket_id, set()).add(timer)
+        try:
+            fired = await self._optimistic(timer.ticket_id, fire)
+        except (NotFound, Conflict) as e:
+            if e.code in ("not_found", "ticket_resolved"):
+                return
+            raise
+        if fired is None:
+            return
+        before, ticket, data = fired
+        if ticket is not before:
+            self._reschedule(ticket)
+        if kind == "warning":
             self._alert("sla_warning", ticket, data, lead=False)
-        else:
-            self._alert("sla_breach", ticket, data, lead="notify_lead" in self._on_breach)
-            await self._escalate(ticket, clock)
+        elif kind == "breach":
+            self._alert("sla_breach", before, data, lead="notify_lead" in self._on_breach)
+        if before.assignee is not None and ticket.assignee is None:
+            await self._assign(ticket, exclude=frozenset({before.assignee}))
 
     @property
     def _on_breach(self) -> tuple[str, ...]:
         return self._settings.sla.on_breach
 
-    async def _escalate(self, ticket: Ticket, clock: str) -> None:
-        """The breach escalation chain from config. Raising the priority does not re-measure:
-        the breached deadlines stand, and the queue serves the ticket sooner."""
-        steps = self._on_breach
-        if "raise_priority" in steps:
+    def _consequence(
+        self, ticket: Ticket, clock: str, kind: str
+    ) -> tuple[Ticket, tuple[tuple[str, dict[str, Any]], ...]]:
+        """What a firing timer does to the ticket, and its events: an assignment timeout
+        takes the ticket from its assignee; a breach runs the escalation chain from config.
+        Raising the priority does not re-measure: the breached deadlines stand, and the queue
+        serves the ticket sooner."""
+        events: list[tuple[str, dict[str, Any]]] = []
+        reassign = clock == "assignment"
+        if kind == "breach":
+            steps = self._on_breach
             higher = routing.raised(Priority(ticket.priority))
-            if higher != ticket.priority:
-                ticket = await self._change(
-                    ticket.id,
-                    lambda t: replace(t, priority=higher),
-                    "escalated",
-                    data={"clock": clock, "step": "raise_priority", "priority": higher},
+            if "raise_priority" in steps and higher != ticket.priority:
+                ticket = replace(ticket, priority=higher)
+                events.append(
+                    ("escalated", {"clock": clock, "step": "raise_priority", "priority": higher})
                 )
-        if "reassign" in steps and ticket.assignee is not None:
-            await self._requeue(ticket, f"{clock}_breach")
+            reassign = "reassign" in steps
+        if reassign and ticket.assignee is not None:
+            why = "assignment_timeout" if clock == "assignment" else f"{clock}_breach"
+            events.append(("returned_to_queue", {"agent": ticket.assignee, "why": why}))
+            ticket = replace(ticket, assignee=None, assigned_at=None)
+        return ticket, tuple(events)
 
     def _alert(self, kind: str, ticket: Ticket, data: dict[str, Any], *, lead: bool) -> None:
         """To the assignee and the queue, and the queue's lead when asked: not every admin."""

@@ -154,6 +154,15 @@ class Ticket:
 
 
 @dataclass(frozen=True)
+class TicketChange:
+    """A ticket to write (over the version it was read at, like ``save_ticket``) with its
+    events, in the transaction of another write (``fire_timer``)."""
+
+    ticket: Ticket
+    events: tuple[tuple[str, dict[str, Any]], ...]
+
+
+@dataclass(frozen=True)
 class AgentRecord:
     id: str
     name: str
@@ -387,10 +396,14 @@ class Store(Protocol):
         at: datetime,
         event: str,
         data: dict[str, Any],
+        then: TicketChange | None = None,
     ) -> bool:
-        """Record that the SLA timer ``name`` for ``due`` fired, with its event, exactly once.
+        """Record that the SLA timer ``name`` for ``due`` fired, with its event, exactly once;
+        ``then`` (what the firing does to the ticket: a breach's escalation) in the same
+        transaction, so a crash cannot leave a timer fired and its consequence undone.
 
-        False (and nothing written) when it already fired, e.g. before a restart.
+        False (and nothing written) when it already fired, e.g. before a restart. A stale
+        ``then.ticket`` is ``Conflict("ticket_changed")`` with nothing written.
         """
         ...
 

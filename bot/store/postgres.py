@@ -58,6 +58,7 @@ from bot.store.base import (
     Route,
     StoredMessage,
     Ticket,
+    TicketChange,
 )
 from bot.store.common import (
     agent_from_row,
@@ -1126,11 +1127,15 @@ class PostgresStore:
         at: datetime,
         event: str,
         data: dict[str, Any],
+        then: TicketChange | None = None,
     ) -> bool:
         """Exactly once across gateways too: ``INSERT … ON CONFLICT DO NOTHING`` on
         ``sla_fired``'s key; a second gateway firing the same timer at once waits for the
         first's commit, then finds it fired (no claim needed)."""
-        return await self._tx(self._fire_timer, ticket_id, name, aware(due), aware(at), event, data)
+        values = None if then is None else _ticket_values(then.ticket)
+        return await self._tx(
+            self._fire_timer, ticket_id, name, aware(due), aware(at), event, data, then, values
+        )
 
     async def _fire_timer(
         self,
@@ -1141,6 +1146,8 @@ class PostgresStore:
         at: datetime,
         event: str,
         data: dict[str, Any],
+        then: TicketChange | None,
+        values: tuple[Any, ...] | None,
     ) -> bool:
         fired = await conn.fetchval(
             "INSERT INTO sla_fired (ticket_id, name, due, fired_at) VALUES ($1, $2, $3, $4) "
@@ -1156,6 +1163,10 @@ class PostgresStore:
             "SELECT conversation_id FROM tickets WHERE id = $1", ticket_id
         )
         await _event_row(conn, event, at, conversation_id, None, ticket_id, data)
+        if then is not None and values is not None:
+            await _write_ticket(conn, then.ticket, values)
+            for name_, data_ in then.events:
+                await _event_row(conn, name_, at, conversation_id, None, ticket_id, data_)
         return True
 
     # -- agents --------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from bot.store.base import (
     Route,
     StoredMessage,
     Ticket,
+    TicketChange,
 )
 from bot.store.common import SCHEMA_VERSION as SCHEMA_VERSION  # re-exported (tests read it)
 from bot.store.common import (
@@ -1040,8 +1041,9 @@ class SQLiteStore:
         at: datetime,
         event: str,
         data: dict[str, Any],
+        then: TicketChange | None = None,
     ) -> bool:
-        return await self._tx(self._fire_timer, ticket_id, name, due, at, event, data)
+        return await self._tx(self._fire_timer, ticket_id, name, due, at, event, data, then)
 
     def _fire_timer(
         self,
@@ -1051,6 +1053,7 @@ class SQLiteStore:
         at: datetime,
         event: str,
         data: dict[str, Any],
+        then: TicketChange | None,
     ) -> bool:
         cursor = self._db.execute(
             "INSERT OR IGNORE INTO sla_fired (ticket_id, name, due, fired_at) VALUES (?, ?, ?, ?)",
@@ -1061,6 +1064,10 @@ class SQLiteStore:
         ticket = self._get_ticket(ticket_id)
         conversation_id = ticket.conversation_id if ticket else None
         self._event(event, at, conversation_id, None, ticket_id, data)
+        if then is not None:
+            self._write_ticket(then.ticket)
+            for name_, data_ in then.events:
+                self._event(name_, at, conversation_id, None, ticket_id, data_)
         return True
 
     # -- agents --------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from bot.store.base import (
     MessageStatus,
     NewTicket,
     Store,
+    TicketChange,
     TicketSLA,
     TicketStatus,
 )
@@ -279,6 +280,38 @@ async def test_a_timer_fires_once_with_its_event(store):
     )
     events = [e for e in await store.events() if e.type == "sla_breach"]
     assert [e.ticket_id for e in events] == [ticket.id, ticket.id]
+
+
+async def test_a_timer_and_what_it_does_to_the_ticket_are_one_write(store):
+    received = await store.receive(inbound())
+    ticket = await store.create_ticket(new_ticket(received.conversation.id))
+    due = NOW + timedelta(hours=2)
+    escalated = TicketChange(
+        replace(ticket, priority="urgent"),
+        (("escalated", {"step": "raise_priority"}), ("returned_to_queue", {"why": "breach"})),
+    )
+    # Another gateway changed the ticket since it was read: neither the firing nor the
+    # escalation is written, so firing again (on a fresh read) is still possible.
+    await store.save_ticket(replace(ticket, priority="high"), event="edited", at=NOW)
+    before = await store.events()
+    with pytest.raises(Conflict):
+        await store.fire_timer(
+            ticket.id, "first_response:breach", due, due, "sla_breach", {}, escalated
+        )
+    assert await store.events() == before
+    fresh = await store.ticket(ticket.id)
+    assert fresh is not None and fresh.priority == "high"
+    again = TicketChange(replace(fresh, priority="urgent"), escalated.events)
+    assert await store.fire_timer(
+        ticket.id, "first_response:breach", due, due, "sla_breach", {}, again
+    )
+    stored = await store.ticket(ticket.id)
+    assert stored == replace(again.ticket, version=fresh.version + 1)
+    types = [e.type for e in await store.events(received.conversation.id)]
+    assert types[-3:] == ["sla_breach", "escalated", "returned_to_queue"]
+    assert not await store.fire_timer(
+        ticket.id, "first_response:breach", due, due, "sla_breach", {}, again
+    )
 
 
 async def test_a_stale_ticket_write_is_a_conflict_and_changes_nothing(store):

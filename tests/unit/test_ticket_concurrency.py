@@ -16,6 +16,7 @@ import pytest
 
 from bot.channels.base import Customer, InboundMessage
 from bot.handoff.config import Priority
+from bot.handoff.monitor import Timer
 from bot.handoff.tickets import TicketService
 from bot.hub import Hub
 from bot.outbox import Outbox
@@ -154,6 +155,34 @@ async def test_two_gateways_changing_one_ticket_both_land(gateways):
     assert stored.sla.policy["name"] == "urgent" and len(stored.sla.pauses) == 1
     types = [e.type for e in await gateways.a.events() if e.ticket_id == ticket.id]
     assert types[-2:] == ["priority_changed", "waiting_on_customer"]  # each exactly once
+
+
+async def test_a_breach_fired_while_another_gateway_changes_the_ticket_escalates_it_once(
+    gateways,
+):
+    """The breach and its escalation are one write: stale, neither lands, and the firing is
+    computed again on the ticket as the other gateway left it."""
+    await gateways.a.save_agent(AgentRecord("sam", "Sam", "away", 2, (), (), 0), FRIDAY_1755)
+    ticket = await gateways.ticket()
+    due = ticket.first_response_due
+    gateways.clock.now = due
+    held = Held(gateways.b, "fire_timer")
+    a, b = gateways.service(gateways.a), gateways.service(held)
+    breach = Timer(ticket.id, "first_response:breach", due)
+    _, taken = await _interleaved(
+        held, b.on_timer(breach, timedelta(0)), lambda: a.take(ticket.id, "sam")
+    )
+    assert taken.assignee == "sam"
+    stored = await gateways.a.ticket(ticket.id)
+    assert stored.priority == Priority.HIGH and stored.assignee is None  # escalated from Sam
+    assert stored.version == taken.version + 1
+    logged = [e for e in await gateways.a.events() if e.ticket_id == ticket.id]
+    assert [e.type for e in logged][-4:] == [
+        "taken", "sla_breach", "escalated", "returned_to_queue",
+    ]  # fmt: skip
+    assert logged[-1].data == {"agent": "sam", "why": "first_response_breach"}
+    await b.on_timer(breach, timedelta(0))
+    assert [e for e in await gateways.a.events() if e.ticket_id == ticket.id] == logged  # once
 
 
 async def test_an_agent_reply_and_the_customers_message_on_two_gateways_both_land(gateways):

@@ -201,6 +201,21 @@ async def test_a_restart_between_warning_and_breach_fires_the_breach_once(engine
     assert len(await engine.events("sla_warning")) == 1
 
 
+async def test_a_restart_gives_a_waiting_ticket_to_an_online_agent(engine):
+    conversation = await engine.conversation()
+    ticket = await engine.tickets.escalate(conversation, "human_handoff", "hi")
+    assert ticket.assignee is None  # nobody online
+    # Sam came online on a process that died before it assigned anything.
+    sam = AgentRecord("sam", "Sam", "online", 2, (), (), 0)
+    await engine.store.save_agent(sam, engine.clock.now)
+    restarted = TicketService(
+        engine.store, Outbox(engine.store, Hub()), engine.settings, engine.clock
+    )
+    await restarted.rebuild()
+    assigned = await engine.store.ticket(ticket.id)
+    assert assigned is not None and assigned.assignee == "sam"
+
+
 async def test_waiting_on_customer_pauses_and_a_customer_message_resumes(engine):
     conversation = await engine.conversation()
     ticket = await engine.tickets.escalate(conversation, "human_handoff", "hi")
