@@ -340,6 +340,8 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
             backlog=lambda: pipeline.backlog,
             latency=rasa.expected_latency,
             window=settings.channels.web.promise.total_seconds(),
+            kb_latency=pipeline.kb_latency,
+            queue_eta=tickets.queues.pressure,
         ),
         overload_thresholds(settings.overload),
         clock,

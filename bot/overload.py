@@ -4,7 +4,9 @@ Overload starts as soon as any signal reaches its ``enter`` level, and ends only
 signal has stayed at or below its lower ``leave`` level for ``hold``: a surge that dips for a
 moment does not end it, and a rate hovering between the two levels never toggles it.
 Signals: the inbound message rate (per second, over the sampling window), the backlog of
-turns still being worked on, and the bot's expected latency against the promised window.
+turns still being worked on, Rasa's and the knowledge base's expected latency against the
+promised window (both on the ``latency`` levels), and the queues' expected reply time against
+the SLA's first-response target (``eta``, from ``bot.handoff.eta.pressure``).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ class Level:
 class Thresholds:
     rate: Level  # messages per second
     backlog: Level  # turns accepted and not finished
-    latency: Level  # the bot's expected latency as a multiple of the promised window
+    latency: Level  # Rasa's or the KB's expected latency as a multiple of the promised window
     hold: timedelta  # how long every signal must stay low before overload ends
+    eta: Level = Level(1.0, 0.8)  # the worst queue's expected reply / first-response target
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class Signals:
     rate: float
     backlog: float
     latency: float | None  # None: the bot is down (degraded mode, not overload)
+    kb_latency: float | None = None  # None: no knowledge base, or it is down
+    eta: float | None = None  # None: no queue supports an estimate
 
     def high(self, limits: Thresholds) -> tuple[str, ...]:
         """The signals at or above their ``enter`` level, by name."""
@@ -55,6 +60,8 @@ class Signals:
             ("rate", self.rate, limits.rate),
             ("backlog", self.backlog, limits.backlog),
             ("latency", self.latency, limits.latency),
+            ("kb_latency", self.kb_latency, limits.latency),
+            ("eta", self.eta, limits.eta),
         )
 
 

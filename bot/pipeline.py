@@ -369,6 +369,10 @@ class Pipeline:
         for the database)."""
         return len(self._inflight) + len(self._journaled)
 
+    def kb_latency(self) -> float | None:
+        """The knowledge base's expected search latency (overload), None without one."""
+        return None if self._kb is None else self._kb_latency.expected()
+
     @property
     def journaled(self) -> int:
         """Messages waiting in the journal for the database (``/health``)."""

@@ -272,6 +272,10 @@ class OverloadSettings(_Section):
     backlog_leave: int = Field(100, ge=0)
     latency_enter: float = Field(2.0, gt=0)  # the bot's expected latency / the web promise
     latency_leave: float = Field(1.0, ge=0)
+    # The worst queue's expected reply for a new handoff / its first-response target (1: the
+    # estimate reaches the SLA deadline); sampled every 10 s.
+    eta_enter: float = Field(1.0, gt=0)
+    eta_leave: float = Field(0.8, ge=0)
     hold: Duration = timedelta(seconds=30)
     # Handoffs of at most ``overflow_priority`` made during overload go here (e.g. an email
     # follow-up queue), so agents keep up with the rest; unset: where routing sends them.
@@ -280,7 +284,7 @@ class OverloadSettings(_Section):
 
     @model_validator(mode="after")
     def _leave_below_enter(self) -> OverloadSettings:
-        for name in ("rate", "backlog", "latency"):
+        for name in ("rate", "backlog", "latency", "eta"):
             enter, leave = getattr(self, f"{name}_enter"), getattr(self, f"{name}_leave")
             if leave > enter:
                 raise ValueError(f"{name}_leave {leave} must not exceed {name}_enter {enter}")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.handoff.calendar import Calendar, open_intervals
+from bot.handoff.calendar import Calendar, business_time_between, open_intervals
 from bot.handoff.calendar import deadline as add_business_time
 
 _MINUTE = timedelta(minutes=1)
@@ -99,6 +99,25 @@ def expected_reply(
         return None, None  # open but unstaffed: nothing to base an estimate on
     waits = snapshot.position + 1  # one agent at opening, an assumption
     return add_business_time(opens_at, waits * snapshot.handling_time, calendar), opens_at
+
+
+def pressure(
+    now: datetime,
+    snapshot: QueueSnapshot,
+    deadline: datetime,
+    calendar: Calendar,
+    measure: Calendar,
+) -> float | None:
+    """How far the estimate for a ticket handed off at ``now`` reaches toward its
+    first-response ``deadline``, both as time on ``measure`` (the SLA policy's calendar):
+    1.0 is the deadline itself, more a predicted breach. None when the model gives no estimate
+    (an open queue with nobody online) or the deadline is not ahead."""
+    now, deadline = _utc(now, "now"), _utc(deadline, "deadline")
+    expected, _ = expected_reply(now, snapshot, calendar)
+    target = business_time_between(now, deadline, measure)
+    if expected is None or target <= timedelta(0):
+        return None
+    return business_time_between(now, expected, measure) / target
 
 
 def describe(est: Estimate, tz: ZoneInfo, now: datetime) -> str:

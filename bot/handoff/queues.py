@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.handoff import assignment, eta
+from bot.handoff import assignment, eta, sla
 from bot.handoff.calendar import Calendar, business_time_between, open_intervals
+from bot.handoff.config import Priority, Tier
 from bot.settings import Settings
 from bot.store.base import Store, Ticket
 
@@ -95,6 +96,29 @@ class QueueModel:
                 }
             )
         return rows
+
+    async def pressure(self) -> float | None:
+        """The worst queue's ``eta.pressure`` for a normal-priority consumer ticket handed off
+        now (the overload signal ``eta``); None when no queue has an estimate."""
+        now = self._clock()
+        worst: float | None = None
+        for key in self._settings.queues:
+            snapshot = await self._snapshot(key, await self._store.queue_position(key, now))
+            facts: dict[str, str | None] = {
+                "priority": Priority.NORMAL,
+                "tier": Tier.CONSUMER,
+                "channel": None,
+                "queue": key,
+            }
+            policy = sla.choose_policy(self._settings.sla.policies, facts)
+            measure = self.calendar(key) if policy.business_hours else Calendar.always_open()
+            due = sla.deadlines(policy, measure, sla.Clocks(created_at=now)).first_response
+            if due is None:
+                continue
+            value = eta.pressure(now, snapshot, due, self.calendar(key), measure)
+            if value is not None and (worst is None or value > worst):
+                worst = value
+        return worst
 
     async def _snapshot(self, queue: str, position: int) -> eta.QueueSnapshot:
         loads = await self.agent_loads()

@@ -68,9 +68,18 @@
       el("div", { class: "emergency-row" }, ...channels));
   }
 
+  const CAUSES = {
+    rate: "a surge of incoming messages",
+    backlog: "many messages in progress",
+    latency: "Rasa answering slowly",
+    kb_latency: "the knowledge base answering slowly",
+    eta: "queue waits reaching the SLA",
+  };
+
   function overloadLine(o) {
     const since = new Date(o.since).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    return `Overload since ${since} (${o.cause.join(", ")}): customers are told longer reply times.`;
+    const cause = o.cause.map((c) => CAUSES[c] || c).join(", ");
+    return `Overload since ${since} (${cause}): customers are told longer reply times.`;
   }
 
   const DEGRADED = {

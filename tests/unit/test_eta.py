@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.handoff.calendar import Calendar, business_time_between
-from bot.handoff.eta import Estimate, QueueSnapshot, describe, estimate
+from bot.handoff.eta import Estimate, QueueSnapshot, describe, estimate, pressure
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -225,6 +225,32 @@ def test_the_stated_time_is_supported_by_the_model_and_kept_unless_a_breach_is_p
     assert est.predicted_breach or est.stated_by <= est.committed_by
     breach = est.expected_by is not None and est.expected_by > est.committed_by
     assert est.predicted_breach == breach
+
+
+@given(calendars, instants, snapshots(), ahead_of_now)
+def test_the_queue_pressure_passes_one_exactly_when_a_breach_is_predicted(
+    calendar, now, snapshot, lead
+):
+    due = now + lead
+    est = estimate(now, snapshot, due, calendar)
+    value = pressure(now, snapshot, due, calendar, calendar)
+    target = business_time_between(now, due, calendar)
+    if est.expected_by is None or target <= timedelta(0):
+        assert value is None
+        return
+    assert value is not None and value >= 0
+    assert (value > 1) == est.predicted_breach
+    assert value == business_time_between(now, est.expected_by, calendar) / target
+
+
+def test_queue_pressure_counts_open_time_only():
+    # Friday 17:50 in the office: 10 open minutes today, the rest from Monday 09:00. The
+    # 4-hour target and the 30-minute wait are both open time, whatever the weekend.
+    friday = berlin(27, 17, 50)
+    due = berlin(30, 12, 50)  # four open hours later
+    assert pressure(friday, queue(2, 1), due, OFFICE, OFFICE) == pytest.approx(30 / 240)
+    assert pressure(friday, queue(2, 0), due, OFFICE, OFFICE) is None  # open, nobody online
+    assert pressure(friday, queue(30, 1), due, OFFICE, OFFICE) > 1  # a breach, predicted
 
 
 @given(calendars, instants, snapshots(), st.integers(-3 * 24 * 3600, 3 * 24 * 3600))

@@ -14,8 +14,10 @@ from hypothesis import strategies as st
 from bot import keys
 from bot.app import create_app
 from bot.overload import Level, Signals, State, Thresholds, step
+from bot.overload_watch import OverloadWatch, Sources
 from bot.pipeline import RECEIPT_BUSY_TEXT
 from tests.unit.test_gateway import frames, make_settings, post, wait_for_rasa
+from tests.unit.test_tickets import engine  # noqa: F401 (fixture)
 
 LIMITS = Thresholds(
     rate=Level(40, 25), backlog=Level(300, 100), latency=Level(2, 1), hold=timedelta(seconds=30)
@@ -29,18 +31,20 @@ samples = st.lists(
         st.sampled_from([0.0, 20.0, 25.0, 30.0, 40.0, 500.0]),
         st.sampled_from([0.0, 100.0, 200.0, 300.0]),
         st.sampled_from([None, 0.1, 1.0, 1.5, 2.0, 5.0]),
+        st.sampled_from([None, 0.1, 1.0, 1.5, 2.0, 5.0]),  # the KB's latency
+        st.sampled_from([None, 0.5, 0.8, 0.9, 1.0, 3.0]),  # queue ETA / SLA target
     ),
     max_size=60,
 )
 
 
 def run(
-    sequence: list[tuple[int, float, float, float | None]],
+    sequence: list[tuple[int, float, float, float | None, float | None, float | None]],
 ) -> list[tuple[datetime, Signals, State]]:
     state, now, seen = State(), START, []
-    for gap, rate, backlog, latency in sequence:
+    for gap, rate, backlog, latency, kb_latency, eta in sequence:
         now += timedelta(seconds=gap)
-        signals = Signals(rate, backlog, latency)
+        signals = Signals(rate, backlog, latency, kb_latency, eta)
         state = step(state, signals, LIMITS, now)
         seen.append((now, signals, state))
     return seen
@@ -72,7 +76,7 @@ def test_overload_ends_only_after_every_signal_stayed_low_for_the_hold(sequence)
 
 def test_the_samples_reach_the_end_of_an_overload() -> None:
     # The property above is not vacuous: its strategy's kind of sequence does end one.
-    sequence = [(1, 500.0, 0.0, None)] + [(10, 0.0, 0.0, 0.1)] * 4
+    sequence = [(1, 500.0, 0.0, None, None, None)] + [(10, 0.0, 0.0, 0.1, 0.1, 0.5)] * 4
     assert [state.on for _, _, state in run(sequence)] == [True, True, True, True, False]
 
 
@@ -120,3 +124,32 @@ async def test_the_gateway_declares_a_surge_says_so_in_receipts_and_ends_it(
     assert [e.type for e in events] == ["overload_started", "overload_ended"]
     assert events[0].data["cause"] == ["rate"] and events[0].data["signals"]["rate"] >= 4
     assert events[1].data["lasted_s"] > 0
+
+
+async def test_queue_waits_reaching_the_sla_target_start_overload(engine) -> None:  # noqa: F811
+    """Sam alone online, one ticket at a time, 10 minutes each (the default handling time):
+    on Friday at 17:55 a new ticket behind 24 waiting ones would wait 250 open minutes, past
+    its 4-hour first-response target."""
+    await engine.agent("sam", capacity=1)
+    watch = OverloadWatch(
+        engine.store,
+        Sources(
+            accepted=lambda: 0,
+            backlog=lambda: 0,
+            latency=lambda: 0.0,
+            window=2.0,
+            queue_eta=engine.tickets.queues.pressure,
+        ),
+        LIMITS,
+        engine.clock,
+        eta_interval=0,
+    )
+    assert not (await watch.sample()).on
+    for i in range(25):
+        await engine.tickets.escalate(await engine.conversation(f"c{i}"), "human_handoff", "hi")
+    engine.clock.now += timedelta(minutes=1)
+    assert await engine.tickets.queues.pressure() == pytest.approx(250 / 240)
+    state = await watch.sample()
+    assert state.on and state.cause == ("eta",)
+    [started] = [e for e in await engine.store.events() if e.type == "overload_started"]
+    assert started.data["signals"]["eta"] == pytest.approx(250 / 240)
