@@ -390,9 +390,19 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     app[keys.ACTIONS] = ActionEndpoint(
         executor, action_token, observe=None if fast is None else fast.observe_action
     )
+    hub = app[keys.HUB]
+
+    def components() -> dict[str, bool]:
+        """Up or not, for /health, /metrics and the console's banner (each reads the
+        database its own way): Redis only when gateways share it."""
+        up = {"rasa": rasa.up, "kb": kb is not None and kb.up}
+        if isinstance(hub, RedisHub):
+            up["redis"] = hub.subscribed
+        return up
+
     app[keys.PAGES] = Pages(
         store,
-        rasa,
+        components,
         kb,
         {name: name in channels for name in platform_settings(settings)},
         lambda: switch.current,
@@ -400,14 +410,11 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         journaled=lambda: pipeline.journaled,
     )
 
-    def kb_up() -> bool:
-        return kb is not None and kb.up
-
     def status() -> dict[str, Any]:
-        components = {"rasa": rasa.up, "kb": kb_up(), "database": pipeline.journaled == 0}
+        up = {**components(), "database": pipeline.journaled == 0}
         return {
             "overload": watch.to_json(),
-            "components": {name: "up" if up else "down" for name, up in components.items()},
+            "components": {name: "up" if ok else "down" for name, ok in up.items()},
         }
 
     app[keys.EMERGENCY] = EmergencyAPI(switch, pausable, status)
@@ -415,8 +422,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         metrics,
         store,
         tickets,
-        rasa,
-        kb_up=kb_up,
+        components=components,
         queues=settings.queues,
         clock=clock,
     )

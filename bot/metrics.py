@@ -31,7 +31,6 @@ from bot.channels.base import AckKind, ReplyType
 from bot.clock import Clock
 from bot.handoff.monitor import Timer
 from bot.handoff.tickets import TicketService
-from bot.nlu import RasaClient
 from bot.settings import ChannelsSettings
 from bot.store import postgres as pg
 from bot.store import sqlite as lite
@@ -265,17 +264,15 @@ class MetricsEndpoint:
         metrics: Metrics,
         store: AnyStore,
         tickets: TicketService,
-        rasa: RasaClient,
         *,
-        kb_up: Callable[[], bool],
+        components: Callable[[], dict[str, bool]],
         queues: Iterable[str],
         clock: Clock,
     ) -> None:
         self._metrics = metrics
         self._store = store
         self._tickets = tickets
-        self._rasa = rasa
-        self._kb_up = kb_up
+        self._components = components
         self._queues = tuple(queues)
         self._clock = clock
         self._cursor = _Cursor()
@@ -293,7 +290,7 @@ class MetricsEndpoint:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _snapshot(self) -> Snapshot:
-        components = {"rasa": self._rasa.up, "kb": self._kb_up()}
+        components = self._components()
         try:
             rows = await _read(self._store, self._cursor)
         except Exception:

@@ -14,7 +14,6 @@ from markdown_it import MarkdownIt
 
 from bot.emergency import Switch
 from bot.errors import NotFound
-from bot.nlu import RasaClient
 from bot.store.base import Store
 from knowledge_base.chunking import github_slug
 from knowledge_base.live import LiveKnowledgeBase
@@ -56,7 +55,7 @@ class Pages:
     def __init__(
         self,
         store: Store,
-        rasa: RasaClient,
+        components: Callable[[], dict[str, bool]],
         kb: LiveKnowledgeBase | None,
         channels: Mapping[str, bool] | None = None,
         switch: Callable[[], Switch] = Switch,
@@ -67,7 +66,7 @@ class Pages:
         self._switch = switch
         self._overload = overload
         self._store = store
-        self._rasa = rasa
+        self._components = components  # up or not: rasa, kb and, when shared, redis
         self._kb = kb
         self._channels = dict(channels or {})  # platform channel -> enabled
 
@@ -107,11 +106,8 @@ class Pages:
             database = "up" if journaled == 0 else "down"  # writes still fail or not replayed
         except Exception:
             database = "down"
-        components = {
-            "rasa": "up" if self._rasa.up else "down",
-            "kb": "up" if self._kb is not None and self._kb.up else "down",
-            "database": database,
-        }
+        components = {name: "up" if up else "down" for name, up in self._components().items()}
+        components["database"] = database
         status = "ok" if all(v == "up" for v in components.values()) else "degraded"
         channels = {name: "enabled" if on else "disabled" for name, on in self._channels.items()}
         switch = self._switch()

@@ -85,6 +85,7 @@
   const DEGRADED = {
     rasa: "Degraded: Rasa is down. Every message is acknowledged at once; confident knowledge-base answers still go out, other messages wait and are answered when it is back.",
     kb: "Degraded: the knowledge base is down. Rasa replies and hands off as usual; questions for the knowledge base are offered a person.",
+    redis: "Degraded: this gateway cannot reach Redis. It keeps serving: rate limits hold per gateway, and customers connected to other gateways catch up from the database when it is back.",
     database: "Degraded: the database takes no writes. Customers get a receipt at once and their messages are kept in the gateway's journal; they reach the queues and are answered when it is back.",
   };
 

@@ -23,7 +23,7 @@ from bot.settings import REDIS_URL_ENV, load_settings
 from tests.console_helpers import add_user
 from tests.services import REDIS_URL, require_redis
 from tests.unit.test_console_access import try_sign_in
-from tests.unit.test_gateway import make_settings, post
+from tests.unit.test_gateway import make_settings, post, wait_for_rasa
 
 needs_redis = pytest.mark.usefixtures("redis_service")
 
@@ -209,3 +209,31 @@ async def test_two_gateways_share_the_sign_in_throttle(
     assert (await try_sign_in(two, "ann", "wrong")).status == 401
     assert (await try_sign_in(one, "ANN", "wrong")).status == 429
     assert (await try_sign_in(two, "ann", "wrong")).status == 429
+
+
+@needs_redis
+async def test_health_and_metrics_show_whether_redis_is_reachable(
+    tmp_path, rasa_server, aiohttp_client, prefix
+):
+    shared = await aiohttp_client(create_app(scaled(tmp_path / "a", rasa_server.port, prefix)))
+    await wait_for_rasa(shared)
+    health = await (await shared.get("/health")).json()
+    assert health["components"]["redis"] == "up"
+    # A Redis nobody answers at: the gateway serves on, and says so.
+    for folder in ("b", "c"):
+        (tmp_path / folder).mkdir()
+    settings = make_settings(
+        tmp_path / "b",
+        rasa_server.port,
+        extra='[scale]\nredis_url = "redis://127.0.0.1:1/0"\nredis_timeout = "100ms"\n',
+    )
+    alone = await aiohttp_client(create_app(settings))
+    await wait_for_rasa(alone)
+    health = await (await alone.get("/health")).json()
+    assert health["components"]["redis"] == "down" and health["status"] == "degraded"
+    metrics = await (await alone.get("/metrics")).text()
+    assert 'promptly_component_up{component="redis"} 0.0' in metrics
+    assert (await post(alone, "still here", mid="m1", customer="ann")).status == 202
+    # One process on its own shares nothing, and has no Redis to report.
+    single = await aiohttp_client(create_app(make_settings(tmp_path / "c", rasa_server.port)))
+    assert "redis" not in (await (await single.get("/health")).json())["components"]
