@@ -38,6 +38,7 @@ bench-scale: setup train
 bench-kb: setup
 	HF_HUB_OFFLINE=1 .venv/bin/python bench/kb_quality.py --all
 	.venv/bin/python bench/kb_scale.py
+	HF_HUB_OFFLINE=1 .venv/bin/python bench/kb_shared_edit.py
 	.venv/bin/python bench/nlu_quality.py --dataset ../shared/eval/clinc150
 
 screenshots: setup train

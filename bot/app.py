@@ -245,7 +245,7 @@ async def _accounts(app: web.Application) -> AsyncIterator[None]:
 
 async def _knowledge_base(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    articles = app[keys.ARTICLES] = ArticleStore(_any_store(app))
+    articles = app[keys.ARTICLES] = ArticleStore(_any_store(app), hub=app[keys.HUB])
     if not settings.kb.enabled:
         yield
         return

@@ -10,6 +10,7 @@ drafts saved on top of a published article do not change what customers see unti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -23,6 +24,7 @@ from typing import Any, Literal, Protocol, cast
 from bot.clock import Clock, utc_now
 from bot.console.article_content import Content, diff_content, make_content, valid_id
 from bot.errors import Conflict, NotFound, Unprocessable
+from bot.hub import FrameHub, Subscription
 from bot.store.postgres import PostgresStore
 from bot.store.sqlite import SQLiteStore
 from knowledge_base.articles import Article, Audience
@@ -35,6 +37,9 @@ Status = Literal["draft", "published", "archived"]
 STATUSES: tuple[Status, ...] = ("draft", "published", "archived")
 IMPORT_AUTHOR = "import"
 WATCH_INTERVAL = 2.0  # seconds between checks for articles published by other processes
+# The hub topic on which a gateway says the published articles changed (never a conversation
+# id): every gateway's watch, this one's included, looks at once instead of at its next poll.
+ARTICLES_TOPIC = "kb:articles"
 _IMPORT_BATCH = 200  # records per transaction: the store's thread serves others in between
 # The version searches serve: the newest published or archived one, if it is published.
 _LIVE = (
@@ -118,11 +123,17 @@ def kb_article(article_id: str, content: Content) -> Article:
 class ArticleStore:
     """Articles and their versions; every operation is one transaction."""
 
-    def __init__(self, store: SQLiteStore | PostgresStore, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        store: SQLiteStore | PostgresStore,
+        clock: Clock = utc_now,
+        hub: FrameHub | None = None,
+    ) -> None:
         self._queries: _Queries = (
             _PostgresQueries(store) if isinstance(store, PostgresStore) else _SQLiteQueries(store)
         )
         self._clock = clock
+        self._hub = hub  # shared by the gateways when they share Redis (``RedisHub``)
 
     async def find(
         self, *, status: str | None = None, text: str | None = None
@@ -184,21 +195,30 @@ class ArticleStore:
         return await self._queries.stamp()
 
     async def watch(self, kb: LiveKnowledgeBase, interval: float = WATCH_INTERVAL) -> None:
-        """Serve what other processes publish (``promptly kb import``, another gateway): poll
-        ``stamp`` and sync the KB with the published articles when it moves. This gateway's
-        editor swaps its own publishes in at once; the sync then finds nothing to do."""
+        """Serve what other processes publish (another gateway, ``promptly kb import``): sync
+        the KB with the published articles when ``stamp`` moves, checked as soon as a gateway
+        says on the hub that articles changed, and every ``interval`` (an import, a notice lost
+        while Redis was away). This gateway's editor swaps its own publishes in at once; the
+        sync then finds nothing to do."""
         seen = await self.stamp()
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                stamp = await self.stamp()
-                if stamp != seen:
-                    upserted, removed = await kb.sync(await self.published())
-                    seen = stamp
-                    if upserted or removed:
-                        logger.info("articles changed elsewhere: %d in, %d out", upserted, removed)
-            except Exception:
-                logger.exception("syncing articles failed; trying again")
+        notices = None if self._hub is None else self._hub.subscribe()
+        try:
+            while True:
+                await _next_notice(notices, interval)
+                try:
+                    stamp = await self.stamp()
+                    if stamp != seen:
+                        upserted, removed = await kb.sync(await self.published())
+                        seen = stamp
+                        if upserted or removed:
+                            logger.info(
+                                "articles changed elsewhere: %d in, %d out", upserted, removed
+                            )
+                except Exception:
+                    logger.exception("syncing articles failed; trying again")
+        finally:
+            if notices is not None:
+                notices.close()
 
     async def import_markdown_dir(self, path: Path) -> ImportReport:
         """Bring the Markdown folder in (at start): ``import_records`` over its files. A bad
@@ -253,14 +273,36 @@ class ArticleStore:
                     report.rejected.append(Problem(record.location, outcome))
             if progress is not None:
                 progress(len(batch))
+        if report.added or report.updated:
+            self._announce()
         return report
 
     async def _change(
         self, article_id: str, version: int, author: str, status: Status, source: _Source
     ) -> StoredArticle:
-        return await self._queries.change(
+        changed = await self._queries.change(
             article_id, version, author, status, source, self._clock()
         )
+        if status != "draft":  # what searches serve changed
+            self._announce()
+        return changed
+
+    def _announce(self) -> None:
+        if self._hub is not None:
+            self._hub.publish(ARTICLES_TOPIC, {"type": "articles_changed"})
+
+
+async def _next_notice(notices: Subscription | None, interval: float) -> None:
+    """Until a gateway announces a change (several at once count as one), or ``interval``."""
+    if notices is None:
+        await asyncio.sleep(interval)
+        return
+    notices.follow(ARTICLES_TOPIC)  # again after the hub dropped it (Redis came back)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(notices.queue.get(), interval)
+    with contextlib.suppress(asyncio.QueueEmpty):
+        while True:
+            notices.queue.get_nowait()
 
 
 def diff_versions(old: Version, new: Version) -> str:

@@ -19,7 +19,9 @@ from aiohttp.test_utils import TestClient
 from bot import cli, keys
 from bot.app import create_app
 from bot.channels.base import Customer, InboundMessage
+from bot.console.article_content import make_content
 from bot.console.articles import ArticleStore
+from bot.hub import Hub
 from bot.store.postgres import PostgresStore
 from bot.store.sqlite import SQLiteStore
 from knowledge_base import Article, HashingEmbedder, KnowledgeBase, LiveKnowledgeBase
@@ -208,6 +210,33 @@ async def test_a_gateway_serves_articles_another_process_imports(
         assert report.added == ["gift-cards"]
         await until(lambda: [h.article_id for h in kb.search("gift cards")] == ["gift-cards"])
         await theirs.archive("gift-cards", version=1, author="ed")
+        await until(lambda: kb.search("gift cards") == [])
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+
+
+async def test_a_publish_announced_on_the_hub_is_served_without_waiting_for_the_poll(
+    tmp_path: Path,
+    backend: SQLiteStore | PostgresStore,  # noqa: F811
+) -> None:
+    """Gateways sharing a hub (Redis, across processes) announce what they publish: the
+    other's watch syncs at once, long before its next poll."""
+    hub = Hub()
+    mine, theirs = ArticleStore(backend, hub=hub), ArticleStore(backend, hub=hub)
+    kb = LiveKnowledgeBase(KnowledgeBase.build([], HashingEmbedder(256)))
+    watching = asyncio.create_task(mine.watch(kb, interval=3600))
+    try:
+        await asyncio.sleep(0.05)
+        gift = Article(
+            "gift-cards", "Gift cards", "We sell gift cards from 10 euros.", None, (), ()
+        )
+        await theirs.import_records([Record(Location(tmp_path / "x.csv", 2), gift)])
+        await until(lambda: [h.article_id for h in kb.search("gift cards")] == ["gift-cards"])
+        content = make_content(title="Gift cards", body="Drafts are not served.")
+        draft = await theirs.save_draft("gift-cards", content, version=1, author="ed")
+        await theirs.archive("gift-cards", version=draft.version, author="ed")
         await until(lambda: kb.search("gift cards") == [])
     finally:
         watching.cancel()
