@@ -41,6 +41,8 @@ from bot.store.base import AgentRecord, Conversation, Store, Ticket
 MAX_BODY = 65536
 DEFAULT_CAPACITY = 3
 Model = TypeVar("Model", bound=BaseModel)
+# ``open``: every ticket not resolved; ``all``: every ticket; else exactly that status.
+_TICKET_FILTERS = ("open", "new", "waiting_on_customer", "resolved", "all")
 
 
 class AgentAPI:
@@ -115,6 +117,12 @@ class AgentAPI:
     async def list_tickets(self, request: web.Request) -> web.Response:
         await self._auth.actor(request)
         status = request.query.get("status", "open")
+        if status not in _TICKET_FILTERS:
+            raise Unprocessable(
+                "validation_error",
+                f"status: one of {', '.join(_TICKET_FILTERS)}",
+                field="status",
+            )
         tickets = await self._store.tickets(None if status == "all" else status)
         return web.json_response(
             {

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bot.channels.registry import ADAPTERS
 from bot.handoff.assignment import Presence
 from bot.handoff.config import Priority, Tier
 from bot.http import NonBlankText
@@ -62,6 +63,9 @@ class PresenceIn(_In):
     queues: tuple[str, ...] = ()
 
 
+CHANNELS = ("web", *ADAPTERS)  # every channel a customer can write from, enabled or not
+
+
 class CustomerIn(_In):
     channel: str = Field(min_length=1, max_length=32)
     external_id: str = Field(min_length=1, max_length=128)
@@ -69,6 +73,13 @@ class CustomerIn(_In):
     name: str | None = Field(None, max_length=200)
     email: str | None = Field(None, max_length=320)
     language: str | None = Field(None, min_length=2, max_length=16)
+
+    @field_validator("channel")
+    @classmethod
+    def _known_channel(cls, channel: str) -> str:
+        if channel not in CHANNELS:
+            raise ValueError(f"one of {', '.join(CHANNELS)}")
+        return channel
 
 
 class MergeIn(_In):

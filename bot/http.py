@@ -33,12 +33,14 @@ MAX_INTEGER = 2**63 - 1
 
 
 def _not_blank(value: str) -> str:
-    if not value.strip():
+    # Nothing a person could read (white space, NUL, zero-width or other format characters)
+    # is no message.
+    if not any(c.isprintable() and not c.isspace() for c in value):
         raise ValueError("text must not be empty")
     return value.strip()
 
 
-# Message text from clients: surrounding white space dropped, and never empty.
+# Message text from clients: surrounding white space dropped, and never empty or invisible.
 NonBlankText = Annotated[str, AfterValidator(_not_blank)]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -73,7 +75,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if e.status < 400 or not request.path.startswith("/api/"):
             raise
         code = {404: "not_found", 405: "method_not_allowed"}.get(e.status, "http_error")
-        return web.json_response(error_body(code, e.reason), status=e.status)
+        allow = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
+        return web.json_response(error_body(code, e.reason), status=e.status, headers=allow)
     except Exception:
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return web.json_response(
@@ -174,12 +177,26 @@ def parse_json(raw: bytes | str) -> Any:
         except UnicodeDecodeError as e:
             raise BadRequest("not_utf8", "request body is not valid UTF-8") from e
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except json.JSONDecodeError as e:
         raise BadRequest(
             "invalid_json",
             f"request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}",
         ) from e
+    except RecursionError as e:
+        raise BadRequest("invalid_json", "request body is nested too deeply") from e
+    except ValueError as e:  # an integer longer than Python converts (4,300 digits)
+        raise BadRequest("invalid_json", "request body has a number with too many digits") from e
+    # "\ud800" is valid JSON but no text: refused here, once, rather than failing in whatever
+    # stores or encodes it (a database write, a WebSocket frame).
+    if "\\u" in raw:
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise BadRequest(
+                "invalid_unicode", "request body holds an unpaired surrogate (\\ud800-\\udfff)"
+            ) from e
+    return value
 
 
 def validate(model: type[M], data: Any) -> M:

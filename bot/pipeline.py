@@ -31,6 +31,7 @@ from bot.channels.base import (
     InboundMessage,
     OutboundMessage,
     ReplyType,
+    scrubbed,
 )
 from bot.clock import speed_of
 from bot.emergency import PAUSED, Mode, Switch
@@ -193,6 +194,7 @@ class Pipeline:
         which needs no reply) that is a ``StorageUnavailable``.
         """
         started = time.monotonic()
+        msg = scrubbed(msg)
         self._accepting[msg.platform_message_id] += 1
         try:
             return await self._accept(msg, started)

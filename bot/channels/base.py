@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
@@ -56,6 +57,45 @@ class InboundMessage:
     attachments: tuple[dict[str, Any], ...] = ()
     kind: str = "text"
     reply_to: Mapping[str, Any] = field(default_factory=dict)
+
+
+# A code point no UTF-8 can carry: half of a UTF-16 pair ("\ud83d" of a truncated emoji).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def scrubbed(msg: InboundMessage) -> InboundMessage:
+    """``msg`` with every unpaired surrogate replaced by U+FFFD, so a platform's broken
+    character is stored and shown as one rather than failing the write (a platform resends
+    what it could not deliver; refusing would never end). The web API refuses them instead."""
+    customer = msg.customer
+    fixed = replace(
+        msg,
+        customer=replace(
+            customer,
+            external_id=_text(customer.external_id),
+            name=_text(customer.name),
+            email=_text(customer.email),
+            phone=_text(customer.phone),
+        ),
+        platform_message_id=_text(msg.platform_message_id),
+        text=_text(msg.text),
+        conversation_id=_text(msg.conversation_id),
+        attachments=tuple(_deep(a) for a in msg.attachments),
+        reply_to=_deep(dict(msg.reply_to)),
+    )
+    return msg if fixed == msg else fixed
+
+
+def _text(value: Any) -> Any:
+    return _SURROGATE.sub("\ufffd", value) if isinstance(value, str) else value
+
+
+def _deep(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_text(k): _deep(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_deep(v) for v in value]
+    return _text(value)
 
 
 # Content the bot cannot read but an agent can: the customer is told so, the agent gets it.

@@ -49,7 +49,8 @@ class MetaChannel(WebhookChannel):
             raise Unauthorized("signature_missing", f"{SIGNATURE_HEADER} header is missing")
         # "Validating payloads": sha256=<hex HMAC-SHA256 of the raw body keyed by the app secret>
         expected = "sha256=" + hub_signature(self.secrets["app_secret"], hook.body)
-        if not hmac.compare_digest(expected.encode(), given.strip().lower().encode()):
+        sent = given.strip().lower().encode(errors="replace")  # a header need not be UTF-8
+        if not hmac.compare_digest(expected.encode(), sent):
             raise Unauthorized("signature_invalid", f"{SIGNATURE_HEADER} does not match the body")
         return None
 
@@ -57,7 +58,7 @@ class MetaChannel(WebhookChannel):
         """Meta's verification request: echo hub.challenge when hub.verify_token is ours."""
         token = hook.query.get("hub.verify_token", "")
         if hook.query.get("hub.mode") != "subscribe" or not hmac.compare_digest(
-            token.encode(), self.secrets["verify_token"].encode()
+            token.encode(errors="replace"), self.secrets["verify_token"].encode()
         ):
             raise Forbidden("verify_token_invalid", "hub.mode or hub.verify_token is wrong")
         challenge = hook.query.get("hub.challenge")
@@ -101,7 +102,7 @@ def parse_json(body: bytes) -> dict[str, Any]:
     """The webhook body as a JSON object, or ``BadRequest``."""
     try:
         payload = json.loads(body)
-    except ValueError as e:  # includes UnicodeDecodeError
+    except (ValueError, RecursionError) as e:  # ValueError includes UnicodeDecodeError
         raise BadRequest("malformed_json", "the body is not valid JSON") from e
     if not isinstance(payload, dict):
         raise BadRequest("malformed_payload", "the body is not a JSON object")

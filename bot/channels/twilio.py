@@ -71,7 +71,9 @@ class TwilioChannel(WebhookChannel):
         # Twilio's own validators accept the URL with and without the default port, since
         # proxies differ in which one they forward.
         if not any(
-            hmac.compare_digest(signature(token, url, params).encode(), given.strip().encode())
+            hmac.compare_digest(
+                signature(token, url, params).encode(), given.strip().encode(errors="replace")
+            )
             for url in url_variants(hook.url)
         ):
             raise Unauthorized("signature_invalid", f"{SIGNATURE_HEADER} does not match")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -16,7 +17,15 @@ from bot.clock import Clock, utc_now
 from bot.errors import Forbidden, NotFound, RequestError, TooManyRequests, Unprocessable
 from bot.frames import frame
 from bot.handoff.csat import SCALE
-from bot.http import MAX_INTEGER, NonBlankText, error_of, parse_json, read_json, validate
+from bot.http import (
+    MAX_INTEGER,
+    NonBlankText,
+    error_body,
+    error_of,
+    parse_json,
+    read_json,
+    validate,
+)
 from bot.hub import Frame, Hub, Subscription
 from bot.limits import ClientLimits, SocketBudget
 from bot.pipeline import Journaled, Pipeline
@@ -28,6 +37,8 @@ NAME = "web"
 # WebSocket close codes (4000-4999 are the application's; these echo the HTTP statuses).
 CLOSE_IDLE = 4408  # followed no conversation and sent nothing for `limits.socket_idle`
 CLOSE_TOO_MANY = 4429  # kept sending after as many `rate_limited` refusals as its budget
+_INTERNAL = ("internal_error", "something went wrong on our side; send the message again")
+_DIGITS = re.compile(r"[0-9]{1,30}")  # int() would also take "1_000" and "٥"
 
 
 class CustomerIn(BaseModel):
@@ -265,6 +276,12 @@ class WebChannel:
                 reply["client_message_id"] = client_message_id
             await ws.send_json(reply)
             return
+        except Exception:
+            # A bug must not cost the customer the socket (and an HTTP 500 written into the
+            # upgraded stream): this frame gets an error, the next one is read as usual.
+            logger.exception("websocket frame failed")
+            await ws.send_json({"type": "error", **error_body(*_INTERNAL)})
+            return
         # Follow before yielding to the loop: the turn's replies cannot be published earlier.
         if isinstance(received, Journaled):
             # Its conversation may not exist yet: the journal's replay announces it here.
@@ -368,8 +385,8 @@ def parse_message(data: Any, max_text_chars: int, received_at: datetime) -> Inbo
 
 def _after(request: web.Request) -> int:
     raw = request.query.get("after", "0") or "0"
-    try:
-        value = int(raw)
-    except ValueError as e:
-        raise Unprocessable("validation_error", "after: must be an integer", field="after") from e
-    return min(max(value, 0), MAX_INTEGER)  # past every seq: nothing to replay
+    if not _DIGITS.fullmatch(raw):
+        raise Unprocessable(
+            "validation_error", "after: a whole number, 0 or more (ASCII digits)", field="after"
+        )
+    return min(int(raw), MAX_INTEGER)  # past every seq: nothing to replay

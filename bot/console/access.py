@@ -42,10 +42,21 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _USER = web.RequestKey("promptly_user", object)  # request-scoped cache: User | None
 
 
+class _Cookies(EncryptedCookieStorage):
+    """A cookie that is not even text (bytes no browser sends, a proxy's mangling) is no
+    session, as an undecryptable one already is, rather than a 500 on every console page."""
+
+    def load_cookie(self, request: web.Request) -> Any:
+        cookie = super().load_cookie(request)
+        if isinstance(cookie, str) and not cookie.isascii():
+            return None  # Fernet tokens are ASCII: this one was never ours
+        return cookie
+
+
 def setup_sessions(app: web.Application, settings: Settings) -> None:
     """Encrypted (Fernet) cookie sessions; the key comes from the environment or a local file."""
     console = settings.console
-    storage = EncryptedCookieStorage(
+    storage = _Cookies(
         session_key(settings),
         cookie_name=COOKIE,
         max_age=int(console.session_max_age.total_seconds()),
@@ -132,9 +143,14 @@ async def _check_csrf(request: web.Request, sent: str | None) -> None:
     session = await aiohttp_session.get_session(request)
     expected = session.get("csrf")
     if not (
-        isinstance(expected, str) and sent and hmac.compare_digest(sent.encode(), expected.encode())
+        isinstance(expected, str) and sent and hmac.compare_digest(_raw(sent), expected.encode())
     ):
         raise Forbidden("csrf", f"missing or wrong {CSRF_HEADER}; reload the page")
+
+
+def _raw(header: str) -> bytes:
+    """A header's bytes as sent (aiohttp keeps bytes that are not UTF-8 as surrogates)."""
+    return header.encode("utf-8", "surrogateescape")
 
 
 def home_of(user: User) -> str:
@@ -143,8 +159,16 @@ def home_of(user: User) -> str:
 
 
 def _safe_next(target: str | None, user: User) -> str:
-    """Only a path on this site: never an absolute or scheme-relative URL (open redirect)."""
-    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+    """Only a path on this site: never an absolute or scheme-relative URL (open redirect).
+    URL parsers (browsers, yarl) drop tabs and line breaks, so "/<tab>/evil.example" would
+    become "//evil.example": a target with any control character or space is refused."""
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith(("//", "/\\"))
+        and target.isprintable()
+        and " " not in target
+    ):
         return target
     return home_of(user)
 

@@ -50,7 +50,8 @@ class TokenOrSession:
         header = request.headers.get("Authorization")
         if header is not None:
             scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), self._token):
+            sent = token.encode("utf-8", "surrogateescape")  # bytes as sent, UTF-8 or not
+            if scheme.lower() != "bearer" or not hmac.compare_digest(sent, self._token):
                 raise Unauthorized("unauthorized", "a valid agent bearer token is required")
             return Actor(None)
         if await signed_in_user(request) is None:

@@ -210,6 +210,21 @@ async def test_same_client_message_id_twice_is_stored_and_answered_once(client, 
         (b'{"text": "\xff\xfe"}', {"Content-Type": "application/json"}, 400, "not_utf8"),
         (b"hello", {"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
         (b"[1, 2]", {"Content-Type": "application/json"}, 422, "validation_error"),
+        # Valid JSON that Python cannot hold, or that is no text: refused, not a 500.
+        (b"[" * 5000 + b"]" * 5000, {"Content-Type": "application/json"}, 400, "invalid_json"),
+        (b'{"n": ' + b"9" * 5000 + b"}", {"Content-Type": "application/json"}, 400, "invalid_json"),
+        (
+            b'{"client_message_id": "m", "text": "hi \\ud800", "customer": {"id": "c"}}',
+            {"Content-Type": "application/json"},
+            400,
+            "invalid_unicode",
+        ),
+        (
+            b'{"client_message_id": "m", "text": "\\u0000\\u200b\\ufeff", "customer": {"id": "c"}}',
+            {"Content-Type": "application/json"},
+            422,
+            "validation_error",
+        ),
         (
             b'{"client_message_id": "m", "text": "   ", "customer": {"id": "c"}}',
             {"Content-Type": "application/json"},
