@@ -140,7 +140,9 @@ async def _render(render: Render, ticket_id: str) -> dict[str, Any] | None:
 
 async def serve(feed: Feed, request: web.Request, clock: Clock) -> web.WebSocketResponse:
     """One console's socket: a ``hello`` with the cursor, then every frame after it."""
-    ws = web.WebSocketResponse(heartbeat=25)
+    # Consoles only listen: a frame of theirs is read and dropped, and a big one closes the
+    # socket (1009) instead of being buffered (aiohttp's default allows 4 MiB).
+    ws = web.WebSocketResponse(heartbeat=25, max_msg_size=1024)
     await ws.prepare(request)
     queue = feed.subscribe()  # before the hello: nothing after its cursor can be missed
     try:

@@ -221,7 +221,10 @@ async def test_the_live_feed_delivers_a_ticket_created_after_connecting(client, 
     assert frame["seq"] > hello["seq"]
     assert frame["ticket"]["reference"] == ticket.reference
     assert frame["ticket"]["sla"]["next_deadline"]["clock"] == "first_response"
-    await live.close()
+    await live.send_str("ignored")  # consoles only listen
+    await live.send_str("x" * 100_000)  # not buffered: the socket closes, "message too big"
+    closed = await live.receive(timeout=5)
+    assert closed.type is aiohttp.WSMsgType.CLOSE and closed.data == 1009
 
 
 async def test_the_live_feed_refuses_other_sites_and_strangers(client):
