@@ -1,12 +1,16 @@
-"""A real Rasa 3.6 started with the endpoints.yml of ``[scale] redis_url`` keeps its trackers
-in the real Redis (127.0.0.1:6379, a fresh prefix; ``tests.services``)."""
+"""Rasa scaled the way Rasa documents it: two real Rasa 3.6 servers started with the
+endpoints.yml of ``[scale] redis_url`` share their trackers and their lock store in the real
+Redis (127.0.0.1:6379, a fresh prefix; ``tests.services``), so they serve one conversation
+together, even messages sent to both at once."""
 
 from __future__ import annotations
 
 import json
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -18,9 +22,24 @@ from tests.conftest import ROOT, free_port
 from tests.services import REDIS_URL, require_redis
 
 pytestmark = pytest.mark.integration
+# Rules with no custom action (domain.yml): each answers with a response.
+GREET, THANKS = "hello", "thank you"
 
 
-def test_rasa_keeps_its_trackers_in_redis(tmp_path: Path) -> None:
+def say(rasa: RasaServer, sender: str, text: str) -> list[dict[str, Any]]:
+    body = json.dumps({"sender": sender, "message": text}).encode()
+    request = urllib.request.Request(
+        f"{rasa.url}/webhooks/rest/webhook",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.status == 200
+        answer: list[dict[str, Any]] = json.loads(response.read())
+        return answer
+
+
+def test_two_rasa_servers_serve_one_conversation_through_redis(tmp_path: Path) -> None:
     require_redis()
     settings = load_settings(ROOT / "promptly.toml", env={})
     model = model_path(settings)
@@ -34,30 +53,51 @@ def test_rasa_keeps_its_trackers_in_redis(tmp_path: Path) -> None:
         redis_url=REDIS_URL,
         redis_prefix=prefix,
     )
-    port = free_port()
-    rasa = RasaServer(
-        rasa_executable(settings), model, endpoints, port, tmp_path / "rasa.log", ROOT
-    )
-    client = redis.Redis.from_url(REDIS_URL)
-    rasa.start()
-    try:
-        rasa.wait_ready(timeout=110)
-        body = json.dumps({"sender": "redis-test", "message": "hello"}).encode()
-        request = urllib.request.Request(
-            f"{rasa.url}/webhooks/rest/webhook",
-            data=body,
-            headers={"Content-Type": "application/json"},
+    servers = [
+        RasaServer(
+            rasa_executable(settings),
+            model,
+            endpoints,
+            free_port(),
+            tmp_path / f"rasa{i}.log",
+            ROOT,
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            assert response.status == 200
-        key = prefix.rstrip(":") + ":tracker:redis-test"
+        for i in (1, 2)
+    ]
+    client = redis.Redis.from_url(REDIS_URL)
+    for rasa in servers:
+        rasa.start()
+    try:
+        for rasa in servers:
+            rasa.wait_ready(timeout=170)
+        one, two = servers
+        # Turn by turn, alternating servers: each sees what the other stored.
+        assert say(one, "alternating", GREET) and say(two, "alternating", THANKS)
+        key = prefix.rstrip(":") + ":tracker:alternating"
         stored = client.get(key)
-        assert stored is not None, f"no {key} in Redis; Rasa log:\n{rasa.log_tail()}"
-        events = json.loads(stored)["events"]
-        assert any(e.get("event") == "user" and e.get("text") == "hello" for e in events)
-        assert "Omitting provided non-alphanumeric" not in rasa.log_tail(200)
+        assert stored is not None, f"no {key} in Redis; Rasa log:\n{one.log_tail()}"
+        users = [e["text"] for e in json.loads(stored)["events"] if e.get("event") == "user"]
+        assert users == [GREET, THANKS]
+        assert "Omitting provided non-alphanumeric" not in one.log_tail(200)
+
+        # Ten messages of one conversation sent to both servers at once: the shared lock
+        # store lets one turn run at a time, so every message and every reply is kept (each
+        # server alone would read the tracker, add its turn and write it back over the
+        # other's).
+        texts = [GREET if i % 2 else THANKS for i in range(10)]
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            answers = list(
+                pool.map(lambda i: say(servers[i % 2], "concurrent", texts[i]), range(10))
+            )
+        assert all(answers), answers
+        events = json.loads(client.get(prefix.rstrip(":") + ":tracker:concurrent") or b"{}")
+        users = [e["text"] for e in events["events"] if e.get("event") == "user"]
+        bots = [e for e in events["events"] if e.get("event") == "bot"]
+        assert sorted(users) == sorted(texts), users
+        assert len(bots) == len(texts)
     finally:
-        rasa.stop()
+        for rasa in servers:
+            rasa.stop()
         for found in client.scan_iter(match=prefix.rstrip(":") + ":*"):
             client.delete(found)
         client.close()
