@@ -80,8 +80,6 @@ from bot.store.sqlite import SQLiteStore
 from knowledge_base.isolated import IsolatedEmbedder
 
 logger = logging.getLogger(__name__)
-# What still runs its own SQL on SQLite alone: on PostgreSQL (``storage.database_url``) the
-# gateway refuses to start while this names anything, instead of failing on first use.
 # How often a gateway sharing its database re-reads the open tickets, to time the SLA of those
 # another gateway created or changed (a timer re-checks its ticket before it fires, and fires
 # once across gateways, so an extra or stale one is harmless; a missing one would not be).
