@@ -132,17 +132,38 @@ class KnowledgeBase:
         *,
         max_chars: int = DEFAULT_MAX_CHARS,
         head: bool = True,
+        reuse: VectorIndex | None = None,
     ) -> KnowledgeBase:
-        """Chunk and embed ``articles`` into a fresh in-memory index."""
+        """Chunk and embed ``articles`` into a fresh in-memory index. ``reuse``: an index
+        built with this embedder (the one saved before the articles changed), whose vector is
+        taken for every passage whose embedding text it holds: only new text is embedded."""
         if len({article.id for article in articles}) != len(articles):
             raise KnowledgeBaseError("article ids must be unique")
         fingerprint = content_fingerprint(articles, embedder.name, embedder.dim, max_chars)
         index = VectorIndex(embedder.dim, embedder.name, fingerprint)
         passages = [p for article in articles for p in _article_passages(article, max_chars)]
+        known: dict[str, int] = {}
+        if reuse is not None:
+            known = {_embedding_text(p): i for i, p in enumerate(reuse.passages)}
+        embedded = 0
         for start in range(0, len(passages), _EMBED_BATCH):
-            batch = passages[start : start + _EMBED_BATCH]
-            index.add(batch, embedder.encode([_embedding_text(p) for p in batch]))
-        logger.info("indexed %d passages from %d articles", len(passages), len(articles))
+            texts = [_embedding_text(p) for p in passages[start : start + _EMBED_BATCH]]
+            rows = [known.get(text) for text in texts]
+            matrix = np.empty((len(texts), embedder.dim), dtype=np.float32)
+            have = [n for n, row in enumerate(rows) if row is not None]
+            if reuse is not None and have:
+                matrix[have] = reuse.vectors([row for row in rows if row is not None])
+            missing = [n for n, row in enumerate(rows) if row is None]
+            if missing:
+                matrix[missing] = embedder.encode([texts[n] for n in missing])
+                embedded += len(missing)
+            index.add(passages[start : start + _EMBED_BATCH], matrix)
+        logger.info(
+            "indexed %d passages from %d articles (%d embedded, the rest reused)",
+            len(passages),
+            len(articles),
+            embedded,
+        )
         return cls(articles, embedder, index, max_chars=max_chars, head=head)
 
     @classmethod
@@ -159,6 +180,7 @@ class KnowledgeBase:
         with the same embedder; otherwise build one and try to save it there for next time.
         """
         expected = content_fingerprint(articles, embedder.name, embedder.dim, max_chars)
+        reuse = None
         try:
             index = VectorIndex.load(directory)
         except IndexLoadError as exc:
@@ -166,11 +188,15 @@ class KnowledgeBase:
             level = logging.WARNING if (directory / METADATA_FILE).exists() else logging.INFO
             logger.log(level, "building knowledge base index: %s", exc)
         else:
-            if index.embedder_name == embedder.name and index.fingerprint == expected:
+            same_model = index.embedder_name == embedder.name and index.dim == embedder.dim
+            if same_model and index.fingerprint == expected:
                 logger.info("reusing knowledge base index in %s", directory)
                 return cls(articles, embedder, index, max_chars=max_chars, head=head)
+            # Articles changed since it was saved (an import while the gateway was stopped):
+            # its vectors still serve every passage whose text did not change.
+            reuse = index if same_model else None
             logger.info("knowledge base index in %s is stale; rebuilding", directory)
-        knowledge_base = cls.build(articles, embedder, max_chars=max_chars, head=head)
+        knowledge_base = cls.build(articles, embedder, max_chars=max_chars, head=head, reuse=reuse)
         try:
             knowledge_base.save(directory)
         except OSError as exc:
