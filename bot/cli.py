@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import getpass
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,12 @@ if TYPE_CHECKING:
     from knowledge_base import Embedder
     from knowledge_base.articles import Article
     from knowledge_base.importers import Parsed
+
+MAX_HITS = 100  # kb search -k
+MAX_DAYS = 3650  # kb gaps --days: ten years
+# The console's limits (bot/console/emergency.py, bot/console/access.py), so both ways agree.
+MAX_REASON = 500
+MAX_PASSWORD = 1024
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         "action", choices=("status", "normal", "all-to-humans", "bot-only", "pause", "resume")
     )
     emergency.add_argument("channel", nargs="?", help="for pause and resume: web, telegram, ...")
-    emergency.add_argument("--reason", default="", help="why, for the event log")
+    emergency.add_argument(
+        "--reason",
+        type=_reason,
+        default="",
+        help=f"why, for the event log (at most {MAX_REASON} characters)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -111,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args)
     except PromptlyError as e:
         print(f"promptly: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # A file the command reads or writes, refused by the system: which one, and why.
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"promptly: {where}{e.strerror or e}", file=sys.stderr)
         return 2
 
 
@@ -152,15 +169,24 @@ def _dispatch(args: argparse.Namespace) -> int:
         manage = args.command == "run" and settings.rasa.manage
         if manage:
             train(settings)
-        asyncio.run(
-            serve(
-                settings,
-                manage_rasa=manage,
-                workers=args.workers,
-                config=args.config,
-                reuse_port=args.reuse_port if args.command == "gateway" else False,
+        try:
+            asyncio.run(
+                serve(
+                    settings,
+                    manage_rasa=manage,
+                    workers=args.workers,
+                    config=args.config,
+                    reuse_port=args.reuse_port if args.command == "gateway" else False,
+                )
             )
-        )
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                raise
+            server = settings.server
+            raise PromptlyError(
+                f"port {server.port} is in use on {server.host}: stop what listens there, "
+                "or set another [server] port"
+            ) from e
     return 0
 
 
@@ -172,6 +198,45 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
     return value
+
+
+def _between(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``."""
+
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number from {low} to {high}, not {text!r}"
+            )
+        return value
+
+    return whole
+
+
+def _utf8(text: str) -> str:
+    """An argparse type: text as typed, refused when its bytes were not UTF-8 (Python keeps
+    such bytes as lone surrogates, which no tokenizer, database or log line accepts)."""
+    if not _is_utf8(text):
+        raise argparse.ArgumentTypeError(f"not valid UTF-8: {text!r}")
+    return text
+
+
+def _reason(text: str) -> str:
+    if len(text) > MAX_REASON:
+        raise argparse.ArgumentTypeError(f"at most {MAX_REASON} characters, not {len(text)}")
+    return _utf8(text)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # -- kb import / export / reindex / search ---------------------------------------------------
@@ -224,8 +289,13 @@ def _kb_parsers(kb_commands: argparse._SubParsersAction[argparse.ArgumentParser]
     searching = kb_commands.add_parser(
         "search", help="search the published articles as the bot would; print each hit"
     )
-    searching.add_argument("question")
-    searching.add_argument("-k", type=int, default=5, help="hits to show (default 5)")
+    searching.add_argument("question", type=_utf8)
+    searching.add_argument(
+        "-k",
+        type=_between(1, MAX_HITS),
+        default=5,
+        help=f"hits to show, 1 to {MAX_HITS} (default 5)",
+    )
     searching.add_argument(
         "--internal", action="store_true", help="include agents-only articles, as agents see"
     )
@@ -236,9 +306,14 @@ def _kb_parsers(kb_commands: argparse._SubParsersAction[argparse.ArgumentParser]
         "grouped by meaning, largest group first, with three examples and the nearest "
         "existing article (docs/kb.md).",
     )
-    gaps.add_argument("--days", type=int, default=30, help="the period, up to now (default 30)")
-    gaps.add_argument("--min-count", type=int, default=1, help="smallest group shown")
-    gaps.add_argument("--limit", type=int, default=20, help="groups shown (default 20)")
+    gaps.add_argument(
+        "--days",
+        type=_between(1, MAX_DAYS),
+        default=30,
+        help=f"the period, up to now: 1 to {MAX_DAYS} (default 30)",
+    )
+    gaps.add_argument("--min-count", type=_positive, default=1, help="smallest group shown")
+    gaps.add_argument("--limit", type=_positive, default=20, help="groups shown (default 20)")
     gaps.add_argument("--json", action="store_true", help="the report as JSON")
 
 
@@ -262,8 +337,8 @@ async def _kb(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"promptly: {problem}", file=sys.stderr)
             print(f"promptly: nothing could be read from {args.path}", file=sys.stderr)
             return 2
-    if args.kb_command == "export" and args.format == "markdown" and args.out is None:
-        raise PromptlyError("--format markdown needs --out FOLDER")
+    if args.kb_command == "export":
+        _check_export_out(args.format, args.out)
     store = await open_store(settings)
     try:
         articles = ArticleStore(store)
@@ -321,26 +396,47 @@ async def _kb_import(
     return 1 if rejected else 0
 
 
+def _check_export_out(fmt: str, out: Path | None) -> None:
+    """Refuse an --out that cannot take the export, before the database is opened."""
+    if fmt == "markdown" and out is None:
+        raise PromptlyError("--format markdown needs --out FOLDER")
+    if out is None:
+        return
+    if fmt == "markdown" and out.exists() and not out.is_dir():
+        raise PromptlyError(f"--out {out} is a file; --format markdown writes into a folder")
+    if fmt == "jsonl" and out.is_dir():
+        raise PromptlyError(f"--out {out} is a folder; --format jsonl writes one file")
+    if fmt == "jsonl" and not out.parent.is_dir():
+        raise PromptlyError(f"--out {out}: no folder {out.parent}")
+
+
 def _kb_export(published: Sequence[Article], args: argparse.Namespace) -> int:
+    try:
+        _write_export(published, args.format, args.out)
+    except OSError as e:
+        raise PromptlyError(f"cannot write {e.filename or args.out}: {e.strerror or e}") from e
+    print(f"exported {len(published)} articles to {args.out or 'stdout'}", file=sys.stderr)
+    return 0
+
+
+def _write_export(published: Sequence[Article], fmt: str, out: Path | None) -> None:
     import json
 
     from knowledge_base.articles import to_fields, to_markdown
 
-    if args.format == "markdown":
-        folder: Path = args.out
-        folder.mkdir(parents=True, exist_ok=True)
+    if fmt == "markdown":
+        assert out is not None  # _check_export_out
+        out.mkdir(parents=True, exist_ok=True)
         for article in published:
-            (folder / f"{article.id}.md").write_text(to_markdown(article), encoding="utf-8")
+            (out / f"{article.id}.md").write_text(to_markdown(article), encoding="utf-8")
+        return
+    lines = "".join(
+        json.dumps(to_fields(article), ensure_ascii=False) + "\n" for article in published
+    )
+    if out is None:
+        sys.stdout.write(lines)
     else:
-        lines = "".join(
-            json.dumps(to_fields(article), ensure_ascii=False) + "\n" for article in published
-        )
-        if args.out is None:
-            sys.stdout.write(lines)
-        else:
-            args.out.write_text(lines, encoding="utf-8")
-    print(f"exported {len(published)} articles to {args.out or 'stdout'}", file=sys.stderr)
-    return 0
+        out.write_text(lines, encoding="utf-8")
 
 
 async def _kb_index(
@@ -361,7 +457,7 @@ async def _kb_index(
         return 0
     # Reuses the saved index when it matches the articles (else builds and saves one).
     kb = await asyncio.to_thread(KnowledgeBase.load, index_dir, embedder, published)
-    hits = kb.search(args.question, max(args.k, 1), include_internal=args.internal)
+    hits = kb.search(args.question, args.k, include_internal=args.internal)
     if not hits:
         print("no hits")
     for hit in hits:
@@ -379,8 +475,6 @@ async def _kb_gaps(
     from bot.kb_api import gap_report
     from knowledge_base import KnowledgeBase, LiveKnowledgeBase
 
-    if args.days < 1 or args.min_count < 1 or args.limit < 1:
-        raise PromptlyError("--days, --min-count and --limit must be at least 1")
     index_dir = settings.path(settings.kb.index_dir)
     embedder = _embedder(settings)
     kb = await asyncio.to_thread(KnowledgeBase.load, index_dir, embedder, published)
@@ -472,6 +566,10 @@ async def _db(settings: Settings, args: argparse.Namespace) -> str:
         return await _pg_db(url, args)
     path = settings.path(settings.storage.database)
     if args.action == "backup":
+        if args.file.is_dir():
+            raise PromptlyError(f"{args.file} is a folder: name the backup file in it")
+        if not args.file.parent.is_dir():  # a typo, or a backup volume that is not mounted
+            raise PromptlyError(f"{args.file}: no folder {args.file.parent}; create it first")
         copy = await asyncio.to_thread(maintenance.backup, path, args.file, overwrite=args.force)
         return f"backed up to {copy.describe()}"
     if args.action == "restore":
@@ -483,15 +581,12 @@ async def _db(settings: Settings, args: argparse.Namespace) -> str:
         now = await asyncio.to_thread(maintenance.status, path)
         return f"restored {args.file} into {now.describe()}"
     if args.action == "upgrade":
-        before = (
-            (await asyncio.to_thread(maintenance.status, path)).schema_version
-            if path.exists()
-            else None
-        )
+        # status first: it refuses a missing file (a mistyped path or an unmounted volume
+        # must not become a new, empty database; the first start creates one), or garbage.
+        before = (await asyncio.to_thread(maintenance.status, path)).schema_version
         await (await SQLiteStore.open(path)).close()
         after = await asyncio.to_thread(maintenance.status, path)
-        was = "a new database" if before is None else f"schema version {before}"
-        return f"upgraded {was} to {after.schema_version}\n{after.describe()}"
+        return f"upgraded schema version {before} to {after.schema_version}\n{after.describe()}"
     return (await asyncio.to_thread(maintenance.status, path)).describe()
 
 
@@ -563,6 +658,8 @@ async def _report(settings: Settings, args: argparse.Namespace) -> str:
     since = _moment(args.since, now)
     if since >= until:
         raise PromptlyError("--since must be before --until")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise PromptlyError(f"--out {args.out} is a file; the report is written into a folder")
     options = report.options_for(settings, since, until)
     store = await open_store(settings)
     try:
@@ -580,11 +677,18 @@ def _moment(value: str, now: datetime) -> datetime:
         return now - parse_duration(value)
     except ValueError:
         pass
+    except OverflowError:
+        raise PromptlyError(f"{value!r} is out of range: before the year 1") from None
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise PromptlyError(f"invalid time {value!r}: use a duration (7d) or an ISO time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        moment.astimezone(UTC)  # the database compares times in UTC
+    except OverflowError:
+        raise PromptlyError(f"{value!r} is out of range in UTC") from None
+    return moment
 
 
 def _new_password() -> str:
@@ -592,8 +696,23 @@ def _new_password() -> str:
         password = getpass.getpass("Password: ")
         if password != getpass.getpass("Repeat it: "):
             raise PromptlyError("the two passwords differ")
-        return password
-    return sys.stdin.readline().rstrip("\n")
+    else:
+        password = _piped_password()
+    # Bytes that are not UTF-8 arrive as lone surrogates when the terminal or stdin decodes
+    # leniently; the password hash would fail on them.
+    if not _is_utf8(password):
+        raise PromptlyError("the password is not valid UTF-8")
+    if len(password) > MAX_PASSWORD:
+        raise PromptlyError(f"a password has at most {MAX_PASSWORD} characters")
+    return password
+
+
+def _piped_password() -> str:
+    try:
+        line = sys.stdin.readline()
+    except UnicodeDecodeError:
+        raise PromptlyError("the password is not valid UTF-8") from None
+    return line.rstrip("\r\n")  # a CRLF line (a Windows pipe) is the same password
 
 
 if __name__ == "__main__":

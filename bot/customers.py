@@ -8,14 +8,23 @@ nothing the second time.
 from __future__ import annotations
 
 import csv
+import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from bot.agent_models import CHANNELS
 from bot.handoff.config import Tier
 from bot.store.base import Store
 
+if TYPE_CHECKING:
+    from _csv import Reader as _Reader
+
 REQUIRED = ("channel", "external_id", "tier")
 OPTIONAL = ("name", "email", "language")
+# The agent API's limits (bot/agent_models.py, CustomerIn), so both ways in agree.
+LENGTHS = {"external_id": (1, 128), "name": (1, 200), "email": (1, 320), "language": (2, 16)}
 
 
 @dataclass
@@ -46,26 +55,69 @@ def parse(path: Path) -> tuple[list[Row], list[str]]:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         return [], [f"{path}: cannot read: {e}"]
-    reader = csv.DictReader(text.splitlines())
-    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = [name.strip() for name in next(reader, [])]
+    except csv.Error as e:
+        return [], [f"{path}:1: unreadable header row: {e}"]
+    missing = [c for c in REQUIRED if c not in header]
     if missing:
         return [], [f"{path}:1: missing column(s) {', '.join(missing)}"]
     rows, rejected = [], []
-    for line, record in enumerate(reader, start=2):
+    for line, cells in _numbered(reader):
+        where = f"{path}:{line}"
+        if isinstance(cells, csv.Error):
+            rejected.append(f"{where}: unreadable row: {cells}")
+            continue
+        if not cells:
+            continue
+        # As csv.DictReader did: a repeated column name keeps its last cell.
+        record = dict(zip(header, cells, strict=False))
         values = {k: (record.get(k) or "").strip() for k in REQUIRED + OPTIONAL}
-        empty = [k for k in REQUIRED if not values[k]]
-        if empty:
-            rejected.append(f"{path}:{line}: empty {', '.join(empty)}")
-            continue
         try:
-            tier = Tier(values["tier"].lower())
-        except ValueError:
-            known = ", ".join(Tier)
-            rejected.append(f"{path}:{line}: unknown tier {values['tier']!r} (one of {known})")
-            continue
-        optional = {k: values[k] or None for k in OPTIONAL}
-        rows.append(Row(values["channel"], values["external_id"], tier, **optional))
+            rows.append(_row(values))
+        except ValueError as e:
+            rejected.append(f"{where}: {e}")
     return rows, rejected
+
+
+def _numbered(reader: _Reader) -> Iterator[tuple[int, list[str] | csv.Error]]:
+    """Each row with the line it starts on (a quoted cell may span lines); a row the reader
+    cannot read (a cell over the csv module's size limit) is its error, and reading goes on."""
+    end = reader.line_num
+    while True:
+        start = end + 1
+        try:
+            cells: list[str] | csv.Error = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            cells = e
+        if reader.line_num == end:  # nothing consumed: the reader cannot go on
+            return
+        end = reader.line_num
+        yield start, cells
+
+
+def _row(values: dict[str, str]) -> Row:
+    """The row, or ``ValueError`` saying what is wrong (the agent API's limits)."""
+    empty = [k for k in REQUIRED if not values[k]]
+    if empty:
+        raise ValueError(f"empty {', '.join(empty)}")
+    if "\0" in "".join(values.values()):
+        raise ValueError("a cell contains a NUL character")
+    try:
+        tier = Tier(values["tier"].lower())
+    except ValueError:
+        known = ", ".join(Tier)
+        raise ValueError(f"unknown tier {values['tier']!r} (one of {known})") from None
+    if values["channel"] not in CHANNELS:
+        raise ValueError(f"unknown channel {values['channel']!r} (one of {', '.join(CHANNELS)})")
+    for name, (shortest, longest) in LENGTHS.items():
+        if values[name] and not shortest <= len(values[name]) <= longest:
+            raise ValueError(f"{name} must be {shortest}–{longest} characters")
+    optional = {k: values[k] or None for k in OPTIONAL}
+    return Row(values["channel"], values["external_id"], tier, **optional)
 
 
 async def import_customers(store: Store, path: Path) -> ImportSummary:

@@ -86,7 +86,11 @@ async def serve(
     site = web.TCPSite(
         runner, settings.server.host, settings.server.port, reuse_port=reuse_port or None
     )
-    await site.start()
+    try:
+        await site.start()
+    except OSError:  # the port is taken (the CLI says so): the app's cleanup still runs
+        await runner.cleanup()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -417,6 +417,8 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: not valid TOML: {e}") from e
+        except OSError as e:  # a folder, or a file this user may not read
+            raise ConfigError(f"config file {path} cannot be read: {e.strerror or e}") from e
     elif path != Path("promptly.toml"):
         raise ConfigError(f"config file {path} does not exist")
     data["root"] = path.resolve().parent

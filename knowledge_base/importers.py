@@ -22,16 +22,21 @@ import hashlib
 import io
 import json
 import re
+import sys
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nh3
 
 from knowledge_base.articles import Article, article_from_fields, parse_markdown, read_text
 from knowledge_base.errors import ArticleError
+
+if TYPE_CHECKING:
+    from _csv import Reader as _CSVReader
 
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
 HTML_SUFFIXES = frozenset({".html", ".htm"})
@@ -155,42 +160,102 @@ def slug(text: str) -> str:
 
 def _add(into: Parsed, location: Location, build: Callable[[], Article]) -> None:
     try:
-        into.records.append(Record(location, build()))
+        article = build()
     except ArticleError as exc:
         into.problems.append(Problem(location, exc.reason))
+        return
+    unstorable = _unstorable(article)
+    if unstorable is not None:
+        into.problems.append(Problem(location, unstorable))
+    else:
+        into.records.append(Record(location, article))
+
+
+# A NUL, or half of a UTF-16 pair ("\ud800" from a JSON or YAML escape): no database text
+# column or UTF-8 file can hold either.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable(article: Article) -> str | None:
+    """Why ``article`` cannot be stored as text, naming the field; None when it can."""
+    fields: dict[str, Iterable[str | None]] = {
+        "id": [article.id],
+        "title": [article.title],
+        "body": [article.body],
+        "url": [article.url],
+        "tags": article.tags,
+        "questions": article.questions,
+        "language": [article.language],
+        "audience": [article.audience],
+    }
+    for name, texts in fields.items():
+        for text in texts:
+            reason = _bad_character(text or "")
+            if reason is not None:
+                return f"'{name}' contains {reason}"
+    return None
+
+
+def _bad_character(text: str) -> str | None:
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    if found[0] == "\x00":
+        return "a NUL character"
+    return f"a lone surrogate (U+{ord(found[0]):04X}), which is not valid Unicode"
 
 
 def _parse_csv(path: Path, text: str, into: Parsed) -> None:
     reader = csv.reader(io.StringIO(text))
     try:
         header = [name.strip().lower() for name in next(reader, [])]
-        missing = [name for name in ("question", "answer") if name not in header]
-        if missing:
-            found = ", ".join(name for name in header if name) or "nothing"
-            into.problems.append(
-                Problem(
-                    Location(path, 1),
-                    f"the header row must name the columns question and answer "
-                    f"(missing {', '.join(missing)}; found {found})",
-                )
+    except csv.Error as exc:
+        into.problems.append(Problem(Location(path, 1), f"unreadable CSV header: {exc}"))
+        return
+    missing = [name for name in ("question", "answer") if name not in header]
+    if missing:
+        found = ", ".join(name for name in header if name) or "nothing"
+        into.problems.append(
+            Problem(
+                Location(path, 1),
+                f"the header row must name the columns question and answer "
+                f"(missing {', '.join(missing)}; found {found})",
             )
+        )
+        return
+    for line, row in _csv_rows(reader):
+        location = Location(path, line)
+        if isinstance(row, csv.Error):
+            into.problems.append(Problem(location, f"unreadable CSV row: {row}"))
+            continue
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(header):
+            into.problems.append(
+                Problem(location, f"{len(row)} cells but the header names {len(header)}")
+            )
+            continue
+        cells = {name: cell.strip() for name, cell in zip(header, row, strict=False)}
+        _add(into, location, functools.partial(_csv_article, path, cells))
+
+
+def _csv_rows(reader: _CSVReader) -> Iterator[tuple[int, list[str] | csv.Error]]:
+    """Each row with the line it starts on (a quoted cell may span lines). A row the reader
+    refuses (a cell over the csv module's size limit) is its error, and reading goes on at
+    the next line, so one bad row never hides the rows after it."""
+    end = reader.line_num
+    while True:
+        start = end + 1
+        try:
+            row: list[str] | csv.Error = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            row = exc
+        if reader.line_num == end:  # nothing read: the reader cannot go on
             return
         end = reader.line_num
-        for row in reader:
-            # A quoted cell may span lines: a row starts on the line after the previous one.
-            location, end = Location(path, end + 1), reader.line_num
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) > len(header):
-                into.problems.append(
-                    Problem(location, f"{len(row)} cells but the header names {len(header)}")
-                )
-                continue
-            cells = {name: cell.strip() for name, cell in zip(header, row, strict=False)}
-            _add(into, location, functools.partial(_csv_article, path, cells))
-    except csv.Error as exc:
-        # The reader cannot go on past a malformed row (e.g. a NUL byte): keep what it read.
-        into.problems.append(Problem(Location(path, reader.line_num), f"unreadable CSV: {exc}"))
+        yield start, row
 
 
 def _csv_article(path: Path, cells: dict[str, str]) -> Article:
@@ -217,11 +282,9 @@ def _parse_jsonl(path: Path, text: str, into: Parsed) -> None:
             continue
         location = Location(path, number)
         try:
-            item: object = json.loads(line)
-        except json.JSONDecodeError as exc:
-            into.problems.append(
-                Problem(location, f"invalid JSON: {exc.msg} at column {exc.colno}")
-            )
+            item: object = _json_value(line)
+        except ValueError as exc:
+            into.problems.append(Problem(location, str(exc)))
             continue
         if not isinstance(item, dict):
             into.problems.append(
@@ -229,6 +292,41 @@ def _parse_jsonl(path: Path, text: str, into: Parsed) -> None:
             )
             continue
         _add(into, location, functools.partial(_json_article, path, item))
+
+
+def _json_value(line: str) -> object:
+    """The line's JSON value, or ``ValueError`` saying why it cannot be used."""
+    try:
+        value: object = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise ValueError("invalid JSON: nested too deeply") from None
+    except ValueError:  # int() refusing a huge literal (CVE-2020-10735)
+        limit = sys.get_int_max_str_digits()
+        raise ValueError(f"invalid JSON: a number longer than {limit} digits") from None
+    reason = _bad_string(value)
+    if reason is not None:
+        raise ValueError(f"a string contains {reason}")
+    return value
+
+
+def _bad_string(value: object) -> str | None:
+    """What is wrong with the first unstorable string (a key or a value) anywhere in
+    ``value``. A loop, not recursion: json.loads nests nearly as deep as the stack allows."""
+    pending: list[object] = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            reason = _bad_character(item)
+            if reason is not None:
+                return reason
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return None
 
 
 def _json_article(path: Path, item: dict[str, object]) -> Article:

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from bot.analytics import events
 from bot.analytics.model import Distribution, Options
 from bot.analytics.stats import Report, compute
+from bot.errors import PromptlyError
 from bot.handoff.calendar import Calendar
 from bot.handoff.config import ALWAYS_OPEN
 from bot.settings import Settings
@@ -55,10 +56,15 @@ def write(report: Report, fmt: str, out: Path) -> list[Path]:
     """The report and its charts in ``out``; the report file first."""
     from bot.analytics import charts  # matplotlib loads only when charts are asked for
 
-    out.mkdir(parents=True, exist_ok=True)
     path = out / f"report.{'txt' if fmt == 'text' else fmt}"
-    path.write_text(render(report, fmt), encoding="utf-8")
-    return [path, *charts.render(report, out)]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(render(report, fmt), encoding="utf-8")
+        return [path, *charts.render(report, out)]
+    except OSError as e:
+        raise PromptlyError(
+            f"cannot write the report to {e.filename or out}: {e.strerror or e}"
+        ) from e
 
 
 # -- CSV: one row per figure ----------------------------------------------------------------

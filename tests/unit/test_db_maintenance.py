@@ -92,8 +92,10 @@ def test_status_and_upgrade_from_the_cli(
     argv = ["--config", str(conf), "db"]
     assert cli.main([*argv, "status"]) == 2
     assert "no database file there" in capsys.readouterr().err
-    assert cli.main([*argv, "upgrade"]) == 0
-    assert f"upgraded a new database to {SCHEMA_VERSION}" in capsys.readouterr().out
+    assert cli.main([*argv, "upgrade"]) == 2  # a mistyped path must not become a new database
+    assert "no database file there" in capsys.readouterr().err
+    assert not (tmp_path / "promptly.db").exists()
+    asyncio.run(_create(tmp_path / "promptly.db"))  # as the first start does
     with sqlite3.connect(tmp_path / "promptly.db") as db:  # as a release one schema older left it
         db.execute("ALTER TABLE tickets DROP COLUMN version")
         db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION - 1,))
@@ -107,3 +109,7 @@ def test_status_and_upgrade_from_the_cli(
         assert columns[-1] == "version"
     assert cli.main([*argv, "restore", str(tmp_path / "x.db")]) == 2
     assert "stop Promptly, then add --yes" in capsys.readouterr().err
+
+
+async def _create(path: Path) -> None:
+    await (await SQLiteStore.open(path)).close()

@@ -148,6 +148,69 @@ def test_jsonl_reads_the_eval_format_and_names_bad_lines(tmp_path: Path) -> None
     assert reasons[2] == f"{path}:5: 'body' must be a string"
 
 
+def test_jsonl_lines_too_deep_too_long_or_not_unicode_are_rejected_alone(
+    tmp_path: Path,
+) -> None:
+    good = '{"id": "good", "title": "Fine", "body": "Still imported."}'
+    lines = [
+        "[" * 100_000 + "]" * 100_000,
+        '{"id": "big", "title": "Big", "body": "b", "n": ' + "9" * 5000 + "}",
+        '{"id": "lone", "title": "Lone \\ud800 half", "body": "b"}',
+        '{"id": "note", "title": "Note", "body": "b", "source": ["x", {"\\udc00": 1}]}',
+        '{"id": "pair", "title": "Emoji \\ud83d\\ude00", "body": "b"}',  # a pair is fine
+        good,
+    ]
+    path = write(tmp_path, "hostile.jsonl", "\n".join(lines) + "\n")
+
+    parsed = parse_path(path)
+
+    assert [r.article.id for r in parsed.records] == ["pair", "good"]
+    assert parsed.records[0].article.title == "Emoji \U0001f600"
+    surrogate = "a string contains a lone surrogate (U+{}), which is not valid Unicode"
+    assert problems(parsed) == [
+        f"{path}:1: invalid JSON: nested too deeply",
+        f"{path}:2: invalid JSON: a number longer than 4300 digits",
+        f"{path}:3: {surrogate.format('D800')}",
+        f"{path}:4: {surrogate.format('DC00')}",
+    ]
+
+
+def test_nul_and_lone_surrogates_are_rejected_for_their_record_only(tmp_path: Path) -> None:
+    # A YAML escape makes a lone surrogate as a JSON one does; a NUL can be in any file.
+    lone = write(tmp_path, "lone.md", '---\ntitle: "Lone \\ud800 half"\n---\nBody.\n')
+    nul = write(tmp_path, "nul.md", "---\ntitle: NUL\n---\nBo\0dy.\n")
+    faq = write(tmp_path, "faq.csv", "question,answer\nq1,a\0b\nq2,Fine.\n")
+    write(tmp_path, "fine.md", "---\ntitle: Fine\n---\nBody.\n")
+
+    parsed = parse_path(tmp_path)
+
+    assert sorted(r.article.id for r in parsed.records) == ["fine", "q2"]
+    assert sorted(problems(parsed)) == [
+        f"{faq}:2: 'body' contains a NUL character",
+        f"{lone}: 'title' contains a lone surrogate (U+D800), which is not valid Unicode",
+        f"{nul}: 'body' contains a NUL character",
+    ]
+
+
+def test_a_csv_cell_over_the_size_limit_loses_its_row_only(tmp_path: Path) -> None:
+    huge = "x" * 200_000
+    path = write(
+        tmp_path,
+        "faq.csv",
+        f'question,answer\nq1,{huge}\nq2,Two.\n"q3\nspans lines",Three.\nq4,"{huge}"\nq5,Five.\n',
+    )
+
+    parsed = parse_path(path)
+
+    assert [(str(r.location), r.article.title) for r in parsed.records] == [
+        (f"{path}:3", "q2"),
+        (f"{path}:4", "q3 spans lines"),
+        (f"{path}:7", "q5"),
+    ]
+    too_big = "unreadable CSV row: field larger than field limit (131072)"
+    assert problems(parsed) == [f"{path}:2: {too_big}", f"{path}:6: {too_big}"]
+
+
 def test_html_is_sanitised_and_written_as_markdown(tmp_path: Path) -> None:
     path = write(tmp_path, "gift-cards.html", HELP_HTML)
 
@@ -325,6 +388,24 @@ def test_import_command_summarises_and_exits_1_on_rejections(
     binary.write_bytes(b"\xff\xfe\x00question")
     assert promptly(conf, "import", str(binary)) == 2
     assert "nothing could be read" in capsys.readouterr().err
+
+
+def test_import_command_keeps_the_good_lines_of_a_hostile_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [
+        '{"id": "lone", "title": "Lone \\ud800 half", "body": "b"}',
+        "[" * 100_000 + "]" * 100_000,
+        '{"id": "after", "title": "After", "body": "Still imported."}',
+    ]
+    path = write(tmp_path, "hostile.jsonl", "\n".join(lines) + "\n")
+
+    assert promptly(config(tmp_path), "import", str(path)) == 1
+
+    out = capsys.readouterr().out
+    assert "added 1, updated 0, unchanged 0, rejected 2" in out
+    assert f"rejected {path}:1: a string contains a lone surrogate (U+D800)" in out
+    assert f"rejected {path}:2: invalid JSON: nested too deeply" in out
 
 
 def test_import_help_states_the_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
