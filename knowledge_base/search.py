@@ -457,6 +457,11 @@ class KnowledgeBase:
         if not leads or not headed:
             return max(leads or headed, key=lambda item: item[0])[1]
         lead_score, lead = max(leads, key=lambda item: item[0])
+        if matched.kind == "question" and matched.text == matched.title:
+            # Asked the article's own question: the lead is written as its answer, and a
+            # section repeating the title's words ("What can't be returned" under "What is
+            # your returns policy?") would answer a narrower one.
+            return lead
         section_score, section = max(headed, key=lambda item: item[0])
         return section if section_score >= lead_score + _SECTION_OVER_LEAD_MARGIN else lead
 

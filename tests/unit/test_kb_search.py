@@ -157,6 +157,26 @@ def test_question_match_keeps_the_lead_unless_a_section_wins_by_the_margin(
     assert hit.citation.url == expected_url
 
 
+def test_the_articles_own_question_is_answered_by_its_lead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asked exactly what the title asks, the customer gets the lead, written as the answer to
+    it, even when a section that repeats the title's words scores higher ("What can't be
+    returned" for "What is your returns policy?")."""
+    monkeypatch.setattr("knowledge_base.search._SECTION_OVER_LEAD_MARGIN", 0.0)
+    policy = make_article(
+        "returns-policy",
+        "What is your returns policy?",
+        "Sixty days, free labels.\n\n## What is not returned by the returns policy\n"
+        "Used items are not part of your returns policy.",
+    )
+    kb = KnowledgeBase.build([policy, PAYMENT], HashingEmbedder())
+
+    assert kb.search("What is your returns policy?", k=1)[0].passage == "Sixty days, free labels."
+    # Any other question still gets the section that matches it best.
+    assert kb.search("which items are not part of the returns policy", k=1)[0].passage.startswith(
+        "Used items"
+    )
+
+
 def test_question_match_returns_a_section_that_clearly_beats_the_lead(kb: KnowledgeBase) -> None:
     query = "How do I send something back? It arrived damaged, photo of the damaged box"
 
