@@ -34,12 +34,12 @@ from bot.console.canned import CannedReplies
 from bot.delivery import Dispatcher
 from bot.errors import Conflict, Forbidden, NotFound, Unprocessable
 from bot.frames import frame
+from bot.handoff.assignment import DEFAULT_CAPACITY
 from bot.handoff.tickets import TicketService
 from bot.http import read_json, validate
 from bot.store.base import AgentRecord, Conversation, Store, Ticket
 
 MAX_BODY = 65536
-DEFAULT_CAPACITY = 3
 Model = TypeVar("Model", bound=BaseModel)
 # ``open``: every ticket not resolved; ``all``: every ticket; else exactly that status.
 _TICKET_FILTERS = ("open", "new", "waiting_on_customer", "resolved", "all")
@@ -104,7 +104,10 @@ class AgentAPI:
             return named
         agent_id = actor.agent_id or actor.user.username  # agent_id is set for a session
         row = next((a for a in await self._store.agents() if a.id == agent_id), None)
-        return AgentIn(id=agent_id, name=row.name if row else actor.user.username)
+        if row is None:  # an admin, or a user older than their agents row: one now, offline
+            row = AgentRecord(agent_id, actor.user.username, "offline", DEFAULT_CAPACITY, (), (), 0)
+            await self._store.save_agent(row, self._clock())
+        return AgentIn(id=agent_id, name=row.name)
 
     async def _by(self, actor: Actor, named: AgentIn | None) -> str | None:
         """The agent an optional ``agent`` names, or the session's own."""
@@ -309,12 +312,13 @@ class AgentAPI:
         return web.json_response({"id": saved.id, "presence": saved.presence})
 
     async def _own_presence(self, actor: Actor, wanted: AgentRecord) -> AgentRecord:
-        """An agent sets their own presence only: capacity, skills and queues are an admin's."""
+        """An agent sets their own presence and display name only: capacity, skills and queues
+        are an admin's."""
         if wanted.id != actor.agent_id:
             raise Forbidden("forbidden", "agents set their own presence only")
         known = next((a for a in await self._store.agents() if a.id == wanted.id), None)
         if known is not None:
-            return replace(known, presence=wanted.presence)
+            return replace(known, presence=wanted.presence, name=wanted.name)
         return replace(wanted, capacity=DEFAULT_CAPACITY, skills=(), queues=())
 
     async def put_customer(self, request: web.Request) -> web.Response:

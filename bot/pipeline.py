@@ -37,7 +37,7 @@ from bot.clock import speed_of
 from bot.emergency import PAUSED, Mode, Switch
 from bot.errors import Conflict, Forbidden, NLUUnavailable, NotFound, StorageUnavailable
 from bot.fastpath import FastPath
-from bot.handoff import csat, eta
+from bot.handoff import csat, eta, routing
 from bot.handoff.tickets import TicketService
 from bot.journal import Entry, Journal, Key, key_of, topic
 from bot.latency import LatencyGauge
@@ -67,6 +67,10 @@ RECEIPT_BUSY_TEXT = (
 RECEIPT_DOWN_TEXT = (
     "Thanks, we've received your message. Our assistant is running in a limited mode right "
     "now; we'll reply here as soon as we can."
+)
+FILLER_TEXT = (
+    "Sorry, I couldn't make sense of that message. Could you ask your question in a sentence "
+    "or two? Say 'agent' to reach a person."
 )
 MEDIA_TEXT = (
     "Thanks. I can only read text, so I couldn't open that {kind}. Could you tell me in words? "
@@ -613,6 +617,10 @@ class Pipeline:
             text = MEDIA_TEXT.format(kind=_noun(message.kind))
             media = Outcome(replies=[_answer(text, [])], source="gateway")
             await self._deliver(message, media, promise, started, receipt_sent)
+            return
+        if routing.is_filler(message.text):  # never to Rasa: it would guess an intent
+            filler = Outcome(replies=[_answer(FILLER_TEXT, [])], source="gateway")
+            await self._deliver(message, filler, promise, started, receipt_sent)
             return
         expected = self._nlu.expected_latency()
         # Without Rasa: a receipt at once; a confident KB answer may follow it.

@@ -16,6 +16,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from bot.errors import Conflict, NotFound, Unprocessable
+from bot.handoff.assignment import DEFAULT_CAPACITY
 from bot.store.postgres import PostgresStore
 from bot.store.sqlite import SQLiteStore
 
@@ -31,6 +32,17 @@ GRANTS: dict[Role, frozenset[str]] = {
 }
 # The roles that work tickets as an agents row (their ``agent_id``).
 TICKET_ROLES: frozenset[Role] = frozenset({"agent", "lead"})
+# A user who works tickets is an agent from the start (offline, the default capacity), so
+# they can be given or take a ticket before they first set their presence; an agents row
+# already there (made through the agent API) is kept as it is.
+_AGENT_ROW = (
+    "INSERT INTO agents (id, name, presence, capacity, updated_at) "
+    "VALUES (?, ?, 'offline', ?, ?) ON CONFLICT (id) DO NOTHING"
+)
+_PG_AGENT_ROW = (
+    "INSERT INTO agents (id, name, presence, capacity, updated_at) "
+    "VALUES ($1, $2, 'offline', $3, $4) ON CONFLICT (id) DO NOTHING"
+)
 MIN_PASSWORD = 10
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
 _COLUMNS = "id, username, role, agent_id, disabled"
@@ -211,6 +223,8 @@ class _SQLiteQueries:
                 )
             except sqlite3.IntegrityError:
                 raise _taken(user.username) from None
+            if user.agent_id is not None:
+                db.execute(_AGENT_ROW, (user.agent_id, user.username, DEFAULT_CAPACITY, _iso(at)))
 
         await self._store.run(insert, write=True)
 
@@ -263,6 +277,11 @@ class _SQLiteQueries:
                     "UPDATE users SET agent_id = coalesce(agent_id, username) WHERE id = ?",
                     (user_id,),
                 )
+                row = db.execute(
+                    "SELECT agent_id, username FROM users WHERE id = ?", (user_id,)
+                ).fetchone()
+                if row is not None:
+                    db.execute(_AGENT_ROW, (*row, DEFAULT_CAPACITY, _iso(_now())))
 
         await self._store.run(write, write=True)
 
@@ -315,6 +334,8 @@ class _PostgresQueries:
                 )
             except asyncpg.UniqueViolationError:
                 raise _taken(user.username) from None
+            if user.agent_id is not None:
+                await db.execute(_PG_AGENT_ROW, user.agent_id, user.username, DEFAULT_CAPACITY, at)
 
         await self._store.run(insert, write=True)
 
@@ -365,10 +386,13 @@ class _PostgresQueries:
                     user_id,
                 )
             if changes.role in TICKET_ROLES:
-                await db.execute(
-                    "UPDATE users SET agent_id = coalesce(agent_id, username) WHERE id = $1",
+                row = await db.fetchrow(
+                    "UPDATE users SET agent_id = coalesce(agent_id, username) WHERE id = $1 "
+                    "RETURNING agent_id, username",
                     user_id,
                 )
+                if row is not None:
+                    await db.execute(_PG_AGENT_ROW, *row, DEFAULT_CAPACITY, _now())
 
         await self._store.run(write, write=True)
 

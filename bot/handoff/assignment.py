@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+DEFAULT_CAPACITY = 3  # tickets at once for an agent nobody has configured
+
 
 class Presence(StrEnum):
     ONLINE = "online"

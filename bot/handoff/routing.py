@@ -43,6 +43,18 @@ def is_shouting(text: str) -> bool:
     return len(_SHOUTED_WORD.findall(text)) >= 2
 
 
+FILLER_WORDS = 50  # a message this long or longer ...
+FILLER_VARIETY = 0.1  # ... with fewer distinct words than this share is filler
+
+
+def is_filler(text: str) -> bool:
+    """A long message of a few words repeated ("word word word …", pasted lorem ipsum): no
+    question for anyone, and no ground for a classifier's confidence (one such message was
+    read as an outage and opened an urgent ticket)."""
+    words = re.findall(r"\w+", text.lower())
+    return len(words) >= FILLER_WORDS and len(set(words)) < FILLER_VARIETY * len(words)
+
+
 def cues(text: str, tier: Tier = Tier.CONSUMER) -> list[str]:
     """The signals found, named as they appear in ticket reasons."""
     found = ["enterprise"] if tier is Tier.ENTERPRISE else []

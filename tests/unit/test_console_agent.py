@@ -112,6 +112,25 @@ async def test_a_signed_in_agent_works_tickets_as_themselves_with_the_csrf_heade
     ]
 
 
+async def test_people_work_tickets_before_they_ever_set_a_presence(client, tmp_path):
+    first, second = await handoff(client, tmp_path), await handoff(client, tmp_path, "c2", "m2")
+    # A new agent is an agent at once: offline, the default capacity, on everyone's list.
+    csrf = await signed_in(client, "agent", "bea")
+    [bea] = (await call(client, "GET", "/api/agent/agents"))["agents"]
+    assert (bea["id"], bea["presence"], bea["capacity"]) == ("bea", "offline", 3)
+    taken = await call(client, "POST", f"/api/agent/tickets/{first.id}/take", {}, csrf=csrf)
+    assert taken["assignee"] == "bea"
+    # An admin has no agents row until they act: taking a ticket makes one.
+    client.session.cookie_jar.clear()
+    csrf = await signed_in(client, "admin", "root")
+    taken = await call(client, "POST", f"/api/agent/tickets/{second.id}/take", {}, csrf=csrf)
+    assert taken["assignee"] == "root"
+    agents = {
+        a["id"]: a["presence"] for a in (await call(client, "GET", "/api/agent/agents"))["agents"]
+    }
+    assert agents == {"bea": "offline", "root": "offline"}
+
+
 async def test_the_token_still_works_and_other_roles_or_strangers_are_refused(client, tmp_path):
     ticket = await handoff(client, tmp_path)
     assert (await client.get("/api/agent/tickets")).status == 401

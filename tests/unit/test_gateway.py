@@ -29,6 +29,7 @@ from bot.handoff.config import SLASettings
 from bot.kb_api import KnowledgeAPI
 from bot.metrics import MetricsEndpoint
 from bot.pages import Pages
+from bot.pipeline import FILLER_TEXT
 from bot.settings import Settings, load_settings
 from bot.store.base import NewTicket, Ticket, TicketSLA
 from bot.store.sqlite import SQLiteStore
@@ -114,6 +115,14 @@ async def test_fast_answer_is_the_only_reply(client, fake_rasa):
     assert replies[0]["text"] == "echo: where is my order"
     assert replies[0]["in_reply_to"] == "m1"
     assert fake_rasa.calls[0]["sender"] == accepted["conversation_id"]
+
+
+async def test_filler_gets_a_request_to_rephrase_and_never_reaches_rasa(client, fake_rasa):
+    await wait_for_rasa(client)
+    accepted = await (await post(client, "word " * 790)).json()
+    [reply] = await frames(client, accepted["conversation_id"])
+    assert (reply["type"], reply["text"]) == ("ack", FILLER_TEXT)
+    assert fake_rasa.calls == []
 
 
 async def test_a_turn_logs_its_bot_stages_with_its_first_reply(client, fake_rasa):

@@ -2,7 +2,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.handoff.config import Priority, RoutingRule, RoutingSettings, Tier
-from bot.handoff.routing import cues, priority_for, queue_for, raised
+from bot.handoff.routing import cues, is_filler, priority_for, queue_for, raised
 
 ORDER = [Priority.LOW, Priority.NORMAL, Priority.HIGH, Priority.URGENT]
 INTENTS = ["urgent_outage", "complaint", "refund_request", "human_handoff", "kb_unsure", None]
@@ -79,3 +79,29 @@ def test_signals_never_lower_priority_and_never_make_it_urgent(intent, text, tie
     assert ORDER.index(with_text) >= ORDER.index(base)
     if intent != "urgent_outage":
         assert with_text is not Priority.URGENT
+
+
+WORDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=8)
+
+
+@given(st.lists(WORDS, min_size=1, max_size=4, unique=True), st.integers(50, 800))
+def test_a_long_run_of_a_few_words_is_filler(vocabulary, length):
+    text = " ".join(vocabulary[i % len(vocabulary)] for i in range(length))
+    assert is_filler(text) == (len(vocabulary) < 0.1 * length)
+
+
+@given(st.lists(WORDS, max_size=49))
+def test_a_short_message_is_never_filler(words):
+    assert not is_filler(" ".join(words))
+
+
+def test_real_messages_are_not_filler():
+    story = (
+        "I ordered a tent three weeks ago and it still has not arrived. The tracking page says "
+        "it left your warehouse on Monday but nothing has moved since, and I am going camping "
+        "on Friday with my family, so I really need to know whether it will come in time or "
+        "whether I should buy one locally and return yours when it finally shows up here."
+    )
+    assert not is_filler(story)
+    assert not is_filler("help " * 10)  # short: a person may well mean it
+    assert is_filler("word " * 790) and is_filler("lorem ipsum dolor sit amet " * 100)
