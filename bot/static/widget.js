@@ -289,6 +289,16 @@ header h2 { flex: 1; margin: 0; font-size: 15px; font-weight: 600; }
 .csat-btn:disabled { opacity: .6; cursor: default; }
 .csat-scale { display: flex; justify-content: space-between; font-size: 11px; margin: 2px 4px 0; }
 .csat-status { font-size: 12px; min-height: 1em; }
+.csat-comment { display: flex; flex-direction: column; gap: 4px; width: 240px; max-width: 100%; margin: 6px auto 0;
+  align-items: stretch; padding: 0; border: 0; background: none; text-align: left; }
+.csat-comment label { font-size: 12px; font-weight: 600; }
+.csat-comment-row { display: flex; gap: 6px; }
+.csat-comment input { flex: 1; min-width: 0; padding: 5px 8px; border: 1px solid #d0d7de; border-radius: 8px;
+  font: inherit; font-size: 13px; color: inherit; background: #fff; }
+.csat-comment input:focus { outline: none; border-color: var(--accent); }
+.csat-comment button { flex: none; padding: 5px 10px; border: 0; border-radius: 8px; background: var(--accent);
+  color: var(--accent-ink); font-size: 13px; }
+.csat-comment button:disabled { opacity: .45; cursor: default; }
 .choices { display: flex; flex-direction: column; gap: 4px; margin-top: 6px; }
 .choice-btn { text-align: left; padding: 6px 10px; border-radius: 10px; border: 1px solid var(--line); background: #fff; color: var(--ink); cursor: pointer; font: inherit; }
 .choice-btn:hover, .choice-btn:focus-visible { border-color: var(--accent); }
@@ -309,8 +319,10 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
   color: var(--accent-ink); display: grid; place-items: center; }
 .send:disabled { opacity: .45; cursor: default; }
 .send svg { fill: currentColor; }
-.counter { position: absolute; right: 62px; bottom: 52px; font-size: 11px; color: var(--muted); }
-.counter.over { color: #b42318; }
+/* In the flow under the composer (never over the text it counts). */
+.counter { display: block; padding: 0 56px 6px 10px; background: #fff; font-size: 11px; color: var(--muted);
+  text-align: right; }
+.counter.over { color: #b42318; font-weight: 600; }
 .foot { padding: 0 10px 8px; background: #fff; font-size: 11px; color: var(--muted); text-align: center; }
 `;
 
@@ -345,11 +357,12 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
     log.append(typing);
 
     const input = h("textarea", {
-      id: "promptly-input", "data-testid": "promptly-input", rows: "1", maxlength: String(MAX_CHARS),
+      // No maxlength: it would cut a long paste silently; the counter says what is too much.
+      id: "promptly-input", "data-testid": "promptly-input", rows: "1", "aria-describedby": "promptly-counter",
       placeholder: "Type your message…", autocomplete: "off", enterkeyhint: "send",
     });
     const sendBtn = h("button", { class: "send", type: "submit", "data-testid": "promptly-send", "aria-label": "Send message" }, svg(ICON_SEND, 18));
-    const counter = h("span", { class: "counter", hidden: true, "aria-live": "polite" });
+    const counter = h("div", { class: "counter", id: "promptly-counter", "data-testid": "promptly-counter", hidden: true, "aria-live": "polite" });
     const form = h(
       "form",
       { "aria-label": "Send a message" },
@@ -376,10 +389,15 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
 
     const updateComposer = () => {
       const n = [...input.value].length;
-      sendBtn.disabled = !input.value.trim() || n > MAX_CHARS;
+      const over = n > MAX_CHARS;
+      sendBtn.disabled = !input.value.trim() || over;
       counter.hidden = n < MAX_CHARS - 500;
-      counter.textContent = `${n} / ${MAX_CHARS}`;
-      counter.classList.toggle("over", n > MAX_CHARS);
+      counter.textContent = over
+        ? `${n} / ${MAX_CHARS}: too long to send, please shorten it`
+        : `${n} / ${MAX_CHARS}`;
+      counter.classList.toggle("over", over);
+      if (over) input.setAttribute("aria-invalid", "true");
+      else input.removeAttribute("aria-invalid");
       input.style.height = "auto";
       input.style.height = `${Math.min(input.scrollHeight + 2, 120)}px`;
     };
@@ -683,7 +701,11 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
   }
 
   // ---------------------------------------------------------------- satisfaction rating
-  /** One-tap 1–5 buttons when a resolved request asks for a rating (frame field `csat`). */
+  const MAX_COMMENT = 1000; // as the rating API allows
+  let csatSerial = 0; // unique ids for the comment fields' labels
+
+  /** One-tap 1–5 buttons when a resolved request asks for a rating (frame field `csat`); after
+   * a tap, an optional comment field. */
   function csatPrompt(f) {
     const c = f.csat;
     if (!c || typeof c !== "object" || typeof c.ticket_id !== "string" || !Array.isArray(c.scale)) return null;
@@ -691,7 +713,11 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
     if (!scale.length) return null;
     const labels = c.labels && typeof c.labels === "object" ? c.labels : {};
     const label = (n) => (typeof labels[String(n)] === "string" ? labels[String(n)] : "");
-    const given = Number.parseInt(store.get("csat:" + c.ticket_id) || "", 10);
+    const convId = f.conversation_id || conversationId;
+    const ticketId = c.ticket_id;
+    // A rating replaces the one before, comment included: later taps resend the comment sent.
+    let rating = Number.parseInt(store.get("csat:" + ticketId) || "", 10);
+    let comment = store.get("csat-comment:" + ticketId);
     const status = h("div", { class: "csat-status", role: "status" });
     const buttons = scale.map((n) =>
       h("button", {
@@ -699,44 +725,88 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
         class: "csat-btn",
         "data-testid": "promptly-csat-rating",
         "data-rating": String(n),
-        "aria-pressed": String(n === given),
+        "aria-pressed": String(n === rating),
         "aria-label": label(n) ? `${n}: ${label(n)}` : String(n),
         text: String(n),
-        onclick: () => rate(f.conversation_id || conversationId, c.ticket_id, n, buttons, status),
+        onclick: () => tap(n),
       }),
     );
+    const fieldId = `promptly-csat-comment-${(csatSerial += 1)}`;
+    const field = h("input", { type: "text", id: fieldId, "data-testid": "promptly-csat-comment", autocomplete: "off" });
+    const sendComment = h("button", { type: "submit", "data-testid": "promptly-csat-comment-send", text: "Send", disabled: true });
+    const form = h(
+      "form",
+      { class: "csat-comment", "aria-label": "Comment on your rating", hidden: true },
+      h("label", { for: fieldId, text: "Anything to add?" }),
+      h("div", { class: "csat-comment-row" }, field, sendComment),
+    );
+    const tooMany = () => [...field.value].length - MAX_COMMENT;
+    const updateSend = () => {
+      sendComment.disabled = !field.value.trim() || tooMany() > 0;
+    };
+    // No maxlength, which would cut a pasted comment silently: say what is too much instead.
+    let limitShown = false;
+    field.addEventListener("input", () => {
+      updateSend();
+      const over = tooMany();
+      if (over > 0) status.textContent = `Too long to send: ${MAX_COMMENT + over} / ${MAX_COMMENT} characters.`;
+      else if (limitShown) status.textContent = "";
+      limitShown = over > 0;
+    });
+
+    const post = async (value, text, thanks) => {
+      for (const b of [...buttons, sendComment]) b.disabled = true;
+      const error = await postRating(convId, ticketId, value, text);
+      for (const b of buttons) b.disabled = false;
+      updateSend();
+      limitShown = false;
+      status.textContent = error || thanks;
+      return !error;
+    };
+    async function tap(n) {
+      if (!(await post(n, comment, "Thanks for your rating!"))) return;
+      rating = n;
+      for (const b of buttons) b.setAttribute("aria-pressed", String(Number(b.dataset.rating) === n));
+      store.set("csat:" + ticketId, n);
+      if (!comment) form.hidden = false;
+    }
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const text = field.value.trim();
+      if (!text || tooMany() > 0 || !Number.isInteger(rating)) return;
+      if (!(await post(rating, text, "Thanks, we've passed your comment on."))) return;
+      comment = text;
+      store.set("csat-comment:" + ticketId, text);
+      form.hidden = true;
+    });
     return h(
       "div",
       { class: "csat", role: "group", "aria-label": "Rate the help you got", "data-testid": "promptly-csat" },
       h("div", { class: "csat-row" }, ...buttons),
       h("div", { class: "csat-scale" }, h("span", { text: label(scale[0]) }), h("span", { text: label(scale[scale.length - 1]) })),
       status,
+      form,
     );
   }
 
-  /** Post a rating with this client's credentials; tapping again replaces it. */
-  async function rate(convId, ticketId, rating, buttons, status) {
-    if (!convId) return;
-    for (const b of buttons) b.disabled = true;
+  /** Post a rating (and its optional comment) with this client's credentials; a later one
+   * replaces it. Resolves to null when stored, else the message to show. */
+  async function postRating(convId, ticketId, rating, comment) {
+    if (!convId) return "Your rating could not be sent.";
+    const payload = { customer_id: customerId, ticket_id: ticketId, rating };
+    if (comment) payload.comment = comment;
     try {
       const r = await fetch(apiUrl(`api/conversations/${encodeURIComponent(convId)}/csat`).href, {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify({ customer_id: customerId, ticket_id: ticketId, rating }),
+        body: JSON.stringify(payload),
         credentials: "omit",
       });
+      if (r.ok) return null;
       const data = await r.json().catch(() => null);
-      if (r.ok) {
-        for (const b of buttons) b.setAttribute("aria-pressed", String(Number(b.dataset.rating) === rating));
-        store.set("csat:" + ticketId, rating);
-        status.textContent = "Thanks for your rating!";
-      } else {
-        status.textContent = (data && data.error && data.error.message) || "Your rating could not be sent.";
-      }
+      return (data && data.error && data.error.message) || "Your rating could not be sent.";
     } catch (_) {
-      status.textContent = "Your rating could not be sent. Please try again.";
-    } finally {
-      for (const b of buttons) b.disabled = false;
+      return "Your rating could not be sent. Please try again.";
     }
   }
 

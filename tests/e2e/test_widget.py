@@ -35,6 +35,8 @@ REPLY_TIMEOUT_MS = 15_000
 MSG = '[data-testid="promptly-msg"]'
 BOT_REPLY = f'{MSG}[data-type="ack"], {MSG}[data-type="answer"]'
 ABOUT_DELIVERY = re.compile(r"deliver|shipping", re.IGNORECASE)
+SAM = {"id": "sam", "name": "Sam"}
+RATING = '[data-testid="promptly-csat-rating"]'
 
 
 @dataclass
@@ -153,7 +155,23 @@ def test_no_console_errors(tab: Tab) -> None:
     assert tab.errors == [], "browser console errors:\n" + "\n".join(tab.errors)
 
 
-def test_handoff_plan_and_agent_reply_in_the_widget(tab: Tab, stack: Stack) -> None:
+def agent_api(stack: Stack, path: str, body: object = None) -> dict[str, object]:
+    """GET (no body) or POST the agent API with the stack's bearer token."""
+    request = urllib.request.Request(
+        f"{stack.url}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={
+            "Authorization": f"Bearer {stack.agent_token}",
+            "Content-Type": "application/json",
+        },
+        method="GET" if body is None else "POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return dict(json.loads(response.read()))
+
+
+def handed_off_ticket(tab: Tab, stack: Stack) -> str:
+    """Ask the widget for a person; the id of the ticket its plan card names."""
     page = tab.page
     page.goto("/")
     box = page.get_by_test_id("promptly-input")
@@ -164,21 +182,16 @@ def test_handoff_plan_and_agent_reply_in_the_widget(tab: Tab, stack: Stack) -> N
     reference = re.search(r"PR-[0-9A-Z]{5}", plan.first.text_content() or "")
     assert reference, transcript(page)
     expect(plan.first).to_contain_text(re.compile(r"reply by", re.IGNORECASE))
+    tickets = agent_api(stack, "/api/agent/tickets")["tickets"]
+    assert isinstance(tickets, list)
+    return str(next(t["id"] for t in tickets if t["reference"] == reference[0]))
 
-    auth = {"Authorization": f"Bearer {stack.agent_token}", "Content-Type": "application/json"}
-    with urllib.request.urlopen(
-        urllib.request.Request(f"{stack.url}/api/agent/tickets", headers=auth), timeout=10
-    ) as response:
-        tickets = json.loads(response.read())["tickets"]
-    ticket = next(t for t in tickets if t["reference"] == reference[0])
-    body = json.dumps({"text": "Hi, Sam from support here.", "agent": {"id": "sam", "name": "Sam"}})
-    request = urllib.request.Request(
-        f"{stack.url}/api/agent/tickets/{ticket['id']}/replies",
-        data=body.encode(),
-        headers=auth,
-        method="POST",
-    )
-    urllib.request.urlopen(request, timeout=10).close()
+
+def test_handoff_plan_and_agent_reply_in_the_widget(tab: Tab, stack: Stack) -> None:
+    page = tab.page
+    ticket_id = handed_off_ticket(tab, stack)
+    reply = {"text": "Hi, Sam from support here.", "agent": SAM}
+    agent_api(stack, f"/api/agent/tickets/{ticket_id}/replies", reply)
     agent = page.locator(f'{MSG}[data-type="agent"]', has_text="Sam from support")
     expect_shown(page, agent, "the agent's reply")
     page.screenshot(path=str(stack.database.parent / "widget-handoff.png"))
@@ -213,4 +226,105 @@ def test_a_locked_database_shows_the_receipt_at_once_then_the_answer(
     page.reload()  # the history has it once too
     expect_shown(page, delivery_answer(page).first, "the answer, reloaded")
     expect(receipt).to_have_count(1)
+    assert tab.errors == [], "browser console errors:\n" + "\n".join(tab.errors)
+
+
+def csat_events(stack: Stack, ticket_id: str) -> list[dict[str, object]]:
+    db = sqlite3.connect(stack.database, timeout=30)
+    try:
+        rows = db.execute(
+            "SELECT data FROM events WHERE type = 'csat' AND ticket_id = ? ORDER BY seq",
+            (ticket_id,),
+        ).fetchall()
+    finally:
+        db.close()
+    return [json.loads(data) for (data,) in rows]
+
+
+def test_rating_then_an_optional_comment_kept_when_the_rating_changes(
+    tab: Tab, stack: Stack
+) -> None:
+    page = tab.page
+    ticket_id = handed_off_ticket(tab, stack)
+    agent_api(stack, f"/api/agent/tickets/{ticket_id}/resolve", {"agent": SAM})
+    expect_shown(page, page.get_by_test_id("promptly-csat"), "the rating buttons")
+    comment = page.get_by_label("Anything to add?")
+    send = page.get_by_test_id("promptly-csat-comment-send")
+    status = page.get_by_test_id("promptly-csat").get_by_role("status")
+    expect(comment, "the comment field follows a tap").to_be_hidden()
+
+    page.locator(f'{RATING}[data-rating="4"]').click()
+    expect(status).to_have_text("Thanks for your rating!")
+    expect(page.locator(f'{RATING}[aria-pressed="true"]')).to_have_text("4")
+    expect(comment).to_be_visible()
+    expect(send, "nothing to send yet").to_be_disabled()
+    comment.fill("x" * 1001)  # the API's limit is 1000: not cut, not sendable
+    expect(comment).to_have_value("x" * 1001)
+    expect(status).to_have_text("Too long to send: 1001 / 1000 characters.")
+    expect(send).to_be_disabled()
+    comment.fill("Quick and kind")
+    expect(status).to_have_text("")
+    comment.press("Enter")
+    expect(status).to_have_text("Thanks, we've passed your comment on.")
+    expect(comment).to_be_hidden()
+
+    page.locator(f'{RATING}[data-rating="2"]').click()  # a change of mind
+    expect(page.locator(f'{RATING}[aria-pressed="true"]')).to_have_text("2")
+    expect(status).to_have_text("Thanks for your rating!")
+    expect(comment, "the comment was sent already").to_be_hidden()
+    stored = [(e["rating"], e["comment"]) for e in csat_events(stack, ticket_id)]
+    assert stored == [(4, None), (4, "Quick and kind"), (2, "Quick and kind")], stored
+
+    page.reload()  # the buttons remember the latest rating
+    expect_shown(page, page.get_by_test_id("promptly-csat"), "the rating buttons, reloaded")
+    expect(page.locator(f'{RATING}[aria-pressed="true"]')).to_have_text("2")
+    expect(comment).to_be_hidden()
+    assert tab.errors == [], "browser console errors:\n" + "\n".join(tab.errors)
+
+
+def overlaps(a: Locator, b: Locator) -> bool:
+    box_a, box_b = a.bounding_box(), b.bounding_box()
+    assert box_a and box_b
+    return not (
+        box_a["x"] + box_a["width"] <= box_b["x"]
+        or box_b["x"] + box_b["width"] <= box_a["x"]
+        or box_a["y"] + box_a["height"] <= box_b["y"]
+        or box_b["y"] + box_b["height"] <= box_a["y"]
+    )
+
+
+@pytest.mark.parametrize("viewport", [(1280, 860), (390, 844)], ids=["desktop", "mobile"])
+def test_counter_beside_the_text_and_long_text_kept_whole(
+    tab: Tab, viewport: tuple[int, int]
+) -> None:
+    page = tab.page
+    page.set_viewport_size({"width": viewport[0], "height": viewport[1]})
+    page.goto("/")
+    box = page.get_by_test_id("promptly-input")
+    counter = page.get_by_test_id("promptly-counter")
+    send = page.get_by_test_id("promptly-send")
+    expect(box).to_be_visible()
+    expect(counter).to_be_hidden()
+
+    box.fill("word " * 760)  # 3800 characters: the counter shows, under the text
+    expect(counter).to_have_text("3800 / 4000")
+    assert not overlaps(counter, box), "the counter is drawn over the message text"
+    assert not overlaps(counter, send), "the counter is drawn over the send button"
+    expect(counter).not_to_have_class(re.compile(r"\bover\b"))
+    expect(send).to_be_enabled()
+
+    box.fill("y" * 4100)  # a paste past the limit is kept whole, and the counter says so
+    expect(box).to_have_value("y" * 4100)
+    expect(counter).to_have_text("4100 / 4000: too long to send, please shorten it")
+    expect(counter).to_have_class(re.compile(r"\bover\b"))
+    expect(box).to_have_attribute("aria-invalid", "true")
+    expect(send).to_be_disabled()
+    assert not overlaps(counter, box)
+    box.press("Enter")  # refused: nothing is sent, nothing is cut
+    expect(box).to_have_value("y" * 4100)
+    expect(page.locator(f'{MSG}[data-type="customer"]')).to_have_count(0)
+
+    box.fill("y" * 4000)
+    expect(counter).to_have_text("4000 / 4000")
+    expect(send).to_be_enabled()
     assert tab.errors == [], "browser console errors:\n" + "\n".join(tab.errors)
