@@ -186,6 +186,7 @@ class TicketService:
     ) -> OutboundMessage:
         """The ``plan`` ack for a handed-off conversation: commitment and honest estimate."""
         promise = await self.queues.promise(ticket)
+        agent: dict[str, str] | None = None
         if self._switch().mode is Mode.BOT_ONLY:
             # Nobody takes live conversations: no queue estimate holds, only the commitment.
             promise = replace(
@@ -204,6 +205,13 @@ class TicketService:
                 "Our team isn't taking live conversations right now. I've logged your request "
                 f"(reference {ticket.reference}): {sentence}."
             )
+        elif waiting and ticket.assignee is not None and ticket.first_responded_at is not None:
+            # An agent is already talking with them: not "passed to our team" all over again.
+            agent = {"name": await self._agent_name(ticket.assignee)}
+            text = (
+                f"Thanks, {agent['name']} has your message (request {ticket.reference}) and will "
+                f"reply here; {promise.sentence}."
+            )
         elif waiting:
             text = (
                 f"Your request {ticket.reference} is with our {promise.queue_name} team. "
@@ -216,19 +224,26 @@ class TicketService:
             )
         if promise.estimate.predicted_breach:
             await self._predicted_breach(ticket, promise.estimate)
+        extra: dict[str, Any] = {
+            "queue": ticket.queue,
+            "queue_name": promise.queue_name,
+            "reference": ticket.reference,
+            "expected_reply_by": promise.estimate.stated_by.isoformat(),
+            "deadline": promise.estimate.committed_by.isoformat(),
+        }
+        if agent is not None:
+            extra["agent"] = agent
         return OutboundMessage(
             type=ReplyType.ACK,
             kind=AckKind.PLAN,
             text=text,
             in_reply_to=in_reply_to,
-            extra={
-                "queue": ticket.queue,
-                "queue_name": promise.queue_name,
-                "reference": ticket.reference,
-                "expected_reply_by": promise.estimate.stated_by.isoformat(),
-                "deadline": promise.estimate.committed_by.isoformat(),
-            },
+            extra=extra,
         )
+
+    async def _agent_name(self, agent_id: str) -> str:
+        known = next((a for a in await self._store.agents() if a.id == agent_id), None)
+        return known.name if known is not None else agent_id
 
     async def _predicted_breach(self, ticket: Ticket, estimate: eta.Estimate) -> None:
         due = estimate.committed_by

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession, web
 
-from bot.channels.base import Customer, InboundMessage
+from bot.channels.base import AckKind, Customer, InboundMessage
 from bot.handoff.config import Priority
 from bot.handoff.notify import Notifier, sign
 from bot.handoff.tickets import TicketService
@@ -388,3 +388,17 @@ async def test_overload_sends_normal_handoffs_to_the_overflow_queue_and_keeps_hi
         assert calm.queue != "billing"
     finally:
         await store.close()
+
+
+async def test_a_customer_writing_to_an_agent_who_replied_is_told_the_agent_has_it(engine):
+    await engine.agent("sam")
+    conversation = await engine.conversation()
+    ticket = await engine.tickets.escalate(conversation, "human_handoff", "hi")
+    waiting = await engine.tickets.plan(ticket, "m2", waiting=True)
+    assert "is with our Customer Support team" in waiting.text and "agent" not in waiting.extra
+    await engine.tickets.reply(ticket.id, "Hi, Sam here.", "sam", "Sam")
+    replied = await engine.store.ticket(ticket.id)
+    assert replied is not None
+    plan = await engine.tickets.plan(replied, "m3", waiting=True)
+    assert plan.text.startswith(f"Thanks, Sam has your message (request {ticket.reference})")
+    assert plan.extra["agent"] == {"name": "Sam"} and plan.kind is AckKind.PLAN
