@@ -646,7 +646,8 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
       node = h(
         "div",
         msgAttrs("ack", "plan", seq, "plan"),
-        h("div", { class: "label", text: "Passed to our team" }),
+        // An agent already talking with them: "With Alex", not "passed to our team" again.
+        h("div", { class: "label", text: f.agent && typeof f.agent.name === "string" && f.agent.name.trim() ? `With ${f.agent.name.trim()}` : "Passed to our team" }),
         h("p", { text: textOf(f) }),
         dl,
       );
