@@ -39,9 +39,11 @@ from bot.console.access import (
     AUDIT,
     THROTTLE,
     Access,
+    home_of,
     login_throttle,
     setup_sessions,
 )
+from bot.console.account import Account
 from bot.console.accounts import Accounts, Audit
 from bot.console.agent import Console
 from bot.console.articles import ArticleStore
@@ -109,7 +111,10 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.channels.web.max_body_bytes,
     )
     app[keys.SETTINGS] = settings
-    aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("bot", "templates"), autoescape=True)
+    env = aiohttp_jinja2.setup(
+        app, loader=jinja2.PackageLoader("bot", "templates"), autoescape=True
+    )
+    env.globals["home_of"] = home_of  # the console's brand link: each user's own home page
     setup_sessions(app, settings)
     app.cleanup_ctx.extend([_store, _http_client, _scale, _knowledge_base, _accounts, _core])
     app.on_startup.append(_freeze_heap)  # runs after the cleanup contexts have started
@@ -123,6 +128,7 @@ def create_app(settings: Settings) -> web.Application:
         (keys.METRICS, MetricsEndpoint.ROUTES),
         (keys.WEBHOOKS, WebhookEndpoint.ROUTES),
         (keys.ACCESS, Access.ROUTES),
+        (keys.ACCOUNT, Account.ROUTES),
         (keys.CONSOLE, Console.ROUTES),
         (keys.EDITOR, Editor.ROUTES),
         (keys.DASHBOARD, Dashboard.ROUTES),
@@ -236,6 +242,7 @@ async def _accounts(app: web.Application) -> AsyncIterator[None]:
     app[AUDIT] = Audit(store)
     app[THROTTLE] = login_throttle(app[keys.SETTINGS].console, app[keys.RATE_WINDOWS])
     app[keys.ACCESS] = Access(app[ACCOUNTS], app[AUDIT], app[THROTTLE])
+    app[keys.ACCOUNT] = Account(app[ACCOUNTS], app[AUDIT], app[THROTTLE])
     settings = app[keys.SETTINGS]
     app[keys.EDITOR] = Editor(app[keys.ARTICLES], app.get(keys.KB), app[AUDIT], settings.kb)
     yield
@@ -415,7 +422,8 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
             "components": {name: "up" if ok else "down" for name, ok in up.items()},
         }
 
-    app[keys.EMERGENCY] = EmergencyAPI(switch, pausable, status)
+    # The console offers only the channels this gateway serves (the CLI may pause any).
+    app[keys.EMERGENCY] = EmergencyAPI(switch, sorted({"web", *channels}), status)
     app[keys.METRICS] = MetricsEndpoint(
         metrics,
         store,

@@ -21,6 +21,7 @@ from bot.errors import ConfigError, PromptlyError
 from bot.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from bot.console.accounts import Accounts, Audit
     from bot.console.articles import ArticleStore
     from bot.store.open import AnyStore
     from knowledge_base import Embedder
@@ -78,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         "sees the dashboard, admin does everything and manages users",
     )
     user_commands.add_parser("list", help="list console users")
+    passwd = user_commands.add_parser(
+        "passwd", help="set a console user's password; asked for, or read from stdin"
+    )
+    passwd.add_argument("username")
     report = commands.add_parser("report", help="response-time, SLA and CSAT statistics")
     report.add_argument("--since", default="7d", help="a duration back from now (7d) or a time")
     report.add_argument("--until", help="a duration back from now or a time; default now")
@@ -534,7 +539,7 @@ async def _users(settings: Settings, args: argparse.Namespace) -> str:
     from bot.console.accounts import Accounts, Audit
     from bot.store.open import open_store
 
-    password = _new_password() if args.users_command == "add" else ""
+    password = _new_password() if args.users_command in ("add", "passwd") else ""
     store = await open_store(settings)
     try:
         accounts = Accounts(store)
@@ -546,11 +551,22 @@ async def _users(settings: Settings, args: argparse.Namespace) -> str:
                 "\t".join([u.username, u.role, *(["disabled"] if u.disabled else [])])
                 for u in users
             )
+        if args.users_command == "passwd":
+            return await _set_password(accounts, Audit(store), args.username, password)
         user = await accounts.add(args.username, password, args.role)
         await Audit(store).record("cli", "user.add", user.id, {"role": user.role})
         return f"added {user.role} {user.username}"
     finally:
         await store.close()
+
+
+async def _set_password(accounts: Accounts, audit: Audit, username: str, password: str) -> str:
+    user = next((u for u in await accounts.all() if u.username == username), None)
+    if user is None:
+        raise PromptlyError(f"no console user {username!r}: promptly users list")
+    await accounts.update(user.id, password=password)
+    await audit.record("cli", "user.update", user.id, {"password": "changed"})
+    return f"changed the password of {user.username}"
 
 
 async def _db(settings: Settings, args: argparse.Namespace) -> str:

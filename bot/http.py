@@ -224,13 +224,21 @@ CONSOLE_CSP = (
 
 @web.middleware
 async def console_headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as e:  # a page raised (the 403 page, a redirect): headers too
+        _console_headers(request, e)
+        raise
+    _console_headers(request, response)
+    return response
+
+
+def _console_headers(request: web.Request, response: web.StreamResponse) -> None:
     if request.path.startswith("/console"):
         response.headers.setdefault("Content-Security-Policy", CONSOLE_CSP)
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    return response
 
 
 class ProxiedOnly(XForwardedStrict):

@@ -10,6 +10,7 @@ from bot.agent_api import AgentAPI
 from bot.channels.web import WebChannel
 from bot.channels.webhooks import WebhookEndpoint
 from bot.console.access import Access
+from bot.console.account import Account
 from bot.console.agent import Console
 from bot.console.articles import ArticleStore
 from bot.console.dashboard import Dashboard
@@ -40,6 +41,7 @@ PAGES = web.AppKey("pages", Pages)
 WEBHOOKS = web.AppKey("webhooks", WebhookEndpoint)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 ACCESS = web.AppKey("access", Access)
+ACCOUNT = web.AppKey("account", Account)
 CONSOLE = web.AppKey("console", Console)
 ARTICLES = web.AppKey("articles", ArticleStore)
 EDITOR = web.AppKey("editor", Editor)

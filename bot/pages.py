@@ -13,7 +13,6 @@ from aiohttp import web
 from markdown_it import MarkdownIt
 
 from bot.emergency import Switch
-from bot.errors import NotFound
 from bot.store.base import Store
 from knowledge_base.chunking import github_slug
 from knowledge_base.live import LiveKnowledgeBase
@@ -88,8 +87,11 @@ class Pages:
     async def article(self, request: web.Request) -> web.Response:
         article_id = request.match_info["article_id"]
         article = self._kb.article(article_id) if self._kb else None
-        if article is None:
-            raise NotFound("not_found", f"no article {article_id!r}")
+        if article is None:  # archived, renamed, internal or never there: a page, not JSON
+            missing = {"title": "Article not found"}
+            return aiohttp_jinja2.render_template(
+                "article_missing.html", request, missing, status=404
+            )
         context: dict[str, Any] = {
             "title": article.title,
             "body_html": render_markdown(article.body),

@@ -295,7 +295,10 @@ async def demo_admin(accounts: Accounts, settings: Settings) -> str | None:
     if not path.exists():
         return None
     username, password = path.read_text().split()[:2]
-    return f"{username} / {password}  (from {path}; delete it once you have changed it)"
+    return (
+        f"{username} / {password}  (from {path}; change it at /console/account or with "
+        f"`promptly users passwd {username}`, then delete that file)"
+    )
 
 
 def _banner(

@@ -126,8 +126,24 @@ async def require_page(request: web.Request, *roles: str) -> tuple[User, str]:
     if user is None:
         raise web.HTTPFound(f"/console/login?next={quote(request.path_qs, safe='')}")
     if not user.can(*roles):
-        raise web.HTTPForbidden(text=f"This page needs the {' or '.join(roles)} role.\n")
+        raise await _forbidden_page(request, user, roles)
     return user, await csrf_token(request)
+
+
+async def _forbidden_page(
+    request: web.Request, user: User, roles: tuple[str, ...]
+) -> web.HTTPForbidden:
+    """A page in the console's layout naming the role needed and the page this user can use
+    (the JSON APIs answer ``403 forbidden`` instead)."""
+    context = {
+        "user": user,
+        "csrf_token": await csrf_token(request),
+        "title": "Not available for your role",
+        "needed": " or ".join(roles),
+        "page": None,
+    }
+    html = aiohttp_jinja2.render_string("forbidden.html", request, context)
+    return web.HTTPForbidden(text=html, content_type="text/html")
 
 
 async def csrf_token(request: web.Request) -> str:

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.console.access import require
 from bot.console.accounts import ROLES
-from bot.emergency import EmergencySwitch, Switch, mode_named
+from bot.emergency import EmergencySwitch, Mode, Switch, mode_named
+from bot.errors import Unprocessable
 from bot.http import read_json, validate
 
 _MAX_BODY = 4096
@@ -40,7 +41,7 @@ class EmergencyAPI:
     def __init__(
         self,
         switch: EmergencySwitch,
-        channels: list[str],
+        channels: list[str],  # those enabled here; the switch may pause any channel it knows
         status: Callable[[], dict[str, Any]] = dict,
     ) -> None:
         self._switch = switch
@@ -57,14 +58,26 @@ class EmergencyAPI:
         user = await require(request, "lead")
         body = validate(ModeIn, await read_json(request, _MAX_BODY))
         mode = mode_named(body.mode)
+        if mode is not Mode.NORMAL:
+            _reason_given(body.reason, "switching the bot off")
         return self._answer(await self._switch.set_mode(mode, user.username, body.reason))
 
     async def set_channel(self, request: web.Request) -> web.Response:
         user = await require(request, "lead")
         body = validate(ChannelIn, await read_json(request, _MAX_BODY))
+        if body.paused:
+            _reason_given(body.reason, "pausing a channel")
         change = self._switch.pause if body.paused else self._switch.resume
         return self._answer(await change(body.channel, user.username, body.reason))
 
     def _answer(self, switch: Switch) -> web.Response:
-        body = {**switch.to_json(), "channels": self._channels, **self._status()}
+        # The channels to offer: those this gateway serves, and any paused (to resume it).
+        channels = sorted(set(self._channels) | switch.paused)
+        body = {**switch.to_json(), "channels": channels, **self._status()}
         return web.json_response(body)
+
+
+def _reason_given(reason: str, what: str) -> None:
+    """Everyone sees the banner's reason, and the log keeps it: an empty one explains nothing."""
+    if not reason.strip():
+        raise Unprocessable("reason_required", f"{what} needs a reason", field="reason")

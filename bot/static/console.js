@@ -142,8 +142,8 @@
     const t = Date.parse(iso || "");
     return Number.isNaN(t) ? "" : timeFmt.format(new Date(t));
   }
+  /** A span of time, ahead or behind ("3m 07s"): callers say which ("late", "waiting"). */
   function fmtSpan(ms) {
-    const sign = ms < 0 ? "−" : "";
     let s = Math.floor(Math.abs(ms) / 1000);
     const d = Math.floor(s / 86400);
     s -= d * 86400;
@@ -152,9 +152,15 @@
     const mm = Math.floor(s / 60);
     const ss = s - mm * 60;
     const pad = (n) => String(n).padStart(2, "0");
-    if (d) return `${sign}${d}d ${hh}h`;
-    if (hh) return `${sign}${hh}h ${pad(mm)}m`;
-    return `${sign}${mm}m ${pad(ss)}s`;
+    if (d) return `${d}d ${hh}h`;
+    if (hh) return `${hh}h ${pad(mm)}m`;
+    return `${mm}m ${pad(ss)}s`;
+  }
+
+  /** How far past a deadline: "46s late", "3m 07s late" (no minus sign besides "late"). */
+  function fmtLate(ms) {
+    const s = Math.floor(Math.abs(ms) / 1000);
+    return s < 60 ? `${s}s late` : `${fmtSpan(ms)} late`;
   }
 
   /** A clock's state now: the server's snapshot, moved on by the browser's (corrected) clock. */
@@ -205,7 +211,7 @@
     ];
     el.dataset.level = level || "none";
     const left = Date.parse(el.dataset.due) - now();
-    el.textContent = left < 0 ? `${fmtSpan(left)} late` : fmtSpan(left);
+    el.textContent = left < 0 ? fmtLate(left) : fmtSpan(left);
     el.title = `Due ${fmtTime(el.dataset.due)}`;
   }
 
@@ -240,11 +246,18 @@
       if (!byQueue.has(t.queue)) byQueue.set(t.queue, []);
       byQueue.get(t.queue).push(t);
     }
-    const keys = [...queues.map((q) => q.queue), ...byQueue.keys()].filter((k, i, all) => all.indexOf(k) === i);
+    // Groups in the order of their first row: the queue holding the ticket closest to breach
+    // comes first (rows are sorted by deadline, so a Map keeps that order); ties keep config order.
+    const configured = (key) => {
+      const i = queues.findIndex((q) => q.queue === key);
+      return i < 0 ? Infinity : i;
+    };
+    const keys = [...byQueue.keys()].sort(
+      (a, b) => order(byQueue.get(a)[0], byQueue.get(b)[0]) || configured(a) - configured(b),
+    );
     const nodes = [];
     for (const key of keys) {
       const rows = byQueue.get(key);
-      if (!rows) continue;
       nodes.push(h("h3", { "data-queue": key, text: `${queueName(key)} · ${rows.length}` }));
       for (const t of rows) nodes.push(ticketRow(t));
     }
@@ -370,13 +383,15 @@
     $("ticket-view").dataset.status = t.status;
     const customer = (t.customer && (t.customer.name || t.customer.email)) || "Customer";
     $("t-title").textContent = `${t.reference} · ${customer}`;
+    $("t-title").title = $("t-title").textContent; // the heading shows two lines at most
     $("t-badges").replaceChildren(
       h("span", { class: `badge p-${t.priority}`, text: t.priority }),
       h("span", { class: `badge tier-${t.tier}`, text: t.tier }),
       h("span", { class: "badge", text: t.channel || "?" }),
       h("span", { class: "badge", "data-testid": "ticket-status", text: t.status.replaceAll("_", " ") }),
     );
-    const fact = (label, value) => h("div", {}, h("dt", { text: label }), h("dd", { text: value || "—" }));
+    const fact = (label, value) =>
+      h("div", { "data-fact": label.toLowerCase() }, h("dt", { text: label }), h("dd", { text: value || "—", title: value || null }));
     $("t-facts").replaceChildren(
       fact("Queue", queueName(t.queue)),
       fact("Assignee", t.assignee === ME.agentId ? `${t.assignee} (you)` : t.assignee),
@@ -638,7 +653,8 @@
   }
 
   function hitCard(hit) {
-    const href = safeHref(hit.citation && hit.citation.url);
+    // /kb/<id> never serves an internal article (to agents neither): no link that 404s.
+    const href = hit.internal ? null : safeHref(hit.citation && hit.citation.url);
     return h(
       "div",
       { class: "hit", "data-testid": "kb-hit", "data-article-id": hit.article_id },
@@ -647,7 +663,9 @@
       h(
         "div",
         { class: "foot" },
-        href ? h("a", { href, target: "_blank", rel: "noopener", text: "Open article" }) : h("span"),
+        href
+          ? h("a", { href, target: "_blank", rel: "noopener", "data-testid": "kb-open", text: "Open article" })
+          : h("span", { class: "hint", text: hit.internal ? "Agents only: not on the help centre" : "" }),
         h("button", {
           type: "button",
           "data-testid": "kb-insert",

@@ -43,8 +43,20 @@
     return line;
   }
 
+  /** Switching the bot off or pausing a channel: a reason (everyone sees it) and a yes. */
+  function confirmed(what, reason) {
+    if (!reason.value.trim()) {
+      reason.setCustomValidity(`Say why before ${what}: everyone sees the reason.`);
+      reason.reportValidity();
+      reason.addEventListener("input", () => reason.setCustomValidity(""), { once: true });
+      return false;
+    }
+    return window.confirm(`${what[0].toUpperCase()}${what.slice(1)}? Customers are affected at once.`);
+  }
+
   function controls(s) {
-    const reason = el("input", { type: "text", maxlength: "500", placeholder: "Reason (logged)", testid: "emergency-reason" });
+    const reason = el("input", { type: "text", id: "emergency-reason", maxlength: "500", placeholder: "required to switch off or pause", testid: "emergency-reason" });
+    const label = el("label", { for: "emergency-reason" }, "Reason (shown to everyone, logged)");
     const select = el("select", { testid: "emergency-mode", "aria-label": "Mode" },
       ...Object.entries(MODES).map(([value, label]) => {
         const option = el("option", { value }, label);
@@ -52,19 +64,23 @@
         return option;
       }));
     const apply = el("button", { type: "button", testid: "emergency-apply" }, "Set mode");
-    apply.addEventListener("click", () =>
-      change("PUT", "/api/console/emergency/mode", { mode: select.value, reason: reason.value }));
+    apply.addEventListener("click", () => {
+      if (select.value !== "normal" && !confirmed(`switching to “${MODES[select.value]}”`, reason)) return;
+      change("PUT", "/api/console/emergency/mode", { mode: select.value, reason: reason.value });
+    });
     const channels = s.channels.map((name) => {
       const paused = s.paused_channels.includes(name);
       const button = el("button", { type: "button", testid: `emergency-channel-${name}` },
         `${paused ? "Resume" : "Pause"} ${name}`);
-      button.addEventListener("click", () => change("PUT", "/api/console/emergency/channel",
-        { channel: name, paused: !paused, reason: reason.value }));
+      button.addEventListener("click", () => {
+        if (!paused && !confirmed(`pausing the ${name} channel`, reason)) return;
+        change("PUT", "/api/console/emergency/channel", { channel: name, paused: !paused, reason: reason.value });
+      });
       return button;
     });
     return el("details", { class: "emergency-controls" },
       el("summary", {}, "Emergency switch"),
-      el("div", { class: "emergency-row" }, select, reason, apply),
+      el("div", { class: "emergency-row" }, select, label, reason, apply),
       el("div", { class: "emergency-row" }, ...channels));
   }
 

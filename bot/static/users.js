@@ -43,7 +43,33 @@ function render(users) {
     toggle.textContent = user.disabled ? "Enable" : "Disable";
     toggle.addEventListener("click", () => change(user, { disabled: !user.disabled }));
     row.insertCell().append(toggle);
+    row.insertCell().append(passwordControl(user));
   }
+}
+
+/** A new password for someone who forgot theirs (they change it themselves afterwards). */
+function passwordControl(user) {
+  const box = document.createElement("form");
+  box.className = "set-password";
+  const input = document.createElement("input");
+  input.type = "password";
+  input.required = true;
+  input.minLength = 10;
+  input.maxLength = 1024;
+  input.autocomplete = "new-password";
+  input.placeholder = "new password";
+  input.setAttribute("aria-label", `new password for ${user.username}`);
+  input.dataset.testid = "set-password-input";
+  const button = document.createElement("button");
+  button.type = "submit";
+  button.textContent = "Set password";
+  button.dataset.testid = "set-password";
+  box.append(input, button);
+  box.addEventListener("submit", (event) => {
+    event.preventDefault();
+    change(user, { password: input.value });
+  });
+  return box;
 }
 
 async function load() {
@@ -53,7 +79,7 @@ async function load() {
 async function change(user, patch) {
   try {
     await api("PATCH", `/api/console/users/${encodeURIComponent(user.id)}`, patch);
-    status.textContent = `Saved ${user.username}.`;
+    status.textContent = patch.password ? `Set a new password for ${user.username}.` : `Saved ${user.username}.`;
   } catch (error) {
     status.textContent = error.message;
   }

@@ -10,15 +10,18 @@ the CSRF token is refused. ``make screenshots`` saves both pages to docs/screens
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 from tests.conftest import ROOT, Stack
 from tests.e2e.test_widget import BOT_REPLY, MSG, REPLY_TIMEOUT_MS, browser  # noqa: F401 (fixture)
@@ -29,6 +32,7 @@ pytestmark = pytest.mark.e2e
 SCREENSHOTS_ENV = "PROMPTLY_SCREENSHOTS"
 ADMIN, ADMIN_PASSWORD = "root", "root password 1"
 AGENT, EDITOR, PASSWORD = "alex", "erin", "a long enough pw"
+EDITOR_PASSWORD, AGENT_PASSWORD = "set by the admin", "changed by alex"
 XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=1</script>'
 
 
@@ -103,10 +107,20 @@ def test_admin_agent_editor_and_customer(
         boss.get_by_test_id("new-role").select_option(role)
         boss.get_by_test_id("add-user").click()
         expect(boss.locator(f'tr[data-username="{username}"]')).to_be_visible()
+    # The editor forgot the password: the admin sets a new one in the users page.
+    row = boss.locator(f'tr[data-username="{EDITOR}"]')
+    row.get_by_label(f"new password for {EDITOR}").fill(EDITOR_PASSWORD)
+    row.get_by_test_id("set-password").click()
+    expect(boss.get_by_test_id("users-status")).to_have_text(f"Set a new password for {EDITOR}.")
 
-    # The agent opens the console and goes online before any ticket exists.
+    # The agent opens the editor by mistake: a page in the console's layout leads back.
     agent = new_page(browser, stack, contexts)
     sign_in(agent, AGENT, PASSWORD)
+    expect(agent).to_have_url(re.compile(r"/console$"))
+    agent.goto("/console/editor")
+    expect(agent.get_by_test_id("forbidden")).to_contain_text("needs the editor role")
+    expect(agent.get_by_test_id("brand")).to_have_attribute("href", "/console")
+    agent.get_by_test_id("forbidden-home").click()
     expect(agent).to_have_url(re.compile(r"/console$"))
     agent.get_by_test_id("presence").select_option("online")
     expect(agent.get_by_test_id("queue")).to_be_visible()
@@ -159,8 +173,9 @@ def test_admin_agent_editor_and_customer(
     # The editor finds it among the content gaps and writes the article from it; the
     # customer's next question is answered from it.
     editor = new_page(browser, stack, contexts)
-    sign_in(editor, EDITOR, PASSWORD)
+    sign_in(editor, EDITOR, EDITOR_PASSWORD)
     expect(editor).to_have_url(re.compile(r"/console/editor"))
+    expect(editor.get_by_test_id("brand")).to_have_attribute("href", "/console/editor")
     gap = editor.get_by_test_id("gaps-list").locator("li", has_text="Do you offer gift wrapping?")
     expect(gap.first).to_be_visible()
     gap.first.get_by_test_id("gap-write").click()
@@ -202,6 +217,16 @@ def test_admin_agent_editor_and_customer(
     )
     boss.screenshot(path=str(shots / "dashboard.png"), full_page=True)
 
+    # The agent changes their own password from the name in the top bar.
+    agent.get_by_test_id("me").click()
+    agent.get_by_label("Current password").fill(PASSWORD)
+    agent.get_by_label("New password (at least 10 characters)").fill(AGENT_PASSWORD)
+    agent.get_by_label("Repeat the new password").fill(AGENT_PASSWORD)
+    agent.get_by_test_id("change-password").click()
+    expect(agent.get_by_test_id("password-status")).to_contain_text("Password changed")
+    agent.get_by_test_id("logout").click()
+    sign_in(agent, AGENT, AGENT_PASSWORD)
+
     for page in (boss, agent, customer, asker, editor, customer2):
         assert page.errors == [], page.errors  # type: ignore[attr-defined]
 
@@ -215,10 +240,22 @@ def test_a_lead_pauses_the_web_channel_and_the_customer_is_answered_on_resume(
     lead = new_page(browser, stack, contexts)
     sign_in(lead, admin, ADMIN_PASSWORD)
     lead.goto("/console")
+    dialogs: list[str] = []
     try:
         lead.get_by_text("Emergency switch", exact=True).click()
-        lead.get_by_test_id("emergency-reason").fill(XSS)  # a reason is shown as text
-        lead.get_by_test_id("emergency-channel-web").click()
+        # Only the channels this gateway serves; no pause without a reason and a yes.
+        expect(lead.locator('[data-testid^="emergency-channel-"]')).to_have_count(1)
+        pause = lead.get_by_test_id("emergency-channel-web")
+        pause.click()
+        reason = lead.get_by_label("Reason (shown to everyone, logged)")
+        assert reason.evaluate("el => el.validationMessage"), "an empty reason is refused"
+        reason.fill(XSS)  # a reason is shown as text
+        lead.once("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        pause.click()
+        expect(pause).to_have_text("Pause web")  # said no: nothing changed
+        lead.once("dialog", lambda d: (dialogs.append(d.message), d.accept()))
+        pause.click()
+        assert len(dialogs) == 2 and "the web channel" in dialogs[0], dialogs
         banner = lead.get_by_test_id("emergency-banner")
         expect(banner).to_contain_text("paused: web")
         expect(banner).to_contain_text("<script>")
@@ -241,3 +278,90 @@ def test_a_lead_pauses_the_web_channel_and_the_customer_is_answered_on_resume(
              "web"],
             check=True, cwd=ROOT, capture_output=True,
         )  # fmt: skip
+
+
+# What sticks out of its pane (a long name, URL or word must wrap inside it instead).
+OVERFLOWING = """() => {
+  const out = [];
+  const panes = ".ticket-pane, .kb-pane, .conversation, .ticket-head";
+  const parts = ".entry, .entry .who, .entry .who span, .hint, .hit, .hit h4";
+  for (const el of document.querySelectorAll(`${panes}, ${parts}`)) {
+    if (el.scrollWidth > el.clientWidth + 1) out.push(`${el.id || el.className} overflows`);
+  }
+  const head = document.querySelector(".ticket-head");
+  if (head.getBoundingClientRect().height > 260) out.push("the ticket header is too tall");
+  if (document.documentElement.scrollWidth > innerWidth) out.push("the page scrolls sideways");
+  return out;
+}"""
+
+
+def fake_ticket(key: str, queue: str, due_in: timedelta, name: str, text: str) -> dict[str, Any]:
+    """A ticket as ``GET /api/agent/tickets`` shows it, with one running clock."""
+    now = datetime.now(UTC)
+    clock = {"state": "running", "due": (now + due_in).isoformat(), "warn_at": None}
+    return {
+        "id": key, "reference": f"PR-{key.upper()}", "queue": queue, "priority": "normal",
+        "tier": "consumer", "channel": "web", "status": "new", "assignee": None,
+        "customer": {"id": f"c-{key}", "name": name, "email": None}, "last_message": text,
+        "waiting_since": now.isoformat(), "created_at": now.isoformat(), "reason": "human",
+        "sla": {"paused": False, "clocks": {"first_response": clock}},
+    }  # fmt: skip
+
+
+def test_the_queue_puts_the_most_pressing_group_first_and_long_text_stays_inside(
+    browser: Browser,  # noqa: F811
+    stack: Stack,
+    admin: str,
+    contexts: list[BrowserContext],
+) -> None:
+    """The console's rendering of what the API says, with the API's answers made up (routed
+    in the browser): group order, the late countdown, 500-character words, internal KB hits."""
+    page = new_page(browser, stack, contexts)
+    sign_in(page, admin, ADMIN_PASSWORD)
+    queues = [q["queue"] for q in page.request.get("/api/queues").json()["queues"]]
+    first, last = queues[0], queues[-1]
+    word, name = "Z" * 500, "Nolan " + "N" * 150
+    relaxed = fake_ticket("far", first, timedelta(hours=18), "Far", "later")
+    pressing = fake_ticket("late", last, timedelta(seconds=-46), name, f"help {word}")
+    detail = {
+        **pressing, "conversation_id": "conv-late", "notes": [], "events": [],
+        "messages": [{"seq": 1, "type": "customer", "text": f"https://example.com/{word}",
+                      "created_at": pressing["created_at"]}],
+        "now": datetime.now(UTC).isoformat(),
+    }  # fmt: skip
+    hits = [
+        {"article_id": "team-only", "title": "Team only", "score": 0.9, "passage": word,
+         "citation": {"title": "Team only", "url": "/kb/team-only"}, "internal": True},
+        {"article_id": "returns-policy", "title": "Returns", "score": 0.8, "passage": "60 days",
+         "citation": {"title": "Returns", "url": "/kb/returns-policy"}, "internal": False},
+    ]  # fmt: skip
+    answers = {
+        "/api/agent/tickets": {"tickets": [relaxed, pressing], "now": detail["now"]},
+        "/api/agent/tickets/late": detail,
+        "/api/agent/customers/c-late": {"name": name, "email": None, "tier": "consumer",
+                                        "tickets": [], "conversations": []},
+        "/api/kb/search": {"query": word, "audience": "agent", "band": None, "hits": hits},
+    }  # fmt: skip
+
+    def answer(route: Route) -> None:
+        path = route.request.url.split("?")[0].removeprefix(stack.url)
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(answers[path]))
+
+    for path in answers:
+        page.route(f"**{path}", answer)
+        page.route(f"**{path}?*", answer)
+    page.goto("/console")
+    groups = page.locator("#queue h3")
+    expect(groups).to_have_count(2)
+    assert [groups.nth(i).get_attribute("data-queue") for i in range(2)] == [last, first]
+    row = page.get_by_test_id("ticket-row").filter(has_text="PR-LATE")
+    expect(row.get_by_test_id("countdown")).to_have_text(re.compile(r"^4\ds late$"))
+    row.click()
+    expect(page.get_by_test_id("conversation")).to_contain_text("https://example.com/ZZZ")
+    hit = page.get_by_test_id("kb-hit")
+    expect(hit).to_have_count(2)
+    expect(hit.filter(has_text="Team only").get_by_test_id("kb-open")).to_have_count(0)
+    expect(hit.filter(has_text="Returns").get_by_test_id("kb-open")).to_have_count(1)
+    overflow = page.evaluate(OVERFLOWING)
+    assert overflow == [], overflow
+    assert page.errors == [], page.errors  # type: ignore[attr-defined]

@@ -106,7 +106,8 @@ async def test_a_paused_channel_acks_keeps_and_answers_on_resume(lead, fake_rasa
     client, csrf = lead
     paused = {"channel": "web", "paused": True, "reason": "bad deploy"}
     state = await call(client, "PUT", "/api/console/emergency/channel", paused, csrf=csrf)
-    assert state["paused_channels"] == ["web"] and "telegram" in state["channels"]
+    # Offered in the console: the channels this gateway serves (here the web only).
+    assert state["paused_channels"] == ["web"] and state["channels"] == ["web"]
     health = await (await client.get("/health")).json()
     assert health["channels"]["web"] == "paused"
 
@@ -162,7 +163,8 @@ async def test_bot_only_plans_promise_the_deadline_on_the_followup_queue(
 
     fake_rasa.action = escalate
     csrf = await signed_in(client, "lead")
-    await call(client, "PUT", "/api/console/emergency/mode", {"mode": "bot_only"}, csrf=csrf)
+    mode = {"mode": "bot_only", "reason": "all-hands"}
+    await call(client, "PUT", "/api/console/emergency/mode", mode, csrf=csrf)
     accepted = await (await post(client, "I want a person")).json()
     [plan] = await frames(client, accepted["conversation_id"])
     assert plan["kind"] == "plan"
@@ -187,9 +189,41 @@ async def test_only_leads_set_the_switch_and_bad_values_are_refused(
         client, "PUT", "/api/console/emergency/mode", {"mode": "panic"}, csrf=lead, status=422
     )
     assert "must be one of normal, all_to_humans, bot_only" in refused["error"]["message"]
-    unknown = {"channel": "fax", "paused": True}
+    unknown = {"channel": "fax", "paused": True, "reason": "spam"}
     await call(client, "PUT", "/api/console/emergency/channel", unknown, csrf=lead, status=422)
     assert (await call(client, "GET", "/api/console/emergency"))["mode"] == "normal"
+
+
+async def test_switching_off_or_pausing_needs_a_reason_and_lists_only_served_channels(
+    tmp_path, aiohttp_client, rasa_server
+) -> None:
+    client = await aiohttp_client(create_app(make_settings(tmp_path, rasa_server.port)))
+    csrf = await signed_in(client, "lead")
+    mode, channel = "/api/console/emergency/mode", "/api/console/emergency/channel"
+    for body in ({"mode": "bot_only"}, {"mode": "all_to_humans", "reason": "   "}):
+        refused = await call(client, "PUT", mode, body, csrf=csrf, status=422)
+        assert (refused["error"]["code"], refused["error"]["field"]) == (
+            "reason_required",
+            "reason",
+        )
+    refused = await call(
+        client, "PUT", channel, {"channel": "web", "paused": True}, csrf=csrf, status=422
+    )
+    assert refused["error"]["code"] == "reason_required"
+    shown = await call(client, "GET", "/api/console/emergency")
+    assert (shown["mode"], shown["paused_channels"], shown["channels"]) == ("normal", [], ["web"])
+    # A channel this gateway does not serve can still be paused (by the CLI, or the API), and
+    # is then offered so that it can be resumed; back to normal and resuming need no reason.
+    paused = await call(
+        client, "PUT", channel, {"channel": "telegram", "paused": True, "reason": "spam"}, csrf=csrf
+    )
+    assert paused["channels"] == ["telegram", "web"]
+    resumed = await call(
+        client, "PUT", channel, {"channel": "telegram", "paused": False}, csrf=csrf
+    )
+    assert resumed["channels"] == ["web"]
+    await call(client, "PUT", mode, {"mode": "bot_only", "reason": "all-hands"}, csrf=csrf)
+    assert (await call(client, "PUT", mode, {"mode": "normal"}, csrf=csrf))["mode"] == "normal"
 
 
 async def test_the_cli_switch_reaches_a_running_gateway(
