@@ -53,6 +53,7 @@ T = TypeVar("T")
 # Of a ticket change that other gateways' changes of the ticket kept getting in the way of, and
 # of an automatic assignment whose chosen agent another gateway filled meanwhile.
 _ATTEMPTS = 5
+_REPLY_CLOCKS = ("first_response", "next_response")  # a breach of these is a customer waiting
 
 
 class TicketService:
@@ -574,7 +575,29 @@ class TicketService:
         elif kind == "breach":
             self._alert("sla_breach", before, data, lead="notify_lead" in self._on_breach)
         if before.assignee is not None and ticket.assignee is None:
-            await self._assign(ticket, exclude=frozenset({before.assignee}))
+            ticket = await self._assign(ticket, exclude=frozenset({before.assignee})) or ticket
+        if kind == "breach" and clock in _REPLY_CLOCKS:
+            await self._late(ticket)
+
+    async def _late(self, ticket: Ticket) -> None:
+        """The reply we promised did not come in time: say so, with a new honest estimate,
+        rather than leave the customer looking at a time that has passed."""
+        promise = await self.queues.promise(ticket)
+        when = promise.sentence[:1].upper() + promise.sentence[1:]
+        await self._outbox.send(
+            ticket.conversation_id,
+            OutboundMessage(
+                type=ReplyType.SYSTEM,
+                text=f"Sorry, your request {ticket.reference} is taking longer than we said. "
+                f"{when}.",
+                extra={
+                    "reference": ticket.reference,
+                    "expected_reply_by": promise.estimate.stated_by.isoformat(),
+                },
+            ),
+            event="system_sent",
+            at=self._clock(),
+        )
 
     @property
     def _on_breach(self) -> tuple[str, ...]:

@@ -402,3 +402,23 @@ async def test_a_customer_writing_to_an_agent_who_replied_is_told_the_agent_has_
     plan = await engine.tickets.plan(replied, "m3", waiting=True)
     assert plan.text.startswith(f"Thanks, Sam has your message (request {ticket.reference})")
     assert plan.extra["agent"] == {"name": "Sam"} and plan.kind is AckKind.PLAN
+
+
+async def test_a_missed_reply_time_is_owned_up_to_with_a_new_estimate(engine):
+    await engine.agent("sam")
+    ticket = await engine.tickets.escalate(await engine.conversation(), "human_handoff", "hi")
+    due = ticket.first_response_due
+    await engine.advance_to(due - timedelta(minutes=1))
+    assert [
+        m for m in await engine.store.messages(ticket.conversation_id) if m.type == "system"
+    ] == []
+    await engine.advance_to(due + timedelta(seconds=1))
+    [late] = [m for m in await engine.store.messages(ticket.conversation_id) if m.type == "system"]
+    assert late.text.startswith(f"Sorry, your request {ticket.reference} is taking longer")
+    assert late.payload["reference"] == ticket.reference
+    assert datetime.fromisoformat(late.payload["expected_reply_by"]) > due
+    await engine.advance_to(due + timedelta(days=1))  # the breach fired once: one apology
+    assert (
+        len([m for m in await engine.store.messages(ticket.conversation_id) if m.type == "system"])
+        == 1
+    )
