@@ -79,6 +79,7 @@ from bot.store.base import Conversation
 from bot.store.open import AnyStore, describe, open_store
 from bot.store.postgres import PostgresStore
 from bot.store.sqlite import SQLiteStore
+from bot.turns import LocalTurns, SharedTurns
 from knowledge_base.isolated import IsolatedEmbedder
 
 logger = logging.getLogger(__name__)
@@ -214,6 +215,7 @@ async def _scale(app: web.Application) -> AsyncIterator[None]:
     if url is None:
         app[keys.HUB] = Hub()
         app[keys.RATE_WINDOWS] = local_windows()
+        app[keys.TURNS] = LocalTurns()
         yield
         return
     hub = RedisHub(url, prefix=scale.redis_prefix)
@@ -229,6 +231,10 @@ async def _scale(app: web.Application) -> AsyncIterator[None]:
         await hub.start()
         app[keys.HUB] = hub
         app[keys.RATE_WINDOWS] = redis_windows(client, scale.redis_prefix)
+        rasa_timeout = app[keys.SETTINGS].rasa.timeout.total_seconds()
+        app[keys.TURNS] = SharedTurns(
+            client, scale.redis_prefix, hold=rasa_timeout + 5, wait=rasa_timeout
+        )
         logger.info("sharing frames and rate limits through Redis (prefix %r)", scale.redis_prefix)
         yield
     finally:
@@ -337,6 +343,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         overloaded=lambda: watch.overloaded,
         fast=fast,
         journal=None if journal_path is None else Journal(journal_for(settings, journal_path)),
+        turns=app[keys.TURNS],
     )
     watch = OverloadWatch(
         store,

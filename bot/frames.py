@@ -31,6 +31,7 @@ def frame(message: StoredMessage) -> dict[str, Any]:
         "agent",
         "attachments",
         "csat",
+        "rated",
         "choices",
     ):
         if key in message.payload:

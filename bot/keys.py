@@ -26,6 +26,7 @@ from bot.pages import Pages
 from bot.pipeline import Pipeline
 from bot.settings import Settings
 from bot.store.base import Store
+from bot.turns import Turns
 from knowledge_base.live import LiveKnowledgeBase
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -51,3 +52,4 @@ KB_API = web.AppKey("kb_api", KnowledgeAPI)
 EMERGENCY = web.AppKey("emergency", EmergencyAPI)
 HUB = web.AppKey("hub", Hub)  # a RedisHub when [scale] redis_url is set
 RATE_WINDOWS = web.AppKey[WindowFactory]("rate_windows")  # the limits' windows ([scale])
+TURNS = web.AppKey[Turns]("turns")  # a conversation's bot turns, one at a time ([scale])

@@ -55,6 +55,7 @@ from bot.store.base import (
     StoredMessage,
     Ticket,
 )
+from bot.turns import LocalTurns, Turns
 from knowledge_base import bands
 
 logger = logging.getLogger(__name__)
@@ -151,12 +152,14 @@ class Pipeline:
         overloaded: Callable[[], bool] = lambda: False,
         fast: FastPath | None = None,
         journal: Journal | None = None,
+        turns: Turns | None = None,
     ) -> None:
         self._journal = journal  # messages the database could not take in time
         self._journal_after = settings.storage.journal_after.total_seconds()
         self._journaled: dict[Key, Journaled] = {}  # waiting for the database
         self._pushing: dict[Key, asyncio.Task[None]] = {}  # receipts from memory
         self._fast = fast  # the gateway answers plain KB questions itself (bot/fastpath.py)
+        self._turns = turns or LocalTurns()  # a conversation's turns, one at a time across gateways
         self._store = store
         self._switch = switch  # the leads' emergency switch (bot/emergency.py)
         self._overloaded = overloaded  # bot/overload_watch.py: receipts then say when
@@ -573,6 +576,7 @@ class Pipeline:
             kind=AckKind.SOLUTION if first else None,
             text=csat.thanks(written.rating),
             in_reply_to=message.client_message_id,
+            extra={"rated": {"ticket_id": ticket_id, "rating": written.rating}},
         )
         await self._reply(message, thanks, started, first=first, source="csat", last=True)
         return True
@@ -773,7 +777,7 @@ class Pipeline:
 
     async def _understand(self, message: StoredMessage, conversation: Conversation) -> Outcome:
         started = time.monotonic()
-        async with self._locks.hold(conversation.id):
+        async with self._locks.hold(conversation.id), self._turns.hold(conversation.id):
             wait_ms = _ms_since(started)
             # An earlier message of this conversation may have been handed off meanwhile.
             current = await self._store.conversation(conversation.id)

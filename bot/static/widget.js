@@ -653,6 +653,7 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
       );
       place(node, seq);
     } else if (type === "ack" || type === "answer") {
+      markRated(f.rated);
       const bubble = textBubble(f);
       const t = timeEl(f.created_at);
       node = h("div", msgAttrs(type, type === "ack" ? f.kind : "", seq, "row them bot"), bubble, choicesPrompt(f), t ? h("div", { class: "meta" }, t) : null);
@@ -704,6 +705,16 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
   // ---------------------------------------------------------------- satisfaction rating
   const MAX_COMMENT = 1000; // as the rating API allows
   let csatSerial = 0; // unique ids for the comment fields' labels
+  const csatShown = new Map(); // ticket id -> marks a rating given as a typed message
+
+  /** A rating the customer typed ("4 - quick and kind"): the reply says so (`rated`), and the
+   * buttons of that request show it as if tapped. */
+  function markRated(rated) {
+    if (!rated || typeof rated.ticket_id !== "string" || !Number.isInteger(rated.rating)) return;
+    store.set("csat:" + rated.ticket_id, rated.rating);
+    const mark = csatShown.get(rated.ticket_id);
+    if (mark) mark(rated.rating);
+  }
 
   /** One-tap 1–5 buttons when a resolved request asks for a rating (frame field `csat`); after
    * a tap, an optional comment field. */
@@ -764,10 +775,14 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
       status.textContent = error || thanks;
       return !error;
     };
-    async function tap(n) {
-      if (!(await post(n, comment, "Thanks for your rating!"))) return;
+    const press = (n) => {
       rating = n;
       for (const b of buttons) b.setAttribute("aria-pressed", String(Number(b.dataset.rating) === n));
+    };
+    csatShown.set(ticketId, press);
+    async function tap(n) {
+      if (!(await post(n, comment, "Thanks for your rating!"))) return;
+      press(n);
       store.set("csat:" + ticketId, n);
       if (!comment) form.hidden = false;
     }

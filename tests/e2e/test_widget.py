@@ -282,6 +282,21 @@ def test_rating_then_an_optional_comment_kept_when_the_rating_changes(
     assert tab.errors == [], "browser console errors:\n" + "\n".join(tab.errors)
 
 
+def test_a_typed_rating_shows_on_the_buttons(tab: Tab, stack: Stack) -> None:
+    page = tab.page
+    ticket_id = handed_off_ticket(tab, stack)
+    agent_api(stack, f"/api/agent/tickets/{ticket_id}/resolve", {"agent": SAM})
+    expect_shown(page, page.get_by_test_id("promptly-csat"), "the rating buttons")
+    box = page.get_by_test_id("promptly-input")
+    box.fill("5 - great service")
+    box.press("Enter")
+    expect(page.locator(f'{RATING}[aria-pressed="true"]')).to_have_text("5")
+    assert [(e["rating"], e["comment"]) for e in csat_events(stack, ticket_id)] == [
+        (5, "great service")
+    ]
+    assert tab.errors == [], "browser console errors:\n" + "\n".join(tab.errors)
+
+
 def overlaps(a: Locator, b: Locator) -> bool:
     box_a, box_b = a.bounding_box(), b.bounding_box()
     assert box_a and box_b

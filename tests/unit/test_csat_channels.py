@@ -130,6 +130,8 @@ async def test_web_written_rating_is_thanked_kept_from_rasa_and_a_tap_replaces_i
     replies = await frames(client, conversation_id, until=3)
     assert replies[-1]["text"] == csat.thanks(5)
     assert (replies[-1]["type"], replies[-1]["kind"]) == ("ack", "solution")
+    # The widget marks the rating on the buttons it drew for that request.
+    assert replies[-1]["rated"] == {"ticket_id": ticket.id, "rating": 5}
     [written] = await csat_events(client, conversation_id)
     assert (written.data["rating"], written.data["comment"]) == (5, "great service")
     assert written.message_id is not None and written.ticket_id == ticket.id

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from bot.hub import Hub
 from bot.hub_redis import RedisHub
 from bot.keys import HUB
 from bot.settings import REDIS_URL_ENV, load_settings
+from bot.turns import SharedTurns
 from tests.console_helpers import add_user
 from tests.services import REDIS_URL, require_redis
 from tests.unit.test_console_access import try_sign_in
@@ -237,3 +239,53 @@ async def test_health_and_metrics_show_whether_redis_is_reachable(
     # One process on its own shares nothing, and has no Redis to report.
     single = await aiohttp_client(create_app(make_settings(tmp_path / "c", rasa_server.port)))
     assert "redis" not in (await (await single.get("/health")).json())["components"]
+
+
+# -- a conversation's turns across gateways ---------------------------------------------------
+
+
+@needs_redis
+async def test_two_gateways_take_a_conversations_turns_one_at_a_time(prefix):
+    clients = Redis.from_url(REDIS_URL), Redis.from_url(REDIS_URL)
+    a, b = (SharedTurns(c, prefix, hold=5, wait=5) for c in clients)
+    order: list[str] = []
+
+    async def turn(turns: SharedTurns, conversation: str, name: str, seconds: float) -> None:
+        async with turns.hold(conversation):
+            order.append(f"{name} in")
+            await asyncio.sleep(seconds)
+            order.append(f"{name} out")
+
+    try:
+        first = asyncio.create_task(turn(a, "c1", "a", 0.3))
+        await asyncio.sleep(0.05)  # a holds c1
+        await asyncio.gather(turn(b, "c1", "b", 0), turn(b, "c2", "other", 0), first)
+        # b waited for a's turn of c1; another conversation did not wait at all.
+        assert order.index("b in") > order.index("a out")
+        assert order.index("other out") < order.index("a out")
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+async def test_without_redis_or_past_the_wait_a_turn_goes_on():
+    gone = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    started = time.monotonic()
+    async with SharedTurns(gone, "test:", hold=5, wait=5).hold("c1"):
+        pass
+    assert time.monotonic() - started < 2
+    await gone.aclose()
+
+
+@needs_redis
+async def test_a_turn_waits_at_most_its_wait(prefix):
+    client = Redis.from_url(REDIS_URL)
+    turns = SharedTurns(client, prefix, hold=5, wait=0.2)
+    try:
+        async with turns.hold("c1"):
+            started = time.monotonic()
+            async with turns.hold("c1"):  # another gateway's turn, stuck: go on after 0.2 s
+                waited = time.monotonic() - started
+        assert 0.15 < waited < 2
+    finally:
+        await client.aclose()
