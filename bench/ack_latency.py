@@ -1418,6 +1418,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--grace", type=float, default=15, help="seconds to wait for stragglers")
     parser.add_argument("--window", type=float, default=2.0, help="promised ack window, seconds")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--kb",
+        default="",
+        help='more lines for the gateways\' [kb] table, e.g. "fast_path = false" to measure '
+        "the acks without the answer fast path",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
     args = parser.parse_args(argv)
     try:
@@ -1483,7 +1489,7 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.monotonic()
                 if orchestrator is not None:
                     try:
-                        with orchestrator.stack(scenario, rate) as stack:
+                        with orchestrator.stack(scenario, rate, kb=args.kb) as stack:
                             print(f"  stack ready in {time.monotonic() - t:.0f}s", flush=True)
                             result = run_one(scenario, rate, args, stack, run_number)
                     except (PromptlyError, RuntimeError, OSError, aiohttp.ClientError) as e:
