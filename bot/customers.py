@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from bot.agent_models import CHANNELS
 from bot.handoff.config import Tier
 from bot.store.base import Store
-
-if TYPE_CHECKING:
-    from _csv import Reader as _Reader
+from knowledge_base.importers import csv_rows
 
 REQUIRED = ("channel", "external_id", "tier")
 OPTIONAL = ("name", "email", "language")
@@ -64,7 +60,7 @@ def parse(path: Path) -> tuple[list[Row], list[str]]:
     if missing:
         return [], [f"{path}:1: missing column(s) {', '.join(missing)}"]
     rows, rejected = [], []
-    for line, cells in _numbered(reader):
+    for line, cells in csv_rows(reader):
         where = f"{path}:{line}"
         if isinstance(cells, csv.Error):
             rejected.append(f"{where}: unreadable row: {cells}")
@@ -79,24 +75,6 @@ def parse(path: Path) -> tuple[list[Row], list[str]]:
         except ValueError as e:
             rejected.append(f"{where}: {e}")
     return rows, rejected
-
-
-def _numbered(reader: _Reader) -> Iterator[tuple[int, list[str] | csv.Error]]:
-    """Each row with the line it starts on (a quoted cell may span lines); a row the reader
-    cannot read (a cell over the csv module's size limit) is its error, and reading goes on."""
-    end = reader.line_num
-    while True:
-        start = end + 1
-        try:
-            cells: list[str] | csv.Error = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as e:
-            cells = e
-        if reader.line_num == end:  # nothing consumed: the reader cannot go on
-            return
-        end = reader.line_num
-        yield start, cells
 
 
 def _row(values: dict[str, str]) -> Row:

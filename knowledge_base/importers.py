@@ -223,7 +223,7 @@ def _parse_csv(path: Path, text: str, into: Parsed) -> None:
             )
         )
         return
-    for line, row in _csv_rows(reader):
+    for line, row in csv_rows(reader):
         location = Location(path, line)
         if isinstance(row, csv.Error):
             into.problems.append(Problem(location, f"unreadable CSV row: {row}"))
@@ -239,7 +239,7 @@ def _parse_csv(path: Path, text: str, into: Parsed) -> None:
         _add(into, location, functools.partial(_csv_article, path, cells))
 
 
-def _csv_rows(reader: _CSVReader) -> Iterator[tuple[int, list[str] | csv.Error]]:
+def csv_rows(reader: _CSVReader) -> Iterator[tuple[int, list[str] | csv.Error]]:
     """Each row with the line it starts on (a quoted cell may span lines). A row the reader
     refuses (a cell over the csv module's size limit) is its error, and reading goes on at
     the next line, so one bad row never hides the rows after it."""
