@@ -819,9 +819,18 @@ async def health(url: str) -> dict[str, Any]:
 
 async def database_up_after(url: str, timeout: float) -> float:
     """Seconds until /health says the database is up (journal replayed), or NaN."""
+    return await _health_after(url, timeout, lambda h: h.get("components", {}).get("database"))
+
+
+async def healthy_after(url: str, timeout: float) -> float:
+    """Seconds until /health says every component is up again, or NaN."""
+    return await _health_after(url, timeout, lambda h: "up" if h.get("status") == "ok" else None)
+
+
+async def _health_after(url: str, timeout: float, state: Any) -> float:
     began = time.monotonic()
     while time.monotonic() - began < timeout:
-        if (await health(url)).get("components", {}).get("database") == "up":
+        if state(await health(url)) == "up":
             return time.monotonic() - began
         await asyncio.sleep(0.5)
     return math.nan
@@ -1022,6 +1031,9 @@ async def postgres_redis(suite: Suite, options: Options) -> Row:
                 seen["database up at"] = time.time()
                 await asyncio.sleep(options.after)
                 await outage("redis", options.redis_down, redis.kill, redis.start)
+                # The gateway resubscribes to Redis with a backoff (up to 5 s): /health says
+                # redis down until it has.
+                seen["healthy in"] = await healthy_after(gateway.url, 30)
                 await asyncio.sleep(options.after)
                 seen["health after"] = await health(gateway.url)
 
@@ -1043,7 +1055,8 @@ async def postgres_redis(suite: Suite, options: Options) -> Row:
                 f"database {during['postgres']} during it and up "
                 f"{seen.get('replayed in', math.nan):.1f} s after the restart (journal "
                 f"replayed); Redis killed (SIGKILL) for {seen.get('redis down', math.nan):.1f} s "
-                f"(restarted empty), /health said database {during['redis']} meanwhile; "
+                f"(restarted empty), /health said database {during['redis']} meanwhile and "
+                f"all up {seen.get('healthy in', math.nan):.1f} s after its restart; "
                 f"{len(refused)} messages got a 5xx at least once"
             )
             if late := late_acks(customers, frames, options.window):
