@@ -386,17 +386,12 @@ class TicketService:
             data={"agent": agent_id},
             conversation_state=ConversationState.BOT,
         )
-        await self._outbox.send(
-            ticket.conversation_id,
-            OutboundMessage(
-                type=ReplyType.SYSTEM,
-                text=f"Your request {ticket.reference} has been resolved. "
-                f"You can keep chatting with the assistant here.\n{csat.QUESTION}",
-                # The widget renders the scale as buttons; platforms show the text.
-                extra={"csat": csat.question(ticket)},
-            ),
-            event="system_sent",
-            at=self._clock(),
+        await self._tell(
+            ticket,
+            f"Your request {ticket.reference} has been resolved. "
+            f"You can keep chatting with the assistant here.\n{csat.QUESTION}",
+            # The widget renders the scale as buttons; platforms show the text.
+            {"csat": csat.question(ticket)},
         )
         await self.assign_waiting()  # the agent has a free slot now
         return ticket
@@ -584,19 +579,20 @@ class TicketService:
         rather than leave the customer looking at a time that has passed."""
         promise = await self.queues.promise(ticket)
         when = promise.sentence[:1].upper() + promise.sentence[1:]
+        await self._tell(
+            ticket,
+            f"Sorry, your request {ticket.reference} is taking longer than we said. {when}.",
+            {
+                "reference": ticket.reference,
+                "expected_reply_by": promise.estimate.stated_by.isoformat(),
+            },
+        )
+
+    async def _tell(self, ticket: Ticket, text: str, extra: dict[str, Any]) -> None:
+        """A notice to the customer about their request (a ``system`` frame)."""
+        notice = OutboundMessage(type=ReplyType.SYSTEM, text=text, extra=extra)
         await self._outbox.send(
-            ticket.conversation_id,
-            OutboundMessage(
-                type=ReplyType.SYSTEM,
-                text=f"Sorry, your request {ticket.reference} is taking longer than we said. "
-                f"{when}.",
-                extra={
-                    "reference": ticket.reference,
-                    "expected_reply_by": promise.estimate.stated_by.isoformat(),
-                },
-            ),
-            event="system_sent",
-            at=self._clock(),
+            ticket.conversation_id, notice, event="system_sent", at=self._clock()
         )
 
     @property
