@@ -257,7 +257,10 @@ def _spans_from(calendar: Calendar, day: date) -> Iterator[Span]:
         day += _DAY
 
 
-def _day_spans(calendar: Calendar, day: date) -> list[Span]:
+# Every deadline and every SLA clock walks these days again; the time-zone arithmetic was
+# most of an escalation's cost on the event loop.
+@functools.lru_cache(maxsize=8192)
+def _day_spans(calendar: Calendar, day: date) -> tuple[Span, ...]:
     tz = calendar.timezone
     spans = []
     for opens, closes in calendar.hours_on(day):
@@ -265,7 +268,7 @@ def _day_spans(calendar: Calendar, day: date) -> list[Span]:
         span = _to_utc(day, opens, tz), _to_utc(close_day, closes, tz)
         if span[0] < span[1]:  # a shift inside a spring-forward gap is empty
             spans.append(span)
-    return spans
+    return tuple(spans)
 
 
 def _merge(spans: Iterator[Span]) -> Iterator[Span]:
@@ -310,7 +313,7 @@ def _next_open_day(calendar: Calendar, day: date) -> date:
     return day
 
 
-def _clamp(moment: datetime, spans: list[Span]) -> datetime:
+def _clamp(moment: datetime, spans: Sequence[Span]) -> datetime:
     if moment < spans[0][0]:
         return spans[0][0]
     return min(moment, max(closes for opens, closes in spans if opens <= moment))

@@ -39,6 +39,7 @@ from bot.store.base import (
     Ticket,
     TicketChange,
 )
+from bot.store.checkpoint import Checkpointer
 from bot.store.common import SCHEMA_VERSION as SCHEMA_VERSION  # re-exported (tests read it)
 from bot.store.common import (
     agent_from_row,
@@ -94,6 +95,8 @@ _PRAGMAS = (
     "synchronous=NORMAL",  # durable across process crashes; WAL keeps it consistent
     "foreign_keys=ON",
     "busy_timeout=5000",
+    "temp_store=MEMORY",  # each batched write's savepoint journal: memory, not a temp file
+    "wal_autocheckpoint=0",  # bot/store/checkpoint.py does it, off the store's thread
 )
 
 
@@ -173,9 +176,10 @@ class SQLiteStore:
     ``_read``. A caller cancelled after its operation started does not undo it.
     """
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, checkpointer: Checkpointer | None = None) -> None:
         self._db = db
         self._worker = SQLiteWorker(db)
+        self._checkpointer = checkpointer
 
     @classmethod
     async def open(cls, path: Path) -> SQLiteStore:
@@ -184,13 +188,16 @@ class SQLiteStore:
         try:
             await store._read(store._create_schema)
             await store._tx(store._check_version)
+            store._checkpointer = await asyncio.to_thread(Checkpointer, path)
         except BaseException:
             await store.close()
             raise
         return store
 
     async def close(self) -> None:
-        await self._worker.close()
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.close)
+        await self._worker.close()  # the last connection's close checkpoints the rest
 
     async def run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
         """Run ``fn(connection)`` on the database thread, as one atomic write when ``write``.
