@@ -59,7 +59,7 @@ from report import write_section
 
 from bot.durations import format_duration
 from bot.errors import PromptlyError
-from bot.pipeline import RECEIPT_BY_TEXT, RECEIPT_DOWN_TEXT, RECEIPT_TEXT
+from bot.pipeline import RECEIPT_BUSY_TEXT, RECEIPT_BY_TEXT, RECEIPT_DOWN_TEXT, RECEIPT_TEXT
 from bot.settings import ChannelsSettings, PlatformChannelSettings
 
 if str(ROOT) not in sys.path:
@@ -208,7 +208,8 @@ def sent_text(channel: str, call: Call) -> str:
 def kind_of(text: str) -> int:
     text = text.strip()
     receipt_by = RECEIPT_BY_TEXT.partition("{")[0]
-    if text.startswith((RECEIPT_TEXT, RECEIPT_DOWN_TEXT[:40], receipt_by)):
+    receipt_busy = RECEIPT_BUSY_TEXT.partition("{")[0]
+    if text.startswith((RECEIPT_TEXT, RECEIPT_DOWN_TEXT[:40], receipt_by, receipt_busy)):
         return KIND_RECEIPT
     if PLAN.match(text):
         return KIND_PLAN
@@ -485,6 +486,8 @@ class ChannelRun:
     errors: dict[str, Counter[str]] = field(default_factory=dict)
     server_ack_ms: dict[str, Floats] = field(default_factory=dict)
     send_call_ms: dict[str, Floats] = field(default_factory=dict)  # received -> send call
+    # The first reply's kind per entry of send_call_ms: receipt, solution (the answer), plan.
+    send_call_kinds: dict[str, npt.NDArray[np.str_]] = field(default_factory=dict)
     failed_deliveries: Counter[str] = field(default_factory=Counter)
     log_levels: Counter[str] = field(default_factory=Counter)
     rasa_startup: float = math.nan
@@ -549,8 +552,9 @@ def read_gateway(run: ChannelRun, stack: Stack, plan: Plan) -> None:
             # Webhook received (the inbound message's time) to the first send call of the
             # first reply to it, both on the gateway's clock.
             calls = db.execute(
+                # SQLite takes a bare column (o.kind) from the row min() picks.
                 "SELECT i.channel, i.sender, i.created_at, min(json_extract(o.delivery, "
-                "'$.first_call_at')) FROM messages i JOIN messages o "
+                "'$.first_call_at')), o.kind FROM messages i JOIN messages o "
                 "ON o.conversation_id = i.conversation_id AND o.direction = 'out' "
                 "AND o.in_reply_to = i.client_message_id WHERE i.direction = 'in' "
                 "GROUP BY i.id"
@@ -568,15 +572,18 @@ def read_gateway(run: ChannelRun, stack: Stack, plan: Plan) -> None:
             latencies[channel].append(float(latency))
     run.server_ack_ms = {k: np.array(v, dtype=np.float64) for k, v in latencies.items()}
     to_call: dict[str, list[float]] = {name: [] for name in NAMES}
-    for channel, sender, received, first_call in calls:
+    call_kinds: dict[str, list[str]] = {name: [] for name in NAMES}
+    for channel, sender, received, first_call, kind in calls:
         if (channel, sender) not in senders:
             continue  # warm-up
+        call_kinds[channel].append(str(kind))
         if first_call is None:  # never sent: as late as can be
             to_call[channel].append(math.inf)
             continue
         delta = datetime.fromisoformat(first_call) - datetime.fromisoformat(received)
         to_call[channel].append(delta.total_seconds() * 1000.0)
     run.send_call_ms = {k: np.array(v, dtype=np.float64) for k, v in to_call.items()}
+    run.send_call_kinds = {k: np.array(v, dtype=np.str_) for k, v in call_kinds.items()}
     run.failed_deliveries = Counter({str(channel): int(n) for channel, n in failed})
 
 
@@ -654,6 +661,16 @@ class Stats:
     def send_call_ms(self) -> Floats:
         return self._gateway(self.run.send_call_ms)
 
+    def send_call_ms_of(self, kind: str) -> Floats:
+        """The send-call latencies of first replies of one kind (receipt, solution, plan)."""
+        names = NAMES if self.name == "all" else (self.name,)
+        found = [
+            self.run.send_call_ms[n][self.run.send_call_kinds[n] == kind]
+            for n in names
+            if n in self.run.send_call_ms and n in self.run.send_call_kinds
+        ]
+        return np.concatenate(found) if found else np.zeros(0)
+
     def _gateway(self, measured: dict[str, Floats]) -> Floats:
         names = NAMES if self.name == "all" else (self.name,)
         found = [measured[n] for n in names if n in measured]
@@ -714,6 +731,8 @@ def detail_table(run: ChannelRun) -> list[list[str]]:
             "received → ack's send call p50 ms",
             "p99 ms",
             "max ms",
+            "receipts: p99 ms (n)",
+            "answers as the ack: p99 ms (n)",
             "gateway-side ack stored p50 ms",
             "p99 ms",
             "2xx responses",
@@ -728,12 +747,17 @@ def detail_table(run: ChannelRun) -> list[list[str]]:
                 _f(_pct(call, 50)),
                 _f(_pct(call, 99)),
                 _f(_max(call)),
+                *(_p99_of(s.send_call_ms_of(kind)) for kind in ("receipt", "solution")),
                 _f(_pct(server, 50)),
                 _f(_pct(server, 99)),
                 f"{ok}/{s.sent}",
             ]
         )
     return rows
+
+
+def _p99_of(values: Floats) -> str:
+    return f"{_f(_pct(values, 99))} ({values.size})" if values.size else "– (0)"
 
 
 def checks(run: ChannelRun) -> list[Check]:
@@ -851,7 +875,10 @@ def method_text(args: argparse.Namespace, windows: Mapping[str, float]) -> str:
             "gateway waits that long at most for the answer and sends it as the ack (else a "
             "receipt; bot/ack.py), so a `solution` ack takes as long as Rasa did. Email is "
             "receipt-first (`answer_as_ack = false`): its ack is a receipt saying when the "
-            "answer will come, sent at once, and the answer follows. "
+            "answer will come, sent at once, and the answer follows. The details split the "
+            "send-call latency by the first reply's kind (its `kind` in the gateway's "
+            "database): *receipts* is the ack path alone; *answers as the ack* waited for the "
+            "answer, which the target counts too. "
             "*gateway-side ack* is the gateway's own first-reply latency from its event log, "
             "from when it starts storing the message to when the reply is stored; the rest of "
             "the client's number is the webhook's way in (HTTP, signature check) and the "
