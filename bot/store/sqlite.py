@@ -178,17 +178,22 @@ class SQLiteStore:
 
     def __init__(self, db: sqlite3.Connection, checkpointer: Checkpointer | None = None) -> None:
         self._db = db
-        self._worker = SQLiteWorker(db)
         self._checkpointer = checkpointer
+        self._worker = SQLiteWorker(db, when_idle=checkpointer.when_idle if checkpointer else None)
 
     @classmethod
     async def open(cls, path: Path) -> SQLiteStore:
         path.parent.mkdir(parents=True, exist_ok=True)
-        store = cls(await asyncio.to_thread(_connect, path))
+        db = await asyncio.to_thread(_connect, path)
+        try:
+            checkpointer = await asyncio.to_thread(Checkpointer, path)
+        except BaseException:
+            db.close()
+            raise
+        store = cls(db, checkpointer)
         try:
             await store._read(store._create_schema)
             await store._tx(store._check_version)
-            store._checkpointer = await asyncio.to_thread(Checkpointer, path)
         except BaseException:
             await store.close()
             raise

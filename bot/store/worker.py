@@ -36,9 +36,15 @@ _Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
 
 class SQLiteWorker:
-    def __init__(self, db: sqlite3.Connection, max_batch: int = 64) -> None:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        max_batch: int = 64,
+        when_idle: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
         self._db = db
         self._max_batch = max_batch
+        self._when_idle = when_idle  # run on this thread whenever nothing is queued
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
         self._thread = threading.Thread(target=self._main, name="sqlite", daemon=True)
@@ -74,6 +80,8 @@ class SQLiteWorker:
                     break
             stopping = job is None
             _settle(self._run_batch([j for j in batch if not j.future.cancelled()]))
+            if self._when_idle is not None and not stopping and self._jobs.empty():
+                self._when_idle(self._db)
         self._db.close()
 
     def _run_batch(self, batch: list[_Job]) -> list[_Outcome]:
