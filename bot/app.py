@@ -67,6 +67,7 @@ from bot.hub_redis import RedisHub
 from bot.journal import Journal
 from bot.kb_api import KnowledgeAPI
 from bot.knowledge import embedder_for, load_live_knowledge_base
+from bot.latency import LoopLag
 from bot.limits import ClientLimits, local_windows, redis_windows
 from bot.metrics import Metrics, MetricsEndpoint
 from bot.nlu import RasaClient
@@ -329,6 +330,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     if kb is not None and settings.kb.fast_path:
         project = settings.path(settings.rasa.project)
         fast = await fastpath.build(project, kb.embed, gate_floor=settings.kb.fast_gate)
+    loop_lag = LoopLag()
     pipeline = Pipeline(
         store,
         outbox,
@@ -344,6 +346,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         fast=fast,
         journal=None if journal_path is None else Journal(journal_for(settings, journal_path)),
         turns=app[keys.TURNS],
+        loop_lag=loop_lag,
     )
     watch = OverloadWatch(
         store,
@@ -459,6 +462,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(feed.run(agent_api.views.by_id)),
         asyncio.create_task(switch.watch()),
         asyncio.create_task(watch.run()),
+        asyncio.create_task(loop_lag.run()),
     ]
     if kb is not None:
         background.append(asyncio.create_task(app[keys.ARTICLES].watch(kb)))

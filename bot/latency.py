@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import Iterator
@@ -51,3 +52,27 @@ class LatencyGauge:
             started = time.monotonic()
             yield
             self.observe(time.monotonic() - started)
+
+
+class LoopLag:
+    """How late the event loop runs a timer, smoothed: the gateway's own saturation.
+
+    Work that only makes answers sooner (the answer fast path) yields when this grows, so the
+    acks keep the loop: measured at 500 msg/s with Rasa up, the fast path's turns pushed the
+    ack p99 from 255 ms to 1.1 s and out of the window over a minute.
+    """
+
+    def __init__(self, interval: float = 0.05, weight: float = 0.2) -> None:
+        self.interval = interval
+        self.lag = 0.0  # seconds
+        self._weight = weight
+
+    def observe(self, late: float) -> None:
+        self.lag += self._weight * (max(late, 0.0) - self.lag)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(self.interval)
+            self.observe(loop.time() - started - self.interval)

@@ -40,7 +40,7 @@ from bot.fastpath import FastPath
 from bot.handoff import csat, eta, routing
 from bot.handoff.tickets import TicketService
 from bot.journal import Entry, Journal, Key, key_of, topic
-from bot.latency import LatencyGauge
+from bot.latency import LatencyGauge, LoopLag
 from bot.locks import KeyedLocks
 from bot.metrics import Metrics
 from bot.nlu import RasaClient
@@ -153,12 +153,14 @@ class Pipeline:
         fast: FastPath | None = None,
         journal: Journal | None = None,
         turns: Turns | None = None,
+        loop_lag: LoopLag | None = None,
     ) -> None:
         self._journal = journal  # messages the database could not take in time
         self._journal_after = settings.storage.journal_after.total_seconds()
         self._journaled: dict[Key, Journaled] = {}  # waiting for the database
         self._pushing: dict[Key, asyncio.Task[None]] = {}  # receipts from memory
         self._fast = fast  # the gateway answers plain KB questions itself (bot/fastpath.py)
+        self._lag = loop_lag  # the fast path sheds while the loop lags (acks first)
         self._turns = turns or LocalTurns()  # a conversation's turns, one at a time across gateways
         self._store = store
         self._switch = switch  # the leads' emergency switch (bot/emergency.py)
@@ -187,6 +189,9 @@ class Pipeline:
         self._storage_again = False  # more waits since that resume began: it must run again
         self._kb_latency = LatencyGauge(initial=0.05, parallelism=2)
         self._kb_budget = self._settings.channels.web.promise.total_seconds() / 2
+        self._shed_lag = self._settings.kb.fast_shed_lag.total_seconds()
+        self._shedding = False
+        self.fast_shed = 0  # turns the fast path left to Rasa because the loop lagged
         queue = settings.queues.get(settings.routing.default_queue)
         calendar = settings.calendars.get(queue.calendar if queue else "default")
         self._tz = ZoneInfo(calendar.timezone if calendar else "UTC")  # receipts' clock times
@@ -858,6 +863,17 @@ class Pipeline:
             return None
         if self._nlu.expected_latency() is None:
             return None  # Rasa down: the degraded path's rules apply, not Rasa's own
+        shedding = self._lag is not None and self._lag.lag > self._shed_lag
+        if shedding != self._shedding:
+            self._shedding = shedding
+            lag_ms = 0.0 if self._lag is None else self._lag.lag * 1000
+            if shedding:
+                logger.warning("event loop %.0f ms late: the fast path yields to the acks", lag_ms)
+            else:
+                logger.info("event loop back to %.0f ms late: the fast path resumes", lag_ms)
+        if shedding:
+            self.fast_shed += 1
+            return None  # the gateway is saturated: its own answers would slow every ack
         started = time.monotonic()
         try:
             with self._kb_latency.measure():  # the gate embeds with the KB's model

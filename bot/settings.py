@@ -129,6 +129,8 @@ class KBSettings(_Section):
     # on Rasa's data/nlu.yml, is at least ``fast_gate`` sure; everything else goes to Rasa.
     fast_path: bool = True
     fast_gate: float = Field(0.7, gt=0, le=1)
+    # The fast path yields to the acks while the event loop runs timers this late (smoothed).
+    fast_shed_lag: Duration = timedelta(milliseconds=20)
     enabled: bool = True
     # The gateway embeds in a child process so the model never holds the event loop's GIL.
     isolate: bool = True
