@@ -534,9 +534,19 @@ textarea:focus { outline: none; border-color: var(--accent); box-shadow: 0 0 0 3
     return frag;
   }
 
+  /** The answer's closing "Source: <title>" line is for text-only channels; here the
+   * citation list under it names and links the same article, so the line goes. */
+  const SOURCE_LINE = /\n\nSource: ([^\n]+)$/;
+  function withoutSourceLine(text, cites) {
+    const m = SOURCE_LINE.exec(text);
+    if (!m || !cites) return text;
+    const listed = Array.from(cites.querySelectorAll("li"), (li) => li.textContent.trim());
+    return listed.includes(m[1].trim()) ? text.slice(0, m.index) : text;
+  }
+
   function textBubble(f) {
-    const bubble = h("div", { class: "bubble" }, richText(textOf(f)));
     const cites = citationsList(f.citations);
+    const bubble = h("div", { class: "bubble" }, richText(withoutSourceLine(textOf(f), cites)));
     if (cites) bubble.append(cites);
     return bubble;
   }

@@ -127,6 +127,8 @@ def test_answer_with_delivery_citation(tab: Tab, promptly_url: str) -> None:
     assert href.startswith(("http://", "https://")), href
     expect(link).to_have_attribute("target", "_blank")
     expect(link).to_have_attribute("rel", re.compile(r"\bnoopener\b"))
+    # The linked citation names the source; the text's "Source: <title>" line is not repeated.
+    expect(delivery_answer(page).first).not_to_contain_text("Source:")
     first_reply = page.locator(BOT_REPLY).first
     expect(first_reply).to_have_attribute("data-type", "ack")
     expect(first_reply).to_have_attribute("data-kind", re.compile(r"^(solution|receipt)$"))
