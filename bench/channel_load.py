@@ -663,13 +663,10 @@ class Stats:
 
     def send_call_ms_of(self, kind: str) -> Floats:
         """The send-call latencies of first replies of one kind (receipt, solution, plan)."""
-        names = NAMES if self.name == "all" else (self.name,)
-        found = [
-            self.run.send_call_ms[n][self.run.send_call_kinds[n] == kind]
-            for n in names
-            if n in self.run.send_call_ms and n in self.run.send_call_kinds
-        ]
-        return np.concatenate(found) if found else np.zeros(0)
+        kinds = self.run.send_call_kinds
+        return self._gateway(
+            {n: ms[kinds[n] == kind] for n, ms in self.run.send_call_ms.items() if n in kinds}
+        )
 
     def _gateway(self, measured: dict[str, Floats]) -> Floats:
         names = NAMES if self.name == "all" else (self.name,)

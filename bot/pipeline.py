@@ -191,7 +191,6 @@ class Pipeline:
         self._kb_budget = self._settings.channels.web.promise.total_seconds() / 2
         self._shed_lag = self._settings.kb.fast_shed_lag.total_seconds()
         self._shedding = False
-        self.fast_shed = 0  # turns the fast path left to Rasa because the loop lagged
         queue = settings.queues.get(settings.routing.default_queue)
         calendar = settings.calendars.get(queue.calendar if queue else "default")
         self._tz = ZoneInfo(calendar.timezone if calendar else "UTC")  # receipts' clock times
@@ -863,17 +862,8 @@ class Pipeline:
             return None
         if self._nlu.expected_latency() is None:
             return None  # Rasa down: the degraded path's rules apply, not Rasa's own
-        shedding = self._lag is not None and self._lag.lag > self._shed_lag
-        if shedding != self._shedding:
-            self._shedding = shedding
-            lag_ms = 0.0 if self._lag is None else self._lag.lag * 1000
-            if shedding:
-                logger.warning("event loop %.0f ms late: the fast path yields to the acks", lag_ms)
-            else:
-                logger.info("event loop back to %.0f ms late: the fast path resumes", lag_ms)
-        if shedding:
-            self.fast_shed += 1
-            return None  # the gateway is saturated: its own answers would slow every ack
+        if self._saturated():
+            return None  # the fast path's own work would slow every ack: Rasa's turn
         started = time.monotonic()
         try:
             with self._kb_latency.measure():  # the gate embeds with the KB's model
@@ -919,6 +909,20 @@ class Pipeline:
                 stages={"kb": _ms_since(started)},
             )
         return None
+
+    def _saturated(self) -> bool:
+        """Does the event loop run late (``kb.fast_shed_lag``)? Logged when that changes."""
+        lag = 0.0 if self._lag is None else self._lag.lag
+        shedding = lag > self._shed_lag
+        if shedding != self._shedding:
+            self._shedding = shedding
+            if shedding:
+                logger.warning(
+                    "event loop %.0f ms late: the fast path yields to the acks", lag * 1e3
+                )
+            else:
+                logger.info("event loop back to %.0f ms late: the fast path resumes", lag * 1e3)
+        return shedding
 
     def _kb_answer(self, hit: Any, conversation: Conversation) -> OutboundMessage:
         limit = self._answer_limit(conversation)

@@ -62,7 +62,7 @@ class Checkpointer:
         try:
             db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         except sqlite3.Error as e:
-            logger.warning("WAL truncation failed: %s", e)
+            logger.warning("WAL restart failed: %s", e)
 
     def _checkpoint(self) -> None:
         try:
